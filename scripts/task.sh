@@ -1,0 +1,4 @@
+#!/bin/sh
+echo "Starting task script."
+# Something complicated...
+echo "Task complete."

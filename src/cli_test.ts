@@ -1,0 +1,57 @@
+import { deepStrictEqual as assertEquals, throws } from "node:assert/strict";
+import { parseBindAddress, parseCli, parseDuration, UsageError } from "./cli.ts";
+
+Deno.test("parseCli() defaults: all namespaces, 15 s, info, probes on :8081 and metrics on :8080", () => {
+  const o = parseCli([]);
+  assertEquals(o.command, "run");
+  assertEquals(o.namespaces, []);
+  assertEquals(o.intervalMs, 15_000);
+  assertEquals(o.logLevel, "info");
+  assertEquals(o.healthProbeBindAddress, ":8081");
+  assertEquals(o.metricsBindAddress, ":8080");
+  assertEquals(o.once, false);
+});
+
+Deno.test("parseCli() reads repeated --namespace, --once, --dry-run and subcommands", () => {
+  const o = parseCli([
+    "--namespace",
+    "a",
+    "--namespace=b",
+    "--once",
+    "--dry-run",
+    "--interval",
+    "2m",
+  ]);
+  assertEquals([o.namespaces, o.once, o.dryRun, o.intervalMs], [["a", "b"], true, true, 120_000]);
+  assertEquals(parseCli(["scripts"]).command, "scripts");
+  assertEquals(parseCli(["--version"]).command, "version");
+  assertEquals(parseCli(["-h"]).command, "help");
+});
+
+Deno.test("parseCli() rejects bad input with the fix in the message", () => {
+  const cases: [string[], RegExp][] = [
+    [["--interval", "soon"], /--interval "soon".*15s/],
+    [["--namespace", "Bad_NS"], /not a valid namespace/],
+    [["--log-level", "loud"], /--log-level "loud"/],
+    [["--log-format", "xml"], /json or text/],
+    [["--concurrency", "0"], /1 to 100/],
+    [["frobnicate"], /unknown command "frobnicate"/],
+    [["--nope"], /see --help/],
+    [["--metrics-bind-address", "8080"], /HOST:PORT/],
+  ];
+  for (const [args, pattern] of cases) {
+    throws(() => parseCli(args), (e: Error) => e instanceof UsageError && pattern.test(e.message));
+  }
+});
+
+Deno.test("parseDuration() and parseBindAddress()", () => {
+  assertEquals(parseDuration("500ms"), 500);
+  assertEquals(parseDuration("1.5s"), 1500);
+  assertEquals(parseDuration("10"), 10_000);
+  assertEquals(parseDuration("1h"), 3_600_000);
+  assertEquals(parseDuration("x"), undefined);
+  assertEquals(parseBindAddress(":8081"), { hostname: "0.0.0.0", port: 8081 });
+  assertEquals(parseBindAddress("127.0.0.1:9"), { hostname: "127.0.0.1", port: 9 });
+  assertEquals(parseBindAddress("0"), undefined);
+  assertEquals(parseBindAddress("nope"), null);
+});

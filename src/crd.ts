@@ -1,0 +1,220 @@
+/**
+ * The ScriptRun CustomResourceDefinition, built from the same defaults the operator uses.
+ * `deploy/crd.yaml` is generated from it (`deno task gen`) and a test checks that they agree.
+ * Pure. No I/O.
+ * @module
+ */
+import { DEFAULTS } from "./desired.ts";
+import { GROUP, KIND, PLURAL, VERSION } from "./types.ts";
+
+type Schema = Record<string, unknown>;
+
+const quantity: Schema = {
+  "x-kubernetes-int-or-string": true,
+  "x-kubernetes-validations": [{
+    rule: "type(self) == int || isQuantity(self)",
+    message: "must be a Kubernetes quantity such as 100m, 0.5, 250M or 1Gi",
+  }],
+};
+
+const resourceList: Schema = {
+  type: "object",
+  additionalProperties: false,
+  properties: { cpu: quantity, memory: quantity },
+};
+
+const securityContext: Schema = {
+  type: "object",
+  description:
+    "Container security context of the script. Replaces the default (restricted profile, UID 65532) as a whole.",
+  properties: {
+    runAsUser: { type: "integer", format: "int64", minimum: 0 },
+    runAsGroup: { type: "integer", format: "int64", minimum: 0 },
+    runAsNonRoot: { type: "boolean" },
+    allowPrivilegeEscalation: { type: "boolean" },
+    readOnlyRootFilesystem: { type: "boolean" },
+    capabilities: {
+      type: "object",
+      properties: {
+        add: { type: "array", items: { type: "string" } },
+        drop: { type: "array", items: { type: "string" } },
+      },
+    },
+    seccompProfile: {
+      type: "object",
+      required: ["type"],
+      properties: {
+        type: { type: "string", enum: ["RuntimeDefault", "Localhost", "Unconfined"] },
+        localhostProfile: { type: "string" },
+      },
+    },
+  },
+  "x-kubernetes-validations": [{
+    rule:
+      "!has(self.runAsNonRoot) || !self.runAsNonRoot || !has(self.runAsUser) || self.runAsUser != 0",
+    message:
+      "runAsNonRoot is true but runAsUser is 0: set a non-zero runAsUser or drop runAsNonRoot",
+  }],
+};
+
+const spec: Schema = {
+  type: "object",
+  required: ["script"],
+  properties: {
+    script: {
+      type: "string",
+      description:
+        "File name of a script embedded in the operator (see `script-operator scripts`).",
+      minLength: 1,
+      maxLength: 253,
+      pattern: "^[-._a-zA-Z0-9]+$",
+    },
+    image: {
+      type: "string",
+      description: "Container image that runs the script; it needs the script's interpreter.",
+      minLength: 1,
+      default: DEFAULTS.image,
+    },
+    args: {
+      type: "array",
+      description: "Arguments passed to the script. $(VAR) is not expanded.",
+      items: { type: "string" },
+    },
+    env: {
+      type: "array",
+      description: "Environment variables of the script. $(VAR) is not expanded.",
+      "x-kubernetes-list-type": "map",
+      "x-kubernetes-list-map-keys": ["name"],
+      items: {
+        type: "object",
+        required: ["name"],
+        properties: {
+          name: { type: "string", minLength: 1, pattern: "^[-._a-zA-Z][-._a-zA-Z0-9]*$" },
+          value: { type: "string" },
+        },
+      },
+    },
+    resources: {
+      type: "object",
+      description: "CPU and memory requests and limits of the script's container.",
+      properties: { requests: resourceList, limits: resourceList },
+      default: DEFAULTS.resources,
+    },
+    backoffLimit: {
+      type: "integer",
+      format: "int32",
+      description: "Retries of a failed pod before the run fails.",
+      minimum: 0,
+      maximum: 100,
+      default: DEFAULTS.backoffLimit,
+    },
+    activeDeadlineSeconds: {
+      type: "integer",
+      format: "int64",
+      description: "Seconds the run may take before it is stopped and fails.",
+      minimum: 1,
+      default: DEFAULTS.activeDeadlineSeconds,
+    },
+    ttlSecondsAfterFinished: {
+      type: "integer",
+      format: "int32",
+      description:
+        "Seconds the finished Job (and its pod logs) is kept. The ScriptRun's status stays.",
+      minimum: 0,
+      default: DEFAULTS.ttlSecondsAfterFinished,
+    },
+    serviceAccountName: {
+      type: "string",
+      description: "ServiceAccount of the script's pod; without it the pod gets no API token.",
+      maxLength: 253,
+      pattern: "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+    },
+    securityContext,
+  },
+};
+
+const status: Schema = {
+  type: "object",
+  properties: {
+    phase: { type: "string", enum: ["Pending", "Running", "Succeeded", "Failed"] },
+    reason: { type: "string" },
+    message: { type: "string" },
+    scriptHash: { type: "string", description: "SHA-256 of the script that ran." },
+    runHash: {
+      type: "string",
+      description: "Hash of script and spec naming the ConfigMap and Job.",
+    },
+    configMapName: { type: "string" },
+    jobName: { type: "string" },
+    startTime: { type: "string", format: "date-time" },
+    completionTime: { type: "string", format: "date-time" },
+    observedGeneration: { type: "integer", format: "int64" },
+    conditions: {
+      type: "array",
+      "x-kubernetes-list-type": "map",
+      "x-kubernetes-list-map-keys": ["type"],
+      items: {
+        type: "object",
+        required: ["type", "status", "lastTransitionTime"],
+        properties: {
+          type: { type: "string" },
+          status: { type: "string", enum: ["True", "False", "Unknown"] },
+          reason: { type: "string" },
+          message: { type: "string" },
+          lastTransitionTime: { type: "string", format: "date-time" },
+          observedGeneration: { type: "integer", format: "int64" },
+        },
+      },
+    },
+  },
+};
+
+/** The CustomResourceDefinition object for ScriptRun. */
+export function scriptRunCrd(): Record<string, unknown> {
+  return {
+    apiVersion: "apiextensions.k8s.io/v1",
+    kind: "CustomResourceDefinition",
+    metadata: {
+      name: `${PLURAL}.${GROUP}`,
+      labels: { "app.kubernetes.io/name": "script-operator" },
+    },
+    spec: {
+      group: GROUP,
+      names: {
+        kind: KIND,
+        listKind: `${KIND}List`,
+        plural: PLURAL,
+        singular: KIND.toLowerCase(),
+        shortNames: ["sr"],
+      },
+      scope: "Namespaced",
+      versions: [{
+        name: VERSION,
+        served: true,
+        storage: true,
+        subresources: { status: {} },
+        additionalPrinterColumns: [
+          { name: "Script", type: "string", jsonPath: ".spec.script" },
+          { name: "Phase", type: "string", jsonPath: ".status.phase" },
+          { name: "Job", type: "string", jsonPath: ".status.jobName" },
+          { name: "Reason", type: "string", jsonPath: ".status.reason", priority: 1 },
+          { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
+        ],
+        schema: {
+          openAPIV3Schema: {
+            type: "object",
+            description: "Runs a script embedded in script-operator as a Kubernetes Job.",
+            required: ["spec"],
+            properties: {
+              apiVersion: { type: "string" },
+              kind: { type: "string" },
+              metadata: { type: "object" },
+              spec,
+              status,
+            },
+          },
+        },
+      }],
+    },
+  };
+}

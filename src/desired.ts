@@ -1,0 +1,189 @@
+/**
+ * Desired state: the ConfigMap and Job a ScriptRun should have. Pure. No I/O, no clock.
+ * @module
+ */
+import { canonicalJson, sha256Hex } from "./hash.ts";
+import {
+  ANNOTATIONS,
+  type ConfigMap,
+  type EnvVar,
+  GROUP,
+  type Job,
+  KIND,
+  LABELS,
+  MANAGER,
+  type OwnerReference,
+  type Resources,
+  type Script,
+  type ScriptRun,
+  type ScriptRunSpec,
+  type SecurityContext,
+  VERSION,
+} from "./types.ts";
+
+/** Defaults applied to a ScriptRun's spec; the CRD declares the same ones. */
+export const DEFAULTS = {
+  image: "busybox:1.36",
+  resources: {
+    requests: { cpu: "50m", memory: "250M" },
+    limits: { cpu: "100m", memory: "500M" },
+  } satisfies Resources,
+  backoffLimit: 0,
+  activeDeadlineSeconds: 3600,
+  ttlSecondsAfterFinished: 86400,
+  /** The restricted Pod Security profile, runnable by images that default to root (busybox). */
+  securityContext: {
+    runAsNonRoot: true,
+    runAsUser: 65532,
+    runAsGroup: 65532,
+    allowPrivilegeEscalation: false,
+    capabilities: { drop: ["ALL"] },
+    seccompProfile: { type: "RuntimeDefault" },
+  } satisfies SecurityContext,
+} as const;
+
+/** Where the script's ConfigMap is mounted in the container. */
+export const SCRIPT_MOUNT_PATH = "/scripts";
+/** File mode of the mounted script: read and execute for everyone, writable by no one. */
+export const SCRIPT_FILE_MODE = 0o555;
+/** Name of the script's container in the Job's pod. */
+export const CONTAINER_NAME = "script";
+/** Length of the hash suffix in child names. */
+export const HASH_LENGTH = 10;
+/** Longest Job name: the Job controller copies it into the `job-name` label (63 characters). */
+export const MAX_CHILD_NAME = 63;
+
+/** A spec with every default filled in. */
+export type ResolvedSpec = Required<Omit<ScriptRunSpec, "serviceAccountName">> & {
+  serviceAccountName?: string;
+};
+
+/** Fills the defaults into a spec (the API server does the same through the CRD). */
+export function resolveSpec(spec: ScriptRunSpec): ResolvedSpec {
+  return {
+    script: spec.script,
+    image: spec.image ?? DEFAULTS.image,
+    args: spec.args ?? [],
+    env: spec.env ?? [],
+    resources: spec.resources ?? DEFAULTS.resources,
+    backoffLimit: spec.backoffLimit ?? DEFAULTS.backoffLimit,
+    activeDeadlineSeconds: spec.activeDeadlineSeconds ?? DEFAULTS.activeDeadlineSeconds,
+    ttlSecondsAfterFinished: spec.ttlSecondsAfterFinished ?? DEFAULTS.ttlSecondsAfterFinished,
+    securityContext: spec.securityContext ?? DEFAULTS.securityContext,
+    ...(spec.serviceAccountName ? { serviceAccountName: spec.serviceAccountName } : {}),
+  };
+}
+
+/**
+ * The run's identity: a short hash of the ScriptRun's name, the script's content and every spec
+ * field that shapes the Job. A new identity means a new ConfigMap and a new Job.
+ */
+export function runHash(run: ScriptRun, script: Script): string {
+  const spec = resolveSpec(run.spec);
+  const input = canonicalJson({ name: run.metadata.name, scriptSha256: script.sha256, spec });
+  return sha256Hex(input).slice(0, HASH_LENGTH);
+}
+
+/** `<name>-<hash>`, shortened so it stays a valid Job name however long the ScriptRun's name is. */
+export function childName(runName: string, hash: string): string {
+  const room = MAX_CHILD_NAME - 1 - hash.length;
+  const base = runName.slice(0, room).replace(/[-.]+$/, "");
+  return `${base}-${hash}`;
+}
+
+/** The controller ownerReference that ties a child to its ScriptRun. */
+export function ownerReference(run: ScriptRun): OwnerReference {
+  return {
+    apiVersion: `${GROUP}/${VERSION}`,
+    kind: KIND,
+    name: run.metadata.name,
+    uid: run.metadata.uid ?? "",
+    controller: true,
+    blockOwnerDeletion: true,
+  };
+}
+
+/** Labels put on every child of a run (and on its pods). */
+export function childLabels(run: ScriptRun, hash: string): Record<string, string> {
+  const labels: Record<string, string> = {
+    [LABELS.managedBy]: MANAGER,
+    [LABELS.name]: "script-operator",
+    [LABELS.hash]: hash,
+  };
+  // Label values are limited to 63 characters; ScriptRun names may be longer. Children are
+  // matched to their run by the ownerReference, the label only helps `kubectl -l`.
+  if (run.metadata.name.length <= 63) labels[LABELS.scriptRun] = run.metadata.name;
+  return labels;
+}
+
+/** Kubernetes expands `$(VAR)` in args and env values; `$$` stands for a literal `$`. */
+export function escapeDollar(text: string): string {
+  return text.replaceAll("$", "$$$$");
+}
+
+/** The immutable ConfigMap that holds the script. */
+export function desiredConfigMap(run: ScriptRun, script: Script, hash: string): ConfigMap {
+  return {
+    apiVersion: "v1",
+    kind: "ConfigMap",
+    metadata: {
+      name: childName(run.metadata.name, hash),
+      namespace: run.metadata.namespace,
+      labels: childLabels(run, hash),
+      annotations: { [ANNOTATIONS.script]: script.name, [ANNOTATIONS.scriptSha256]: script.sha256 },
+      ownerReferences: [ownerReference(run)],
+    },
+    immutable: true,
+    data: { [script.name]: script.content },
+  };
+}
+
+/** The Job that mounts the ConfigMap read-only at /scripts and runs the script. */
+export function desiredJob(run: ScriptRun, script: Script, hash: string): Job {
+  const spec = resolveSpec(run.spec);
+  const name = childName(run.metadata.name, hash);
+  const labels = childLabels(run, hash);
+  const env: EnvVar[] = spec.env.map((e) => ({ name: e.name, value: escapeDollar(e.value ?? "") }));
+  return {
+    apiVersion: "batch/v1",
+    kind: "Job",
+    metadata: {
+      name,
+      namespace: run.metadata.namespace,
+      labels,
+      annotations: { [ANNOTATIONS.script]: script.name, [ANNOTATIONS.scriptSha256]: script.sha256 },
+      ownerReferences: [ownerReference(run)],
+    },
+    spec: {
+      backoffLimit: spec.backoffLimit,
+      activeDeadlineSeconds: spec.activeDeadlineSeconds,
+      ttlSecondsAfterFinished: spec.ttlSecondsAfterFinished,
+      template: {
+        metadata: { labels, annotations: { [ANNOTATIONS.script]: script.name } },
+        spec: {
+          restartPolicy: "Never",
+          ...(spec.serviceAccountName
+            ? { serviceAccountName: spec.serviceAccountName }
+            // The script gets no API credentials unless the ScriptRun names an account.
+            : { automountServiceAccountToken: false }),
+          volumes: [{
+            name: "script",
+            configMap: { name, defaultMode: SCRIPT_FILE_MODE },
+          }],
+          containers: [{
+            name: CONTAINER_NAME,
+            image: spec.image,
+            command: [`${SCRIPT_MOUNT_PATH}/${script.name}`],
+            args: spec.args.map(escapeDollar),
+            env,
+            resources: spec.resources,
+            securityContext: spec.securityContext,
+            volumeMounts: [{ name: "script", mountPath: SCRIPT_MOUNT_PATH, readOnly: true }],
+            // On failure without a termination message, the last log lines become the message.
+            terminationMessagePolicy: "FallbackToLogsOnError",
+          }],
+        },
+      },
+    },
+  };
+}

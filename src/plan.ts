@@ -1,0 +1,298 @@
+/**
+ * The plan: what to write so the cluster matches a ScriptRun, and the status it should show.
+ * Pure. No I/O, no clock (the caller passes `now`). Level-triggered: the phase is derived from
+ * the objects that exist, never from what the operator did last time.
+ * @module
+ */
+import { canonicalJson } from "./hash.ts";
+import { childName, desiredConfigMap, desiredJob, runHash } from "./desired.ts";
+import type {
+  Condition,
+  ConfigMap,
+  Job,
+  Phase,
+  PodTermination,
+  Script,
+  ScriptRun,
+  ScriptRunStatus,
+} from "./types.ts";
+
+/** One write the reconciler performs; `message` is the log line and Event note. */
+export type Action =
+  | { type: "createConfigMap"; object: ConfigMap; message: string; reason: string }
+  | { type: "createJob"; object: Job; message: string; reason: string }
+  | { type: "deleteJob"; name: string; message: string; reason: string }
+  | { type: "deleteConfigMap"; name: string; message: string; reason: string };
+
+/** What the cluster holds that concerns one ScriptRun. */
+export interface Observed {
+  /** ConfigMaps and Jobs whose controller ownerReference is this ScriptRun. */
+  configMaps: ConfigMap[];
+  jobs: Job[];
+  /** Names of managed-looking objects in the namespace that this ScriptRun does not control. */
+  foreignConfigMaps: Set<string>;
+  foreignJobs: Set<string>;
+  /** What the failed pod reported, when the reconciler looked it up. */
+  podTermination?: PodTermination;
+}
+
+/** The result of planning one ScriptRun. */
+export interface Plan {
+  hash?: string;
+  childName?: string;
+  actions: Action[];
+  status: ScriptRunStatus;
+  /** True when the current Job is running or waiting: the log says "Waiting for Job to complete". */
+  waiting: boolean;
+}
+
+/** Outcome of a Job read from its status conditions (never from `spec.completions`). */
+export interface JobOutcome {
+  phase: Phase;
+  reason?: string;
+  message?: string;
+  completionTime?: string;
+}
+
+/** Reads a Job's phase from its conditions: Complete/SuccessCriteriaMet, Failed/FailureTarget. */
+export function jobOutcome(job: Job): JobOutcome {
+  const conditions = job.status?.conditions ?? [];
+  const isTrue = (type: string) => conditions.find((c) => c.type === type && c.status === "True");
+  const done = isTrue("Complete") ?? isTrue("SuccessCriteriaMet");
+  if (done) {
+    return {
+      phase: "Succeeded",
+      reason: done.reason,
+      message: done.message,
+      completionTime: job.status?.completionTime ?? done.lastTransitionTime,
+    };
+  }
+  const failed = isTrue("Failed") ?? isTrue("FailureTarget");
+  if (failed) {
+    return {
+      phase: "Failed",
+      reason: failed.reason,
+      message: failed.message,
+      completionTime: failed.lastTransitionTime,
+    };
+  }
+  if ((job.status?.active ?? 0) > 0 || (job.status?.ready ?? 0) > 0) return { phase: "Running" };
+  return { phase: "Pending" };
+}
+
+/** True when a Job failed and the run's status does not yet tell why: look at its pods once. */
+export function needsPodDetails(run: ScriptRun, job: Job): boolean {
+  if (jobOutcome(job).phase !== "Failed") return false;
+  const status = run.status ?? {};
+  return !(status.jobName === job.metadata.name && status.phase === "Failed");
+}
+
+function failureMessage(jobName: string, outcome: JobOutcome, pod?: PodTermination): string {
+  const parts = [`Job ${jobName} failed`];
+  if (outcome.reason) parts[0] += `: ${outcome.reason}`;
+  if (outcome.message) parts[0] += ` (${outcome.message})`;
+  if (pod && (pod.exitCode !== undefined || pod.message)) {
+    let text = `container in pod ${pod.podName}`;
+    if (pod.exitCode !== undefined) text += ` exited with code ${pod.exitCode}`;
+    if (pod.reason && pod.reason !== "Error") text += ` (${pod.reason})`;
+    if (pod.message) text += `: ${pod.message.trim().slice(-512)}`;
+    parts.push(text);
+  }
+  return parts.join("; ");
+}
+
+function condition(
+  previous: Condition[] | undefined,
+  wanted: Omit<Condition, "lastTransitionTime">,
+  now: string,
+): Condition {
+  const before = previous?.find((c) => c.type === wanted.type);
+  const lastTransitionTime = before && before.status === wanted.status
+    ? before.lastTransitionTime
+    : now;
+  return { ...wanted, lastTransitionTime };
+}
+
+function conditionsFor(
+  phase: Phase,
+  reason: string,
+  message: string,
+  previous: Condition[] | undefined,
+  generation: number | undefined,
+  now: string,
+): Condition[] {
+  if (phase === "Succeeded") {
+    return [condition(previous, {
+      type: "Complete",
+      status: "True",
+      reason,
+      message,
+      observedGeneration: generation,
+    }, now)];
+  }
+  if (phase === "Failed") {
+    return [condition(previous, {
+      type: "Failed",
+      status: "True",
+      reason,
+      message,
+      observedGeneration: generation,
+    }, now)];
+  }
+  return [];
+}
+
+/** Builds the plan for one ScriptRun from what the cluster holds. */
+export function plan(
+  run: ScriptRun,
+  options: { scripts: Map<string, Script>; observed: Observed; now: string },
+): Plan {
+  const { scripts, observed, now } = options;
+  const previous = run.status ?? {};
+  const generation = run.metadata.generation;
+  const script = scripts.get(run.spec.script);
+  if (!script) {
+    const message = `script "${run.spec.script}" is not embedded in this operator; ` +
+      `embedded scripts: ${[...scripts.keys()].join(", ")}. Set spec.script to one of them.`;
+    const status: ScriptRunStatus = {
+      phase: "Failed",
+      reason: "ScriptNotFound",
+      message,
+      observedGeneration: generation,
+      conditions: conditionsFor(
+        "Failed",
+        "ScriptNotFound",
+        message,
+        previous.conditions,
+        generation,
+        now,
+      ),
+    };
+    return { actions: [], status, waiting: false };
+  }
+
+  const hash = runHash(run, script);
+  const name = childName(run.metadata.name, hash);
+  const actions: Action[] = [];
+  const job = observed.jobs.find((j) => j.metadata.name === name);
+  const configMap = observed.configMaps.find((c) => c.metadata.name === name);
+  const sameRun = previous.jobName === name;
+  const finished = sameRun && (previous.phase === "Succeeded" || previous.phase === "Failed") &&
+    previous.reason !== "ScriptNotFound";
+
+  for (const old of observed.jobs.filter((j) => j.metadata.name !== name)) {
+    actions.push({
+      type: "deleteJob",
+      name: old.metadata.name,
+      reason: "ReplacingJob",
+      message: "Replacing outdated Job",
+    });
+  }
+  for (const old of observed.configMaps.filter((c) => c.metadata.name !== name)) {
+    actions.push({
+      type: "deleteConfigMap",
+      name: old.metadata.name,
+      reason: "DeletingConfigMap",
+      message: "Deleting outdated ConfigMap",
+    });
+  }
+
+  const base: ScriptRunStatus = {
+    scriptHash: script.sha256,
+    runHash: hash,
+    configMapName: name,
+    jobName: name,
+    observedGeneration: generation,
+  };
+
+  const conflict = observed.foreignConfigMaps.has(name)
+    ? `ConfigMap ${name}`
+    : observed.foreignJobs.has(name)
+    ? `Job ${name}`
+    : undefined;
+  if (conflict && !job) {
+    const message = `${conflict} already exists and is not controlled by this ScriptRun; ` +
+      `the operator leaves it alone. Delete or rename it, or rename the ScriptRun.`;
+    return {
+      hash,
+      childName: name,
+      actions,
+      status: { ...base, phase: "Pending", reason: "NameConflict", message, conditions: [] },
+      waiting: false,
+    };
+  }
+
+  if (!job && finished) {
+    // The Job was deleted or expired (ttlSecondsAfterFinished): the run is over, its status stays.
+    return {
+      hash,
+      childName: name,
+      actions,
+      status: { ...previous, observedGeneration: generation },
+      waiting: false,
+    };
+  }
+
+  const outcome = job ? jobOutcome(job) : { phase: "Pending" as Phase };
+  const terminal = outcome.phase === "Succeeded" || outcome.phase === "Failed";
+  if (!configMap && !terminal) {
+    const again = previous.configMapName === name;
+    actions.push({
+      type: "createConfigMap",
+      object: desiredConfigMap(run, script, hash),
+      reason: again ? "RecreatingConfigMap" : "CreatingConfigMap",
+      message: again ? "Recreating missing ConfigMap" : "Creating ConfigMap",
+    });
+  }
+  if (!job) {
+    const again = sameRun;
+    actions.push({
+      type: "createJob",
+      object: desiredJob(run, script, hash),
+      reason: again ? "RecreatingJob" : "CreatingJob",
+      message: again ? "Recreating missing Job" : "Creating Job",
+    });
+  }
+
+  let reason: string;
+  let message: string;
+  switch (outcome.phase) {
+    case "Succeeded":
+      reason = outcome.reason ?? "Completed";
+      message = `Job ${name} completed`;
+      break;
+    case "Failed":
+      reason = outcome.reason ?? "Failed";
+      message =
+        sameRun && previous.phase === "Failed" && previous.message && !observed.podTermination
+          ? previous.message
+          : failureMessage(name, outcome, observed.podTermination);
+      break;
+    case "Running":
+      reason = "JobRunning";
+      message = `Job ${name} is running`;
+      break;
+    default:
+      reason = job ? "JobPending" : "JobCreated";
+      message = `Job ${name} is waiting for its pod to start`;
+  }
+  const status: ScriptRunStatus = {
+    ...base,
+    phase: outcome.phase,
+    reason,
+    message,
+    startTime: job?.status?.startTime ?? (sameRun ? previous.startTime : undefined),
+    completionTime: terminal ? outcome.completionTime : undefined,
+    conditions: conditionsFor(outcome.phase, reason, message, previous.conditions, generation, now),
+  };
+  return { hash, childName: name, actions, status: dropUndefined(status), waiting: !terminal };
+}
+
+function dropUndefined<T extends object>(value: T): T {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
+}
+
+/** True when two statuses are the same, so writing `next` would change nothing. */
+export function statusEqual(a: ScriptRunStatus | undefined, b: ScriptRunStatus): boolean {
+  return canonicalJson(dropUndefined(a ?? {})) === canonicalJson(dropUndefined(b));
+}

@@ -1,0 +1,190 @@
+/**
+ * The ScriptRun resource and the Kubernetes shapes the operator reads and writes.
+ * Pure type declarations and constants; no I/O.
+ * @module
+ */
+
+/** API group of the ScriptRun custom resource. */
+export const GROUP = "script-operator.dev";
+/** Served version of the ScriptRun custom resource. */
+export const VERSION = "v1alpha1";
+/** Kind of the custom resource. */
+export const KIND = "ScriptRun";
+/** Plural resource name of the custom resource. */
+export const PLURAL = "scriptruns";
+/** Name written in `app.kubernetes.io/managed-by` and used as field manager. */
+export const MANAGER = "script-operator";
+
+/** Label keys put on every object the operator creates. */
+export const LABELS = {
+  managedBy: "app.kubernetes.io/managed-by",
+  name: "app.kubernetes.io/name",
+  instance: "app.kubernetes.io/instance",
+  scriptRun: "script-operator.dev/scriptrun",
+  hash: "script-operator.dev/hash",
+} as const;
+
+/** Annotation keys put on the objects the operator creates. */
+export const ANNOTATIONS = {
+  script: "script-operator.dev/script",
+  scriptSha256: "script-operator.dev/script-sha256",
+} as const;
+
+/** Label selector matching every ConfigMap and Job the operator manages. */
+export const MANAGED_SELECTOR = `${LABELS.managedBy}=${MANAGER}`;
+
+/** A name/value environment variable of the script's container. */
+export interface EnvVar {
+  name: string;
+  value?: string;
+}
+
+/** CPU and memory quantities (`100m`, `500M`). */
+export interface ResourceList {
+  cpu?: string;
+  memory?: string;
+}
+
+/** Requests and limits of the script's container. */
+export interface Resources {
+  requests?: ResourceList;
+  limits?: ResourceList;
+}
+
+/** The container security context the operator sets (a subset of the core/v1 type). */
+export interface SecurityContext {
+  runAsUser?: number;
+  runAsGroup?: number;
+  runAsNonRoot?: boolean;
+  allowPrivilegeEscalation?: boolean;
+  readOnlyRootFilesystem?: boolean;
+  capabilities?: { add?: string[]; drop?: string[] };
+  seccompProfile?: { type: string; localhostProfile?: string };
+}
+
+/** `spec` of a ScriptRun, after the API server applied the CRD's defaults. */
+export interface ScriptRunSpec {
+  script: string;
+  image?: string;
+  args?: string[];
+  env?: EnvVar[];
+  resources?: Resources;
+  backoffLimit?: number;
+  activeDeadlineSeconds?: number;
+  ttlSecondsAfterFinished?: number;
+  serviceAccountName?: string;
+  securityContext?: SecurityContext;
+}
+
+/** Phase of a ScriptRun. */
+export type Phase = "Pending" | "Running" | "Succeeded" | "Failed";
+
+/** A status condition in the standard Kubernetes shape. */
+export interface Condition {
+  type: string;
+  status: "True" | "False" | "Unknown";
+  reason: string;
+  message: string;
+  lastTransitionTime: string;
+  observedGeneration?: number;
+}
+
+/** `status` of a ScriptRun. */
+export interface ScriptRunStatus {
+  phase?: Phase;
+  reason?: string;
+  message?: string;
+  scriptHash?: string;
+  runHash?: string;
+  configMapName?: string;
+  jobName?: string;
+  startTime?: string;
+  completionTime?: string;
+  observedGeneration?: number;
+  conditions?: Condition[];
+}
+
+/** Minimal object metadata shared by every object the operator reads. */
+export interface ObjectMeta {
+  name: string;
+  namespace?: string;
+  uid?: string;
+  generation?: number;
+  resourceVersion?: string;
+  creationTimestamp?: string;
+  deletionTimestamp?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  ownerReferences?: OwnerReference[];
+}
+
+/** An ownerReference. */
+export interface OwnerReference {
+  apiVersion: string;
+  kind: string;
+  name: string;
+  uid: string;
+  controller?: boolean;
+  blockOwnerDeletion?: boolean;
+}
+
+/** A ScriptRun as read from the API server. */
+export interface ScriptRun {
+  apiVersion: string;
+  kind: string;
+  metadata: ObjectMeta;
+  spec: ScriptRunSpec;
+  status?: ScriptRunStatus;
+}
+
+/** A ConfigMap as the operator reads and writes it. */
+export interface ConfigMap {
+  apiVersion: "v1";
+  kind: "ConfigMap";
+  metadata: ObjectMeta;
+  data?: Record<string, string>;
+  immutable?: boolean;
+}
+
+/** A Job condition. */
+export interface JobCondition {
+  type: string;
+  status: string;
+  reason?: string;
+  message?: string;
+  lastTransitionTime?: string;
+}
+
+/** The parts of a batch/v1 Job the operator reads. */
+export interface Job {
+  apiVersion: "batch/v1";
+  kind: "Job";
+  metadata: ObjectMeta;
+  // deno-lint-ignore no-explicit-any -- the Job spec is written whole and only compared by hash
+  spec?: Record<string, any>;
+  status?: {
+    active?: number;
+    ready?: number;
+    succeeded?: number;
+    failed?: number;
+    startTime?: string;
+    completionTime?: string;
+    conditions?: JobCondition[];
+  };
+}
+
+/** What a pod of a failed Job reported about its script's container. */
+export interface PodTermination {
+  podName: string;
+  exitCode?: number;
+  reason?: string;
+  message?: string;
+}
+
+/** One script embedded in the operator. */
+export interface Script {
+  name: string;
+  content: string;
+  sha256: string;
+  size: number;
+}
