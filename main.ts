@@ -24,7 +24,7 @@ export async function main(args: string[]): Promise<number> {
         return EXIT.ok;
       case "crd":
         console.log(`# ScriptRun CRD of script-operator ${OPERATOR_VERSION}, generated from src/crd.ts`);
-        console.log(stringify(scriptRunCrd()).trimEnd());
+        console.log(stringify(scriptRunCrd(), { aliasDuplicateObjects: false }).trimEnd());
         return EXIT.ok;
       case "scripts": {
         const scripts = await loadScripts();

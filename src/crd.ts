@@ -9,17 +9,16 @@ import { GROUP, KIND, PLURAL, VERSION } from "./types.ts";
 
 type Schema = Record<string, unknown>;
 
+// As controller-gen writes resource quantities: int or string, the string matching Quantity.
 const quantity: Schema = {
+  anyOf: [{ type: "integer" }, { type: "string" }],
+  pattern:
+    "^(\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))))?$",
   "x-kubernetes-int-or-string": true,
-  "x-kubernetes-validations": [{
-    rule: "type(self) == int || isQuantity(self)",
-    message: "must be a Kubernetes quantity such as 100m, 0.5, 250M or 1Gi",
-  }],
 };
 
 const resourceList: Schema = {
   type: "object",
-  additionalProperties: false,
   properties: { cpu: quantity, memory: quantity },
 };
 

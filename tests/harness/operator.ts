@@ -1,0 +1,130 @@
+/**
+ * Runs the operator for tests as users run it: `deno run` with the exact permission flags of
+ * `deno task start` (so a missing permission fails a test, not a user), JSON logs captured.
+ * @module
+ */
+import { testKubeconfig } from "./test_env.ts";
+
+const ROOT = new URL("../../", import.meta.url);
+
+/** The `deno run` flags of the `start` task in deno.json. */
+export async function startTaskFlags(): Promise<string[]> {
+  const config = JSON.parse(await Deno.readTextFile(new URL("deno.json", ROOT)));
+  const words: string[] = config.tasks.start.split(/\s+/);
+  return words.filter((w) => w.startsWith("--allow-") || w.startsWith("--deny-"));
+}
+
+/** One parsed JSON log line of the operator. */
+export interface LogLine {
+  msg: string;
+  level: string;
+  [key: string]: unknown;
+}
+
+/** A running operator process. */
+export interface OperatorProcess extends AsyncDisposable {
+  /** Every JSON log line so far. */
+  logs: LogLine[];
+  /** Non-JSON stderr lines (should stay empty). */
+  otherOutput: string[];
+  /** Resolves with the exit code. */
+  exited: Promise<number>;
+  /** Sends SIGTERM and returns the exit code. */
+  stop(): Promise<number>;
+  /** Waits until a log line matches. */
+  waitForLog(match: (line: LogLine) => boolean, what: string, timeoutMs?: number): Promise<LogLine>;
+}
+
+/** Starts `main.ts` with the start task's flags and `args`; logs in JSON on stderr. */
+export async function startOperator(
+  args: string[],
+  options: { env?: Record<string, string>; clearEnv?: boolean; kubeconfig?: string | null } = {},
+): Promise<OperatorProcess> {
+  const flags = await startTaskFlags();
+  const kubeconfigArgs = options.kubeconfig === null
+    ? []
+    : [`--kubeconfig=${options.kubeconfig ?? testKubeconfig}`];
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      ...flags,
+      new URL("main.ts", ROOT).pathname,
+      ...kubeconfigArgs,
+      "--log-format=json",
+      "--health-probe-bind-address=0",
+      "--metrics-bind-address=0",
+      ...args,
+    ],
+    env: options.env,
+    clearEnv: options.clearEnv,
+    cwd: new URL(".", ROOT).pathname,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const logs: LogLine[] = [];
+  const otherOutput: string[] = [];
+  const readLines = async (stream: ReadableStream<Uint8Array>, parse: boolean) => {
+    let buffer = "";
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+      buffer += chunk;
+      let i;
+      while ((i = buffer.indexOf("\n")) >= 0) {
+        const line = buffer.slice(0, i);
+        buffer = buffer.slice(i + 1);
+        if (Deno.env.get("SCRIPT_OPERATOR_TEST_VERBOSE")) console.error(line);
+        if (!parse) {
+          if (line.trim()) otherOutput.push(line);
+          continue;
+        }
+        try {
+          logs.push(JSON.parse(line));
+        } catch {
+          if (line.trim()) otherOutput.push(line);
+        }
+      }
+    }
+    if (buffer.trim()) otherOutput.push(buffer);
+  };
+  const readers = Promise.all([readLines(child.stderr, true), readLines(child.stdout, false)]);
+  const exited = child.status.then(async (s) => {
+    await readers;
+    return s.code;
+  });
+  let stopped: Promise<number> | undefined;
+  const stop = () => {
+    if (!stopped) {
+      try {
+        child.kill("SIGTERM");
+      } catch { /* already exited */ }
+      stopped = exited;
+    }
+    return stopped;
+  };
+  const waitForLog = async (match: (l: LogLine) => boolean, what: string, timeoutMs = 60_000) => {
+    const deadline = Date.now() + timeoutMs;
+    let done = false;
+    exited.then(() => done = true);
+    while (Date.now() < deadline) {
+      const found = logs.find(match);
+      if (found) return found;
+      if (done) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(
+      `operator never logged ${what}; last lines:\n${
+        [...logs.slice(-15).map((l) => JSON.stringify(l)), ...otherOutput.slice(-10)].join("\n")
+      }`,
+    );
+  };
+  return {
+    logs,
+    otherOutput,
+    exited,
+    stop,
+    waitForLog,
+    [Symbol.asyncDispose]: async () => {
+      await stop();
+    },
+  };
+}
