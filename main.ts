@@ -23,7 +23,9 @@ export async function main(args: string[]): Promise<number> {
         console.log(`script-operator ${OPERATOR_VERSION} (deno ${Deno.version.deno})`);
         return EXIT.ok;
       case "crd":
-        console.log(`# ScriptRun CRD of script-operator ${OPERATOR_VERSION}, generated from src/crd.ts`);
+        console.log(
+          `# ScriptRun CRD of script-operator ${OPERATOR_VERSION}, generated from src/crd.ts`,
+        );
         console.log(stringify(scriptRunCrd(), { aliasDuplicateObjects: false }).trimEnd());
         return EXIT.ok;
       case "scripts": {

@@ -54,6 +54,7 @@ export class LeaderElector {
   #observedAt = 0;
   #stopped = false;
   #timer?: ReturnType<typeof setTimeout>;
+  #wake?: () => void;
   #loop?: Promise<void>;
 
   /** `onChange` is told whenever leadership is gained or lost. */
@@ -89,6 +90,7 @@ export class LeaderElector {
       await this.#tryOnce();
       if (this.#stopped) break;
       await new Promise<void>((resolve) => {
+        this.#wake = resolve;
         this.#timer = setTimeout(resolve, this.#timings.retryPeriodMs);
       });
     }
@@ -176,6 +178,7 @@ export class LeaderElector {
   async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
+    this.#wake?.();
     await this.#loop;
     if (!this.#leading) return;
     try {

@@ -98,6 +98,28 @@ export async function runOperator(options: {
   const servers: Deno.HttpServer[] = [];
   let elector: LeaderElector | undefined;
   try {
+    if (!cli.once) {
+      // Probes answer from the start: alive at once, ready only after a successful cycle.
+      const health = parseBindAddress(cli.healthProbeBindAddress);
+      if (health) {
+        servers.push(serve(health, log, "health probes", (path) => {
+          if (path === "/healthz") return new Response("ok\n");
+          if (path === "/readyz") {
+            return ready ? new Response("ok\n") : new Response("not ready\n", { status: 503 });
+          }
+          return undefined;
+        }));
+      }
+      const metricsAddress = parseBindAddress(cli.metricsBindAddress);
+      if (metricsAddress) {
+        servers.push(serve(metricsAddress, log, "metrics", async (path) => {
+          if (path !== "/metrics") return undefined;
+          return new Response(await metrics.registry.metrics(), {
+            headers: { "content-type": metrics.registry.contentType },
+          });
+        }));
+      }
+    }
     // Start-up check: one LIST of ScriptRuns proves credentials, reachability, CRD and RBAC.
     for (let attempt = 1;; attempt++) {
       const check = await preflight(kube, cli.namespaces[0]);
@@ -116,25 +138,6 @@ export async function runOperator(options: {
       return result.ok ? EXIT.ok : EXIT.runtime;
     }
 
-    const health = parseBindAddress(cli.healthProbeBindAddress);
-    if (health) {
-      servers.push(serve(health, log, "health probes", (path) => {
-        if (path === "/healthz") return new Response("ok\n");
-        if (path === "/readyz") {
-          return ready ? new Response("ok\n") : new Response("not ready\n", { status: 503 });
-        }
-        return undefined;
-      }));
-    }
-    const metricsAddress = parseBindAddress(cli.metricsBindAddress);
-    if (metricsAddress) {
-      servers.push(serve(metricsAddress, log, "metrics", async (path) => {
-        if (path !== "/metrics") return undefined;
-        return new Response(await metrics.registry.metrics(), {
-          headers: { "content-type": metrics.registry.contentType },
-        });
-      }));
-    }
     if (cli.leaderElect) {
       const namespace = cli.leaderElectionNamespace ?? config.inClusterNamespace ?? "default";
       elector = new LeaderElector(config.kc, {

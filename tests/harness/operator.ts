@@ -14,6 +14,14 @@ export async function startTaskFlags(): Promise<string[]> {
   return words.filter((w) => w.startsWith("--allow-") || w.startsWith("--deny-"));
 }
 
+let denoDir: Promise<string> | undefined;
+/** Deno's cache folder; passed on when a test clears the environment, so nothing is fetched again. */
+function cacheDir(): Promise<string> {
+  denoDir ??= new Deno.Command(Deno.execPath(), { args: ["info", "--json"], stdin: "null" })
+    .output().then((o) => JSON.parse(new TextDecoder().decode(o.stdout)).denoDir as string);
+  return denoDir;
+}
+
 /** One parsed JSON log line of the operator. */
 export interface LogLine {
   msg: string;
@@ -27,6 +35,8 @@ export interface OperatorProcess extends AsyncDisposable {
   logs: LogLine[];
   /** Non-JSON stderr lines (should stay empty). */
   otherOutput: string[];
+  /** Process id. */
+  pid: number;
   /** Resolves with the exit code. */
   exited: Promise<number>;
   /** Sends SIGTERM and returns the exit code. */
@@ -55,7 +65,7 @@ export async function startOperator(
       "--metrics-bind-address=0",
       ...args,
     ],
-    env: options.env,
+    env: options.clearEnv ? { DENO_DIR: await cacheDir(), ...options.env } : options.env,
     clearEnv: options.clearEnv,
     cwd: new URL(".", ROOT).pathname,
     stdin: "null",
@@ -118,6 +128,7 @@ export async function startOperator(
     );
   };
   return {
+    pid: child.pid,
     logs,
     otherOutput,
     exited,
