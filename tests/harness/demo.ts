@@ -49,14 +49,14 @@ try {
     false,
   );
 
-  say("Starting script-operator (deno task start --kubeconfig ... --interval 2s)");
+  say("Starting script-operator (deno task start --kubeconfig ... --interval 1s)");
   operator = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
       ...await startTaskFlags(),
       `${ROOT}main.ts`,
       `--kubeconfig=${cp.kubeconfigPath}`,
-      "--interval=2s",
+      "--interval=1s",
       "--log-format=text",
       "--health-probe-bind-address=0",
       "--metrics-bind-address=0",
