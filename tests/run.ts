@@ -5,7 +5,7 @@
  * 2. unless `SCRIPT_OPERATOR_TEST_KUBECONFIG` is set (then that cluster is used and
  *    `SCRIPT_OPERATOR_TEST_JOBS` defaults to `real`), builds the binaries if needed (or uses
  *    `KUBEBUILDER_ASSETS`), starts a control plane and exports the test_env.ts variables;
- * 3. runs `deno test -A --no-check=remote tests/ src/`; extra arguments are passed through
+ * 3. runs `deno test -A --no-check=remote tests/ src/ deploy/`; extra arguments are passed through
  *    (arguments naming existing files or folders replace `tests/ src/`);
  * 4. stops the control plane, prints `N passed, N failed, N skipped` as the last line and exits
  *    non-zero if anything failed.
@@ -63,7 +63,7 @@ async function runTests(args: string[], env: Record<string, string>): Promise<vo
   const here = `${Deno.cwd()}/` === root ? "" : root;
   const defaults = paths.length > 0
     ? []
-    : ["tests/", "src/"].map((p) => `${here}${p}`).filter(exists);
+    : ["tests/", "src/", "deploy/"].map((p) => `${here}${p}`).filter(exists);
   const testArgs = ["test", "-A", "--no-check=remote", "--permit-no-files", ...defaults, ...args];
   console.log(`deno ${testArgs.join(" ")}`);
   const [cmd, cmdArgs] = withParentDeathSignal(Deno.execPath(), testArgs);
@@ -110,7 +110,9 @@ async function main(): Promise<void> {
   if (!skipChecks) {
     await runCheck("fmt", ["fmt", "--check"]);
     await runCheck("lint", ["lint"]);
-    const targets = ["main.ts", "src", "tests", "bench"].filter((p) => exists(`${root}${p}`));
+    const targets = ["main.ts", "src", "tests", "bench", "deploy"].filter((p) =>
+      exists(`${root}${p}`)
+    );
     await runCheck("types", ["check", ...targets]);
   }
 

@@ -23,6 +23,9 @@ export const CONTROLLERS = [
   "namespace-controller",
   "ttl-after-finished-controller",
   "root-ca-certificate-publisher-controller",
+  // The shipping tests run deploy/deployment.yaml for real: Deployment -> ReplicaSet -> Pod.
+  "deployment-controller",
+  "replicaset-controller",
 ];
 
 const BUILD_SCRIPT = fileURLToPath(new URL("../control_plane/build.sh", import.meta.url));
