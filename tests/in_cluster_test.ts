@@ -17,6 +17,7 @@ import {
   waitFor,
 } from "./harness/test_env.ts";
 import { SERVICE_ACCOUNT_DIR } from "../src/kubeconfig.ts";
+import { IN_CLUSTER_FLAGS } from "../deploy/permissions.ts";
 
 interface Run {
   metadata: { name: string };

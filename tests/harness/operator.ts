@@ -48,9 +48,15 @@ export interface OperatorProcess extends AsyncDisposable {
 /** Starts `main.ts` with the start task's flags and `args`; logs in JSON on stderr. */
 export async function startOperator(
   args: string[],
-  options: { env?: Record<string, string>; clearEnv?: boolean; kubeconfig?: string | null } = {},
+  options: {
+    env?: Record<string, string>;
+    clearEnv?: boolean;
+    kubeconfig?: string | null;
+    /** Permission flags instead of the start task's (e.g. the in-cluster binary's). */
+    flags?: readonly string[];
+  } = {},
 ): Promise<OperatorProcess> {
-  const flags = await startTaskFlags();
+  const flags = options.flags ?? await startTaskFlags();
   const kubeconfigArgs = options.kubeconfig === null
     ? []
     : [`--kubeconfig=${options.kubeconfig ?? testKubeconfig}`];
