@@ -6,7 +6,7 @@
  */
 import { assert, assertEquals } from "./harness/assert.ts";
 import { installOperatorRbac } from "./harness/rbac.ts";
-import { startOperator } from "./harness/operator.ts";
+import { installCrd, startOperator } from "./harness/operator.ts";
 import {
   clusterTest,
   jobsMode,
@@ -36,13 +36,7 @@ clusterTest(
     sanitizeOps: false,
   },
   async () => {
-    await kubectlOk([
-      "apply",
-      "--server-side",
-      "-f",
-      new URL("../deploy/crd.yaml", import.meta.url).pathname,
-    ]);
-    await kubectlOk(["wait", "--for=condition=Established", "crd/scriptruns.script-operator.dev"]);
+    await installCrd();
     await using opNs = await uniqueNamespace("operator");
     await using work = await uniqueNamespace("incluster");
     await using identity = await installOperatorRbac(opNs.name);
@@ -66,7 +60,20 @@ clusterTest(
       );
       await Deno.writeTextFile(`${dir}/namespace`, opNs.name);
 
+      // The image's permission flags, with the ServiceAccount folder moved under the test's
+      // prefix (and the variable that moves it allowed): no --allow-run, other variables unset.
+      // Under `deno run` the scripts are files on disk; the compiled binary embeds them.
+      const scriptsDir = new URL("../scripts", import.meta.url).pathname;
+      const flags = IN_CLUSTER_FLAGS.map((f) =>
+        f.startsWith("--allow-read=")
+          ? `--allow-read=${dir},${scriptsDir}`
+          : f.startsWith("--allow-env=")
+          ? `${f},SCRIPT_OPERATOR_SERVICEACCOUNT_PREFIX`
+          : f
+      );
+      assert(!flags.includes("--allow-run") && flags.includes("--ignore-env"), flags.join(" "));
       await using op = await startOperator(["--interval=1s", "--leader-elect"], {
+        flags,
         kubeconfig: null,
         clearEnv: true,
         env: {

@@ -5,7 +5,12 @@
  */
 import { assert, assertEquals } from "./harness/assert.ts";
 import { installOperatorRbac } from "./harness/rbac.ts";
-import { type OperatorProcess, startOperator } from "./harness/operator.ts";
+import {
+  installCrd,
+  type OperatorProcess,
+  startOperator,
+  unreachableKubeconfig,
+} from "./harness/operator.ts";
 import {
   clusterTest,
   kubectlJson,
@@ -16,16 +21,6 @@ import {
 } from "./harness/test_env.ts";
 
 const NO_SANITIZE = { sanitizeResources: false, sanitizeOps: false };
-
-async function ensureCrd(): Promise<void> {
-  await kubectlOk([
-    "apply",
-    "--server-side",
-    "-f",
-    new URL("../deploy/crd.yaml", import.meta.url).pathname,
-  ]);
-  await kubectlOk(["wait", "--for=condition=Established", "crd/scriptruns.script-operator.dev"]);
-}
 
 function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -52,7 +47,7 @@ clusterTest(
     ...NO_SANITIZE,
   },
   async () => {
-    await ensureCrd();
+    await installCrd();
     await using ns = await uniqueNamespace("leader");
     const args = [
       `--namespace=${ns.name}`,
@@ -124,7 +119,7 @@ clusterTest(
     ...NO_SANITIZE,
   },
   async () => {
-    await ensureCrd();
+    await installCrd();
     await using ns = await uniqueNamespace("probes");
     const health = freePort();
     const metrics = freePort();
@@ -166,25 +161,14 @@ clusterTest(
 clusterTest("/readyz is 503 while the API server is unreachable; /healthz stays 200", {
   ...NO_SANITIZE,
 }, async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const config = await kubectlJson<Record<string, unknown>>([
-      "config",
-      "view",
-      "--raw",
-      "--minify",
-    ]);
-    const text = JSON.stringify(config).replace(
-      /https:\/\/127\.0\.0\.1:\d+/,
-      "https://127.0.0.1:1",
-    );
-    await Deno.writeTextFile(`${dir}/down.kubeconfig`, text);
+  await using down = await unreachableKubeconfig();
+  {
     const health = freePort();
     await using op = await startOperator([
       "--interval=1s",
       `--health-probe-bind-address=127.0.0.1:${health}`,
     ], {
-      kubeconfig: `${dir}/down.kubeconfig`,
+      kubeconfig: down.path,
     });
     await op.waitForLog(
       (l) => l.level === "error" && String(l.msg).includes("unreachable"),
@@ -193,15 +177,13 @@ clusterTest("/readyz is 503 while the API server is unreachable; /healthz stays 
     assertEquals((await get(`http://127.0.0.1:${health}/healthz`)).status, 200);
     assertEquals((await get(`http://127.0.0.1:${health}/readyz`)).status, 503);
     assertEquals(await op.stop(), 0);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
   }
 });
 
 clusterTest("kubeconfigs with a bearer token and with an exec credential plugin work", {
   ...NO_SANITIZE,
 }, async () => {
-  await ensureCrd();
+  await installCrd();
   await using ns = await uniqueNamespace("auth");
   await using identity = await installOperatorRbac(ns.name);
   const { token } = await identity.token();

@@ -23,29 +23,10 @@ import {
   uniqueNamespace,
   waitFor,
 } from "./harness/test_env.ts";
-import { startOperator } from "./harness/operator.ts";
+import { installCrd, startOperator, unreachableKubeconfig } from "./harness/operator.ts";
 
 const SCRIPTS = await loadScripts();
 const NO_SANITIZE = { sanitizeResources: false, sanitizeOps: false };
-
-let crdInstalled = false;
-/** Installs deploy/crd.yaml once and waits until it is served. */
-async function ensureCrd(): Promise<void> {
-  if (crdInstalled) return;
-  await kubectlOk([
-    "apply",
-    "--server-side",
-    "-f",
-    new URL("../deploy/crd.yaml", import.meta.url).pathname,
-  ]);
-  await kubectlOk([
-    "wait",
-    "--for=condition=Established",
-    "crd/scriptruns.script-operator.dev",
-    "--timeout=30s",
-  ]);
-  crdInstalled = true;
-}
 
 function manifest(ns: string, name: string, spec: ScriptRunSpec): string {
   return stringify({
@@ -107,7 +88,7 @@ clusterTest("a ScriptRun goes Pending → Running → Succeeded, with logs, even
   needsJobs: true,
   ...NO_SANITIZE,
 }, async () => {
-  await ensureCrd();
+  await installCrd();
   await using ns = await uniqueNamespace("lifecycle");
   await using op = await startOperator([
     `--namespace=${ns.name}`,
@@ -195,7 +176,7 @@ clusterTest("a failing run ends Failed with the Job's reason and the container's
   needsJobs: true,
   ...NO_SANITIZE,
 }, async () => {
-  await ensureCrd();
+  await installCrd();
   await using ns = await uniqueNamespace("failing");
   await using op = await startOperator([`--namespace=${ns.name}`, "--interval=500ms"]);
   // wait-for-endpoint.sh without a URL exits 2 for real; under kwok, KWOK_EXIT_CODE does the same.
@@ -227,7 +208,7 @@ clusterTest(
     ...NO_SANITIZE,
   },
   async () => {
-    await ensureCrd();
+    await installCrd();
     await using ns = await uniqueNamespace("repair");
     const { reconciler } = inProcess(ns.name);
     await applyRun(ns.name, "repair", {
@@ -270,7 +251,7 @@ clusterTest("changing the spec replaces the Job: old Job and ConfigMap gone, no 
   needsJobs: true,
   ...NO_SANITIZE,
 }, async () => {
-  await ensureCrd();
+  await installCrd();
   await using ns = await uniqueNamespace("rollout");
   const { reconciler } = inProcess(ns.name);
   await applyRun(ns.name, "roll", {
@@ -323,7 +304,7 @@ clusterTest("changing the spec replaces the Job: old Job and ConfigMap gone, no 
 clusterTest("an unknown script fails with ScriptNotFound and creates nothing; fixing it recovers", {
   ...NO_SANITIZE,
 }, async () => {
-  await ensureCrd();
+  await installCrd();
   await using ns = await uniqueNamespace("unknown");
   const { reconciler } = inProcess(ns.name);
   await applyRun(ns.name, "typo", { script: "tsk.sh" });
@@ -350,7 +331,7 @@ clusterTest(
     ...NO_SANITIZE,
   },
   async () => {
-    await ensureCrd();
+    await installCrd();
     await using ns = await uniqueNamespace("conflict");
     const { reconciler } = inProcess(ns.name);
     const spec: ScriptRunSpec = { script: "task.sh" };
@@ -381,7 +362,7 @@ clusterTest("a 60-character ScriptRun name gets valid child names and runs", {
   needsJobs: true,
   ...NO_SANITIZE,
 }, async () => {
-  await ensureCrd();
+  await installCrd();
   await using ns = await uniqueNamespace("longname");
   const { reconciler } = inProcess(ns.name);
   const longName = "a-very-long-scriptrun-name-that-platform-engineers-write-x60";
@@ -401,7 +382,7 @@ clusterTest("deleting the ScriptRun removes its ConfigMap and Job (garbage colle
   needsControllers: true,
   ...NO_SANITIZE,
 }, async () => {
-  await ensureCrd();
+  await installCrd();
   await using ns = await uniqueNamespace("gc");
   const { reconciler } = inProcess(ns.name);
   await applyRun(ns.name, "gone", { script: "task.sh" });
@@ -421,7 +402,7 @@ clusterTest("200 ScriptRuns converge; a steady-state cycle makes 3 LIST requests
   needsJobs: true,
   ...NO_SANITIZE,
 }, async () => {
-  await ensureCrd();
+  await installCrd();
   await using ns = await uniqueNamespace("scale");
   const { reconciler, requests } = inProcess(ns.name);
   const docs = Array.from(
@@ -443,7 +424,7 @@ clusterTest("200 ScriptRuns converge; a steady-state cycle makes 3 LIST requests
 clusterTest("start-up errors are one clear line with the fix and the right exit code", {
   ...NO_SANITIZE,
 }, async () => {
-  await ensureCrd();
+  await installCrd();
   // No kubeconfig anywhere: usage/configuration error.
   const none = await startOperator(["--once"], {
     kubeconfig: null,
@@ -457,25 +438,12 @@ clusterTest("start-up errors are one clear line with the fix and the right exit 
   );
 
   // API server unreachable: runtime error naming the server.
-  const dir = await Deno.makeTempDir();
-  try {
-    const config = await kubectlJson<Record<string, unknown>>([
-      "config",
-      "view",
-      "--raw",
-      "--minify",
-    ]);
-    const text = JSON.stringify(config).replace(
-      /https:\/\/127\.0\.0\.1:\d+/,
-      "https://127.0.0.1:1",
-    );
-    await Deno.writeTextFile(`${dir}/down.kubeconfig`, text);
-    const down = await startOperator(["--once"], { kubeconfig: `${dir}/down.kubeconfig` });
+  {
+    await using unreachable = await unreachableKubeconfig();
+    const down = await startOperator(["--once"], { kubeconfig: unreachable.path });
     assertEquals(await down.exited, 1);
     const line = down.logs.find((l) => l.level === "error");
     assert(line && String(line.msg).includes("unreachable"), JSON.stringify(down.logs));
-  } finally {
-    await Deno.remove(dir, { recursive: true });
   }
 
   // Permission denied: names the verb and the resource.

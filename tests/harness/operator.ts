@@ -3,7 +3,7 @@
  * `deno task start` (so a missing permission fails a test, not a user), JSON logs captured.
  * @module
  */
-import { testKubeconfig } from "./test_env.ts";
+import { kubectlJson, kubectlOk, testKubeconfig } from "./test_env.ts";
 
 const ROOT = new URL("../../", import.meta.url);
 
@@ -143,5 +143,28 @@ export async function startOperator(
     [Symbol.asyncDispose]: async () => {
       await stop();
     },
+  };
+}
+
+/** Installs deploy/crd.yaml (server-side apply, idempotent) and waits until it is served. */
+export async function installCrd(): Promise<void> {
+  await kubectlOk(["apply", "--server-side", "-f", new URL("deploy/crd.yaml", ROOT).pathname]);
+  await kubectlOk(["wait", "--for=condition=Established", "crd/scriptruns.script-operator.dev"]);
+}
+
+/** A kubeconfig like the admin one but pointing at a port where nothing listens; removed on dispose. */
+export async function unreachableKubeconfig(): Promise<{ path: string } & AsyncDisposable> {
+  const dir = await Deno.makeTempDir({ prefix: "script-operator-down-" });
+  const config = await kubectlJson<Record<string, unknown>>([
+    "config",
+    "view",
+    "--raw",
+    "--minify",
+  ]);
+  const text = JSON.stringify(config).replace(/https:\/\/127\.0\.0\.1:\d+/, "https://127.0.0.1:1");
+  await Deno.writeTextFile(`${dir}/down.kubeconfig`, text);
+  return {
+    path: `${dir}/down.kubeconfig`,
+    [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
   };
 }
