@@ -122,7 +122,7 @@ export async function runOperator(options: {
     }
     // Start-up check: one LIST of ScriptRuns proves credentials, reachability, CRD and RBAC.
     for (let attempt = 1;; attempt++) {
-      const check = await preflight(kube, cli.namespaces[0]);
+      const check = await preflight(kube, cli.namespaces[0], server);
       if (check.ok) break;
       if (cli.once) {
         log.error(check.message!, {});
@@ -180,12 +180,16 @@ export async function runOperator(options: {
   }
 }
 
-async function preflight(kube: ClientNodeKube, namespace: string | undefined): Promise<Preflight> {
+async function preflight(
+  kube: ClientNodeKube,
+  namespace: string | undefined,
+  server: string,
+): Promise<Preflight> {
   try {
     await kube.listScriptRuns(namespace);
     return { ok: true };
   } catch (error) {
-    if (error instanceof KubeError) return explainStartError(error, "the API server");
+    if (error instanceof KubeError) return explainStartError(error, server);
     return { ok: false, exitCode: EXIT.runtime, message: String(error) };
   }
 }
