@@ -24,6 +24,7 @@ const resourceList: Schema = {
 
 const securityContext: Schema = {
   type: "object",
+  default: DEFAULTS.securityContext,
   description:
     "Container security context of the script. Replaces the default (restricted profile, UID 65532) as a whole.",
   properties: {
@@ -78,10 +79,12 @@ const spec: Schema = {
       type: "array",
       description: "Arguments passed to the script. $(VAR) is not expanded.",
       items: { type: "string" },
+      default: [],
     },
     env: {
       type: "array",
       description: "Environment variables of the script. $(VAR) is not expanded.",
+      default: [],
       "x-kubernetes-list-type": "map",
       "x-kubernetes-list-map-keys": ["name"],
       items: {
@@ -118,7 +121,7 @@ const spec: Schema = {
       type: "integer",
       format: "int32",
       description:
-        "Seconds the finished Job (and its pod logs) is kept. The ScriptRun's status stays.",
+        "Seconds the finished Job (and its pod logs) is kept once the status records the outcome; then the operator deletes it. The ScriptRun's status stays.",
       minimum: 0,
       default: DEFAULTS.ttlSecondsAfterFinished,
     },

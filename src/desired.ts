@@ -77,9 +77,10 @@ export function resolveSpec(spec: ScriptRunSpec): ResolvedSpec {
 /**
  * The run's identity: a short hash of the ScriptRun's name, the script's content and every spec
  * field that shapes the Job. A new identity means a new ConfigMap and a new Job.
+ * `ttlSecondsAfterFinished` is left out: the operator applies it itself, it shapes no Job.
  */
 export function runHash(run: ScriptRun, script: Script): string {
-  const spec = resolveSpec(run.spec);
+  const { ttlSecondsAfterFinished: _ttl, ...spec } = resolveSpec(run.spec);
   const input = canonicalJson({ name: run.metadata.name, scriptSha256: script.sha256, spec });
   return sha256Hex(input).slice(0, HASH_LENGTH);
 }
@@ -109,6 +110,8 @@ export function childLabels(run: ScriptRun, hash: string): Record<string, string
     [LABELS.managedBy]: MANAGER,
     [LABELS.name]: "script-operator",
     [LABELS.hash]: hash,
+    // Finds the pods of every Job of this run, e.g. the old Job's pods during a rollout.
+    [LABELS.scriptRunUid]: run.metadata.uid ?? "",
   };
   // Label values are limited to 63 characters; ScriptRun names may be longer. Children are
   // matched to their run by the ownerReference, the label only helps `kubectl -l`.
@@ -157,7 +160,8 @@ export function desiredJob(run: ScriptRun, script: Script, hash: string): Job {
     spec: {
       backoffLimit: spec.backoffLimit,
       activeDeadlineSeconds: spec.activeDeadlineSeconds,
-      ttlSecondsAfterFinished: spec.ttlSecondsAfterFinished,
+      // No ttlSecondsAfterFinished: the operator deletes a finished Job itself once the run's
+      // status records the outcome, so a Job can never vanish before its result is read.
       template: {
         metadata: { labels, annotations: { [ANNOTATIONS.script]: script.name } },
         spec: {

@@ -6,19 +6,25 @@
 import {
   BatchV1Api,
   CoreV1Api,
+  createConfiguration,
   CustomObjectsApi,
   type KubeConfig,
   PatchStrategy,
+  type RequestContext,
+  type ResponseContext,
+  ServerConfiguration,
   setHeaderOptions,
   type V1ConfigMap,
   type V1Job,
 } from "@kubernetes/client-node";
+import { OPERATOR_VERSION } from "./cli.ts";
 import { classify } from "./errors.ts";
 import {
   type ConfigMap,
   GROUP,
   type Job,
   KIND,
+  LABELS,
   MANAGED_SELECTOR,
   MANAGER,
   PLURAL,
@@ -45,6 +51,8 @@ export interface Kube {
   listConfigMaps(namespace?: string): Promise<ConfigMap[]>;
   listJobs(namespace?: string): Promise<Job[]>;
   podTermination(namespace: string, jobName: string): Promise<PodTermination | undefined>;
+  /** Whether pods of a ScriptRun's other Jobs (not `hash`) are still pending or running. */
+  otherPodsActive(namespace: string, runUid: string, hash: string): Promise<boolean>;
   createConfigMap(object: ConfigMap): Promise<void>;
   createJob(object: Job): Promise<void>;
   deleteJob(namespace: string, name: string): Promise<void>;
@@ -54,6 +62,34 @@ export interface Kube {
 }
 
 const PAGE = 500;
+
+/** Longest a request to the API server may take (client-node sets no timeout of its own). */
+export const REQUEST_TIMEOUT_MS = 30_000;
+
+/**
+ * `kc.makeApiClient(Api)`, plus a timeout on every request: a hung connection must neither stall
+ * a cycle for minutes nor keep the process from shutting down.
+ */
+export function makeClient<T>(
+  kc: KubeConfig,
+  Api: new (config: ReturnType<typeof createConfiguration>) => T,
+  timeoutMs: number = REQUEST_TIMEOUT_MS,
+): T {
+  const cluster = kc.getCurrentCluster();
+  if (!cluster) throw new Error("the kubeconfig has no current cluster");
+  return new Api(createConfiguration({
+    baseServer: new ServerConfiguration(cluster.server, {}),
+    authMethods: { default: kc },
+    promiseMiddleware: [{
+      pre: (request: RequestContext) => {
+        request.setSignal(AbortSignal.timeout(timeoutMs));
+        request.setHeaderParam("User-Agent", `${MANAGER}/${OPERATOR_VERSION}`);
+        return Promise.resolve(request);
+      },
+      post: (response: ResponseContext) => Promise.resolve(response),
+    }],
+  }));
+}
 
 /** Converts client-node's model objects to plain JSON, dates as RFC 3339 strings without ms. */
 export function toPlain<T>(value: unknown): T {
@@ -91,9 +127,9 @@ export class ClientNodeKube implements Kube {
 
   /** `observe` sees every request (for metrics and request counting in tests). */
   constructor(kc: KubeConfig, options: { observe?: RequestObserver; instance?: string } = {}) {
-    this.#core = kc.makeApiClient(CoreV1Api);
-    this.#batch = kc.makeApiClient(BatchV1Api);
-    this.#custom = kc.makeApiClient(CustomObjectsApi);
+    this.#core = makeClient(kc, CoreV1Api);
+    this.#batch = makeClient(kc, BatchV1Api);
+    this.#custom = makeClient(kc, CustomObjectsApi);
     this.#observe = options.observe ?? (() => {});
     this.#reportingInstance = options.instance ?? MANAGER;
   }
@@ -199,6 +235,24 @@ export class ClientNodeKube implements Kube {
         ),
     );
     return lastTermination(pods);
+  }
+
+  async otherPodsActive(namespace: string, runUid: string, hash: string): Promise<boolean> {
+    const pods = await this.#call(
+      "LIST",
+      "pods",
+      inNs(namespace),
+      () =>
+        allPages<{ status?: { phase?: string } }>((cont) =>
+          this.#core.listNamespacedPod({
+            namespace,
+            labelSelector: `${LABELS.scriptRunUid}=${runUid},${LABELS.hash}!=${hash}`,
+            limit: PAGE,
+            _continue: cont,
+          })
+        ),
+    );
+    return pods.some((p) => p.status?.phase !== "Succeeded" && p.status?.phase !== "Failed");
   }
 
   async createConfigMap(object: ConfigMap): Promise<void> {

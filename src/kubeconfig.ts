@@ -21,6 +21,15 @@ function exists(path: string): boolean {
   }
 }
 
+/** Loads one kubeconfig file; an unreadable or invalid file is a KubeConfigError naming it. */
+function loadFile(kc: KubeConfig, path: string): void {
+  try {
+    kc.loadFromFile(path);
+  } catch (error) {
+    throw new KubeConfigError(`${path}: not a usable kubeconfig: ${(error as Error).message}`);
+  }
+}
+
 /** How the operator authenticated, for the start-up log line. */
 export interface LoadedConfig {
   kc: KubeConfig;
@@ -47,7 +56,7 @@ export function loadKubeConfig(options: { kubeconfig?: string; context?: string 
         `--kubeconfig ${options.kubeconfig}: no such file; pass the path of a kubeconfig`,
       );
     }
-    kc.loadFromFile(options.kubeconfig);
+    loadFile(kc, options.kubeconfig);
     source = options.kubeconfig;
   } else if (env("KUBECONFIG")) {
     const paths = env("KUBECONFIG")!.split(":").filter((p) => p !== "");
@@ -57,10 +66,20 @@ export function loadKubeConfig(options: { kubeconfig?: string; context?: string 
         `KUBECONFIG=${env("KUBECONFIG")}: no such file; point it at a kubeconfig`,
       );
     }
-    kc.loadFromDefault();
+    // As kubectl merges them: the first file that sets a value wins (current-context included).
+    loadFile(kc, found[0]);
+    for (const path of found.slice(1)) {
+      const more = new KubeConfig();
+      loadFile(more, path);
+      try {
+        kc.mergeConfig(more, true);
+      } catch (error) {
+        throw new KubeConfigError(`KUBECONFIG: merging ${path}: ${(error as Error).message}`);
+      }
+    }
     source = `KUBECONFIG=${found.join(":")}`;
   } else if (defaultPath && exists(defaultPath)) {
-    kc.loadFromFile(defaultPath);
+    loadFile(kc, defaultPath);
     source = defaultPath;
   } else if (env("KUBERNETES_SERVICE_HOST")) {
     const prefix = env("SCRIPT_OPERATOR_SERVICEACCOUNT_PREFIX") ?? "";

@@ -41,3 +41,26 @@ Deno.test("loadKubeConfig(): a missing --kubeconfig file is a clear error", () =
     (e: Error) => e instanceof KubeConfigError && e.message.includes("no such file"),
   );
 });
+
+Deno.test("loadKubeConfig(): with several KUBECONFIG files the first current-context wins", async () => {
+  const dir = await Deno.makeTempDir();
+  const before = Deno.env.get("KUBECONFIG");
+  try {
+    const second = JSON.parse(KUBECONFIG);
+    second.clusters = [{ name: "c", cluster: { server: "https://c.example:6443" } }];
+    second.contexts = [{ name: "ctx-c", context: { cluster: "c", user: "u" } }];
+    second.users = [];
+    second["current-context"] = "ctx-c";
+    await Deno.writeTextFile(`${dir}/a`, KUBECONFIG);
+    await Deno.writeTextFile(`${dir}/b`, JSON.stringify(second));
+    Deno.env.set("KUBECONFIG", `${dir}/a:${dir}/missing:${dir}/b`);
+    const loaded = loadKubeConfig({});
+    assertEquals(loaded.kc.getCurrentCluster()?.server, "https://a.example:6443");
+    assertEquals(loaded.kc.getContexts().map((c) => c.name).sort(), ["ctx-a", "ctx-b", "ctx-c"]);
+    assertEquals(loaded.kc.getCurrentContext(), "ctx-a");
+  } finally {
+    if (before === undefined) Deno.env.delete("KUBECONFIG");
+    else Deno.env.set("KUBECONFIG", before);
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -6,6 +6,7 @@
  * @module
  */
 import { CustomObjectsApi, type KubeConfig } from "@kubernetes/client-node";
+import { makeClient } from "./kube.ts";
 import type { Logger } from "@logtape/logtape";
 import { classify } from "./errors.ts";
 
@@ -66,11 +67,16 @@ export class LeaderElector {
     timings?: LeaderTimings;
     onChange?: (leading: boolean) => void;
   }) {
-    this.#api = kc.makeApiClient(CustomObjectsApi);
     this.#namespace = options.namespace;
     this.#name = options.name;
     this.#identity = options.identity;
     this.#timings = options.timings ?? DEFAULT_LEADER_TIMINGS;
+    // Lease requests time out well inside the renew deadline, so a hung call cannot hold the lock.
+    this.#api = makeClient(
+      kc,
+      CustomObjectsApi,
+      Math.min(5_000, this.#timings.renewDeadlineMs / 2),
+    );
     this.#log = options.log;
     this.#onChange = options.onChange ?? (() => {});
   }

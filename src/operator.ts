@@ -13,6 +13,9 @@ import { Metrics } from "./metrics.ts";
 import { Reconciler } from "./reconciler.ts";
 import { GROUP, PLURAL, type Script } from "./types.ts";
 
+/** After SIGTERM, the process exits by this time whatever is still in flight. */
+export const SHUTDOWN_DEADLINE_MS = 9_000;
+
 /** Exit codes. */
 export const EXIT = { ok: 0, runtime: 1, usage: 2 } as const;
 
@@ -68,11 +71,20 @@ export async function runOperator(options: {
   const stop = new AbortController();
   options.signal?.addEventListener("abort", () => stop.abort());
   const onSignal = () => {
-    if (!stop.signal.aborted) log.info("Shutting down", { signal: "SIGTERM/SIGINT" });
+    if (stop.signal.aborted) return;
+    log.info("Shutting down", { signal: "SIGTERM/SIGINT" });
     stop.abort();
+    // In-flight writes finish and the Lease is released, but never past this deadline (the
+    // kubelet's grace period is 30 s; we promise 10 s).
+    const deadline = setTimeout(() => {
+      log.warn("Shutdown deadline reached, exiting", { afterMs: SHUTDOWN_DEADLINE_MS });
+      Deno.exit(EXIT.ok);
+    }, SHUTDOWN_DEADLINE_MS);
+    Deno.unrefTimer(Number(deadline));
   };
   const signals: Deno.Signal[] = ["SIGTERM", "SIGINT"];
   for (const s of signals) Deno.addSignalListener(s, onSignal);
+  let elector: LeaderElector | undefined;
   const reconciler = new Reconciler({
     kube,
     scripts,
@@ -82,6 +94,8 @@ export async function runOperator(options: {
     concurrency: cli.concurrency,
     observer: metrics.reconcile,
     signal: stop.signal,
+    // Only the leader writes, checked before every write, not only at the start of a cycle.
+    canWrite: () => elector === undefined || elector.isLeader(),
   });
   log.info("Starting", {
     version: OPERATOR_VERSION,
@@ -96,7 +110,6 @@ export async function runOperator(options: {
 
   let ready = false;
   const servers: Deno.HttpServer[] = [];
-  let elector: LeaderElector | undefined;
   try {
     if (!cli.once) {
       // Probes answer from the start: alive at once, ready only after a successful cycle.
@@ -125,11 +138,12 @@ export async function runOperator(options: {
       const check = await preflight(kube, cli.namespaces[0], server);
       if (check.ok) break;
       if (cli.once) {
-        log.error(check.message!, {});
+        // The message holds server text: pass it as a value, never as a log template.
+        log.error("{error}", { error: check.message });
         return check.exitCode!;
       }
       const wait = Math.min(cli.intervalMs, 1000 * 2 ** Math.min(attempt, 5));
-      log.error(check.message!, { retryInMs: wait });
+      log.error("{error}", { error: check.message, retryInMs: wait });
       if (await sleep(wait, stop.signal)) return EXIT.ok;
     }
     if (cli.once) {

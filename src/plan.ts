@@ -5,7 +5,7 @@
  * @module
  */
 import { canonicalJson } from "./hash.ts";
-import { childName, desiredConfigMap, desiredJob, runHash } from "./desired.ts";
+import { childName, DEFAULTS, desiredConfigMap, desiredJob, runHash } from "./desired.ts";
 import type {
   Condition,
   ConfigMap,
@@ -29,11 +29,21 @@ export interface Observed {
   /** ConfigMaps and Jobs whose controller ownerReference is this ScriptRun. */
   configMaps: ConfigMap[];
   jobs: Job[];
-  /** Names of managed-looking objects in the namespace that this ScriptRun does not control. */
-  foreignConfigMaps: Set<string>;
-  foreignJobs: Set<string>;
+  /** Whether a ConfigMap or Job of that name exists that this ScriptRun does not control. */
+  foreignConfigMaps: NameLookup;
+  foreignJobs: NameLookup;
   /** What the failed pod reported, when the reconciler looked it up. */
   podTermination?: PodTermination;
+  /**
+   * During a rollout, whether pods of the replaced Jobs are still running (undefined: not looked
+   * up yet; the plan then asks for it with `needsOldPods`).
+   */
+  oldPodsActive?: boolean;
+}
+
+/** A set of names, as far as the plan needs one. */
+export interface NameLookup {
+  has(name: string): boolean;
 }
 
 /** The result of planning one ScriptRun. */
@@ -44,6 +54,8 @@ export interface Plan {
   status: ScriptRunStatus;
   /** True when the current Job is running or waiting: the log says "Waiting for Job to complete". */
   waiting: boolean;
+  /** The plan waits for the replaced Jobs' pods: look them up and plan again. */
+  needsOldPods?: boolean;
 }
 
 /** Outcome of a Job read from its status conditions (never from `spec.completions`). */
@@ -64,7 +76,9 @@ export function jobOutcome(job: Job): JobOutcome {
       phase: "Succeeded",
       reason: done.reason,
       message: done.message,
-      completionTime: job.status?.completionTime ?? done.lastTransitionTime,
+      // SuccessCriteriaMet comes before the pods have stopped; the time is Complete's.
+      completionTime: job.status?.completionTime ??
+        (done.type === "Complete" ? done.lastTransitionTime : undefined),
     };
   }
   const failed = isTrue("Failed") ?? isTrue("FailureTarget");
@@ -73,18 +87,24 @@ export function jobOutcome(job: Job): JobOutcome {
       phase: "Failed",
       reason: failed.reason,
       message: failed.message,
-      completionTime: failed.lastTransitionTime,
+      completionTime: failed.type === "Failed" ? failed.lastTransitionTime : undefined,
     };
   }
   if ((job.status?.active ?? 0) > 0 || (job.status?.ready ?? 0) > 0) return { phase: "Running" };
   return { phase: "Pending" };
 }
 
-/** True when a Job failed and the run's status does not yet tell why: look at its pods once. */
+/**
+ * True when a Job failed and the run's status does not yet tell why: look at its pods. That is
+ * once when the failure is first seen and once more when the final Failed condition arrives after
+ * FailureTarget (pods stopped by a deadline report their exit code only then).
+ */
 export function needsPodDetails(run: ScriptRun, job: Job): boolean {
-  if (jobOutcome(job).phase !== "Failed") return false;
+  const outcome = jobOutcome(job);
+  if (outcome.phase !== "Failed") return false;
   const status = run.status ?? {};
-  return !(status.jobName === job.metadata.name && status.phase === "Failed");
+  const recorded = status.jobName === job.metadata.name && status.phase === "Failed";
+  return !recorded || (status.completionTime === undefined && outcome.completionTime !== undefined);
 }
 
 function failureMessage(jobName: string, outcome: JobOutcome, pod?: PodTermination): string {
@@ -154,6 +174,21 @@ export function plan(
   if (!script) {
     const message = `script "${run.spec.script}" is not embedded in this operator; ` +
       `embedded scripts: ${[...scripts.keys()].join(", ")}. Set spec.script to one of them.`;
+    // The spec asks for something that cannot run: what ran before for it is outdated.
+    const actions: Action[] = [
+      ...observed.jobs.map((j): Action => ({
+        type: "deleteJob",
+        name: j.metadata.name,
+        reason: "DeletingJob",
+        message: "Deleting Job of a previous spec",
+      })),
+      ...observed.configMaps.map((c): Action => ({
+        type: "deleteConfigMap",
+        name: c.metadata.name,
+        reason: "DeletingConfigMap",
+        message: "Deleting outdated ConfigMap",
+      })),
+    ];
     const status: ScriptRunStatus = {
       phase: "Failed",
       reason: "ScriptNotFound",
@@ -168,7 +203,7 @@ export function plan(
         now,
       ),
     };
-    return { actions: [], status, waiting: false };
+    return { actions, status, waiting: false };
   }
 
   const hash = runHash(run, script);
@@ -223,13 +258,40 @@ export function plan(
   }
 
   if (!job && finished) {
-    // The Job was deleted or expired (ttlSecondsAfterFinished): the run is over, its status stays.
+    // The Job was deleted, or the operator removed it after ttlSecondsAfterFinished: the run is
+    // over and its status stays.
     return {
       hash,
       childName: name,
       actions,
       status: { ...previous, observedGeneration: generation },
       waiting: false,
+    };
+  }
+
+  // A rollout: the replaced Jobs go first, and the new Job starts only once their pods stopped,
+  // so two Jobs of one ScriptRun never run at once.
+  const replaced = observed.jobs.filter((j) => j.metadata.name !== name).map((j) =>
+    j.metadata.name
+  );
+  const rollingOut = !job && (replaced.length > 0 || previous.reason === "ReplacingJob");
+  if (rollingOut && (replaced.length > 0 || observed.oldPodsActive !== false)) {
+    const waitingStatus: ScriptRunStatus = {
+      ...base,
+      phase: "Pending",
+      reason: "ReplacingJob",
+      message: replaced.length > 0
+        ? `replacing Job ${replaced.join(", ")}; Job ${name} starts when its pods have stopped`
+        : previous.message ?? `Job ${name} starts when the replaced Job's pods have stopped`,
+      conditions: [],
+    };
+    return {
+      hash,
+      childName: name,
+      actions,
+      status: waitingStatus,
+      waiting: false,
+      needsOldPods: replaced.length === 0 && observed.oldPodsActive === undefined,
     };
   }
 
@@ -252,6 +314,20 @@ export function plan(
       reason: again ? "RecreatingJob" : "CreatingJob",
       message: again ? "Recreating missing Job" : "Creating Job",
     });
+  }
+
+  // ttlSecondsAfterFinished, applied by the operator once the status records the outcome.
+  const recorded = sameRun && previous.phase === outcome.phase && previous.completionTime;
+  if (job && terminal && recorded) {
+    const ttl = (run.spec.ttlSecondsAfterFinished ?? DEFAULTS.ttlSecondsAfterFinished) * 1000;
+    if (Date.parse(now) >= Date.parse(previous.completionTime!) + ttl) {
+      actions.push({
+        type: "deleteJob",
+        name,
+        reason: "DeletingFinishedJob",
+        message: "Deleting finished Job (ttlSecondsAfterFinished)",
+      });
+    }
   }
 
   let reason: string;

@@ -138,7 +138,7 @@ Deno.test("plan(): a finished run whose Job was deleted or expired is not rerun;
   }
 });
 
-Deno.test("plan(): a changed spec deletes the old Job and ConfigMap and creates new ones", () => {
+Deno.test("plan(): a changed spec replaces the Job: deletes first, creates once old pods stopped", () => {
   const old = current();
   const oldJob = job(old.name, { active: 1 });
   const run = settle(scriptRun(), observed({ configMaps: [old.cm], jobs: [oldJob] }));
@@ -147,44 +147,105 @@ Deno.test("plan(): a changed spec deletes the old Job and ConfigMap and creates 
     metadata: { ...run.metadata, generation: 2 },
     spec: { ...run.spec, args: ["new"] },
   };
+  // Cycle 1: only the deletes; the status says what it waits for.
   const p = plan(edited, {
     scripts: scripts(),
     observed: observed({ configMaps: [old.cm], jobs: [oldJob] }),
     now: LATER,
   });
-  assertEquals(p.actions.map((a) => a.type), [
-    "deleteJob",
-    "deleteConfigMap",
-    "createConfigMap",
-    "createJob",
+  assertEquals(p.actions.map((a) => [a.type, a.message]), [
+    ["deleteJob", "Replacing outdated Job"],
+    ["deleteConfigMap", "Deleting outdated ConfigMap"],
   ]);
-  assertEquals(p.actions[0].message, "Replacing outdated Job");
+  assertEquals([p.status.phase, p.status.reason], ["Pending", "ReplacingJob"]);
   assert(p.status.jobName !== old.name);
   assertEquals(p.status.observedGeneration, 2);
+  // Cycle 2: the old Job is gone; the plan asks whether its pods still run.
+  const after = { ...edited, status: p.status };
+  const ask = plan(after, { scripts: scripts(), observed: observed(), now: LATER });
+  assertEquals([ask.actions, ask.needsOldPods], [[], true]);
+  const still = plan(after, {
+    scripts: scripts(),
+    observed: observed({ oldPodsActive: true }),
+    now: LATER,
+  });
+  assertEquals(still.actions, []);
+  assert(statusEqual(after.status, still.status));
+  const gone = plan(after, {
+    scripts: scripts(),
+    observed: observed({ oldPodsActive: false }),
+    now: LATER,
+  });
+  assertEquals(gone.actions.map((a) => a.type), ["createConfigMap", "createJob"]);
+  assertEquals([gone.status.phase, gone.status.reason], ["Pending", "JobCreated"]);
 });
 
 Deno.test("plan(): a new script version rolls out even after the old run finished", () => {
   const old = current();
-  const run = settle(
-    scriptRun(),
-    observed({ configMaps: [old.cm], jobs: [job(old.name, { conditions: ["Complete"] })] }),
-  );
+  const done = job(old.name, { conditions: ["Complete"] });
+  const run = settle(scriptRun(), observed({ configMaps: [old.cm], jobs: [done] }));
   const v2 = scripts(script("task.sh", "#!/bin/sh\necho v2\n"));
   const p = plan(run, {
     scripts: v2,
-    observed: observed({
-      configMaps: [old.cm],
-      jobs: [job(old.name, { conditions: ["Complete"] })],
-    }),
+    observed: observed({ configMaps: [old.cm], jobs: [done] }),
     now: LATER,
   });
-  assertEquals(p.actions.map((a) => a.type), [
+  assertEquals(p.actions.map((a) => a.type), ["deleteJob", "deleteConfigMap"]);
+  assertEquals([p.status.phase, p.status.reason], ["Pending", "ReplacingJob"]);
+});
+
+Deno.test("plan(): the operator deletes a finished Job after ttlSecondsAfterFinished, never before the status has it", () => {
+  const { name, cm } = current();
+  const done = job(name, { conditions: ["Complete"] });
+  done.status!.completionTime = "2026-01-01T00:01:00Z";
+  const obs = observed({ configMaps: [cm], jobs: [done] });
+  const run = scriptRun({ ttlSecondsAfterFinished: 60 });
+  // Not recorded yet: record first, delete nothing, even long after the TTL.
+  const first = plan(run, { scripts: scripts(), observed: obs, now: "2026-01-02T00:00:00Z" });
+  assertEquals(first.actions, []);
+  const recorded = { ...run, status: first.status };
+  assertEquals(
+    plan(recorded, { scripts: scripts(), observed: obs, now: "2026-01-01T00:01:59Z" }).actions,
+    [],
+  );
+  const expired = plan(recorded, {
+    scripts: scripts(),
+    observed: obs,
+    now: "2026-01-01T00:02:00Z",
+  });
+  assertEquals(expired.actions.map((a) => [a.type, a.reason]), [[
     "deleteJob",
-    "deleteConfigMap",
-    "createConfigMap",
-    "createJob",
-  ]);
-  assertEquals(p.status.phase, "Pending");
+    "DeletingFinishedJob",
+  ]]);
+  assert(statusEqual(recorded.status, expired.status));
+  // ttlSecondsAfterFinished is not part of the run's identity: editing it reruns nothing.
+  assert(runHash(run, script()) === runHash(scriptRun({ ttlSecondsAfterFinished: 5 }), script()));
+});
+
+Deno.test("plan(): FailureTarget is Failed without a completion time; the final Failed adds it", () => {
+  const { name, cm } = current();
+  const target = job(name, { conditions: ["FailureTarget"] });
+  const p = plan(scriptRun(), {
+    scripts: scripts(),
+    observed: observed({ configMaps: [cm], jobs: [target] }),
+    now: NOW,
+  });
+  assertEquals([p.status.phase, p.status.completionTime], ["Failed", undefined]);
+  const run = { ...scriptRun(), status: p.status };
+  assert(!needsPodDetails(run, target));
+  const final = job(name, { conditions: ["Failed"] });
+  assert(needsPodDetails(run, final), "the final Failed condition should look at the pods again");
+});
+
+Deno.test("plan(): ScriptNotFound after a spec change deletes the previous spec's Job and ConfigMap", () => {
+  const { name, cm } = current();
+  const p = plan(scriptRun({ script: "gone.sh" }), {
+    scripts: scripts(),
+    observed: observed({ configMaps: [cm], jobs: [job(name, { active: 1 })] }),
+    now: NOW,
+  });
+  assertEquals(p.actions.map((a) => a.type), ["deleteJob", "deleteConfigMap"]);
+  assertEquals(p.status.reason, "ScriptNotFound");
 });
 
 Deno.test("plan(): an object with our name that we do not control is a NameConflict, no write", () => {

@@ -40,6 +40,8 @@ export interface ReconcilerOptions {
   observer?: ReconcileObserver;
   /** When aborted, ScriptRuns not yet started in this cycle are left for later. */
   signal?: AbortSignal;
+  /** Asked before every write: false once this process lost the leader Lease. */
+  canWrite?: () => boolean;
 }
 
 /** Totals of one cycle. */
@@ -68,6 +70,7 @@ export class Reconciler {
   constructor(options: ReconcilerOptions) {
     this.#o = {
       signal: new AbortController().signal,
+      canWrite: () => true,
       dryRun: false,
       concurrency: 8,
       backoff: new Backoff(),
@@ -85,6 +88,7 @@ export class Reconciler {
     const phases: Record<Phase, number> = { Pending: 0, Running: 0, Succeeded: 0, Failed: 0 };
     const alive = new Set<string>();
     for (const namespace of scopes) {
+      if (this.#o.signal.aborted) break;
       let runs: ScriptRun[], configMaps: ConfigMap[], jobs: Job[];
       try {
         [runs, configMaps, jobs] = await Promise.all([
@@ -108,7 +112,7 @@ export class Reconciler {
       const byOwner = groupByController(configMaps, jobs);
       const names = namesByNamespace(configMaps, jobs);
       await mapLimit(runs, this.#o.concurrency, async (run) => {
-        if (this.#o.signal.aborted) return;
+        if (this.#o.signal.aborted || !this.#o.canWrite()) return;
         const t0 = performance.now();
         const outcome = await this.#reconcileRun(run, byOwner, names);
         if (outcome.phase) phases[outcome.phase]++;
@@ -147,11 +151,13 @@ export class Reconciler {
     }
     const mine = byOwner.get(run.metadata.uid ?? "") ?? { configMaps: [], jobs: [] };
     const inNs = names.get(namespace);
+    const foreignConfigMaps = new ForeignNames(inNs?.configMaps, run.metadata.uid);
+    const foreignJobs = new ForeignNames(inNs?.jobs, run.metadata.uid);
     const observed: Observed = {
       configMaps: mine.configMaps,
       jobs: mine.jobs,
-      foreignConfigMaps: foreign(inNs?.configMaps, run.metadata.uid),
-      foreignJobs: foreign(inNs?.jobs, run.metadata.uid),
+      foreignConfigMaps,
+      foreignJobs,
     };
     const now = () => this.#o.now().toISOString().replace(/\.\d{3}Z$/, "Z");
     let writes = 0;
@@ -159,7 +165,23 @@ export class Reconciler {
       let p = plan(run, { scripts, observed, now: now() });
       const current = mine.jobs.find((j) => j.metadata.name === p.childName);
       if (current && needsPodDetails(run, current)) {
-        observed.podTermination = await kube.podTermination(namespace, current.metadata.name);
+        try {
+          observed.podTermination = await kube.podTermination(namespace, current.metadata.name);
+        } catch (error) {
+          // The exit code is a detail: without it the failure is still recorded.
+          log.warn("Pod lookup failed", { ...fields, error: (error as Error).message });
+        }
+        p = plan(run, { scripts, observed, now: now() });
+      }
+      if (p.needsOldPods && p.hash) {
+        observed.oldPodsActive = await kube.otherPodsActive(
+          namespace,
+          run.metadata.uid ?? "",
+          p.hash,
+        );
+        if (observed.oldPodsActive) {
+          log.info("Waiting for pods of the replaced Job to stop", { ...fields, hash: p.hash });
+        }
         p = plan(run, { scripts, observed, now: now() });
       }
       const childFields = { ...fields, child: p.childName, hash: p.hash };
@@ -174,14 +196,15 @@ export class Reconciler {
           dryRun: this.#o.dryRun || undefined,
         });
         if (this.#o.dryRun) continue;
+        if (!this.#o.canWrite()) return { result: "requeue", writes, phase: run.status?.phase };
         try {
           await this.#execute(run, action);
           writes++;
         } catch (error) {
           if (error instanceof KubeError && error.kind === "alreadyExists") {
             // A ConfigMap or Job with our name that we do not control, and without our labels.
-            if (action.type === "createConfigMap") observed.foreignConfigMaps.add(target);
-            else observed.foreignJobs.add(target);
+            if (action.type === "createConfigMap") foreignConfigMaps.add(target);
+            else foreignJobs.add(target);
             p = plan(run, { scripts, observed, now: now() });
             break;
           }
@@ -231,7 +254,7 @@ export class Reconciler {
           this.#logTransition(p.status.phase, p.status.reason, p.status.message, childFields);
         }
         log.debug("Updating status", { ...childFields, phase: after, reason: p.status.reason });
-        if (!this.#o.dryRun) {
+        if (!this.#o.dryRun && this.#o.canWrite()) {
           await kube.patchStatus(run, p.status);
           writes++;
           if (after !== before || reasonChanged) {
@@ -370,8 +393,24 @@ function namesByNamespace(
   return out;
 }
 
-function foreign(names: Map<string, string> | undefined, uid: string | undefined): Set<string> {
-  const out = new Set<string>();
-  for (const [name, owner] of names ?? []) if (owner !== uid) out.add(name);
-  return out;
+/** Names in a namespace held by objects this ScriptRun does not control; O(1) per lookup. */
+class ForeignNames {
+  #owners: Map<string, string> | undefined;
+  #uid: string | undefined;
+  #added = new Set<string>();
+
+  constructor(owners: Map<string, string> | undefined, uid: string | undefined) {
+    this.#owners = owners;
+    this.#uid = uid;
+  }
+
+  has(name: string): boolean {
+    const owner = this.#owners?.get(name);
+    return (owner !== undefined && owner !== this.#uid) || this.#added.has(name);
+  }
+
+  /** A create answered AlreadyExists: the name is held by an object we did not list. */
+  add(name: string): void {
+    this.#added.add(name);
+  }
 }

@@ -21,6 +21,7 @@ export const LABELS = {
   name: "app.kubernetes.io/name",
   instance: "app.kubernetes.io/instance",
   scriptRun: "script-operator.dev/scriptrun",
+  scriptRunUid: "script-operator.dev/scriptrun-uid",
   hash: "script-operator.dev/hash",
 } as const;
 

@@ -149,15 +149,17 @@ const LEASE_GRANTS = new Set(
   Object.values(CLIENT_CALLS).map((n) => n.grant).filter((g) => g.includes("/leases:")),
 );
 
-/** "file method" of every call on a client made with makeApiClient in src/ (tests excluded). */
+/** "file method" of every call on a client made with makeApiClient or makeClient in src/ (tests excluded). */
 async function clientCallsInSource(): Promise<Map<string, string>> {
   const calls = new Map<string, string>();
   for (const entry of Deno.readDirSync(`${ROOT}src`)) {
     if (!entry.name.endsWith(".ts") || entry.name.endsWith("_test.ts")) continue;
     const file = `src/${entry.name}`;
     const text = await readText(file);
-    if (!text.includes("makeApiClient")) continue;
-    const fields = [...text.matchAll(/this\.(#?\w+)\s*=\s*\w+\.makeApiClient\(/g)].map((m) => m[1]);
+    if (!/makeApiClient\(|makeClient\(/.test(text)) continue;
+    const fields = [
+      ...text.matchAll(/this\.(#?\w+)\s*=\s*(?:\w+\.makeApiClient\(|makeClient\()/g),
+    ].map((m) => m[1]);
     assert(
       fields.length > 0,
       `${file} calls makeApiClient in a way this test does not recognise; extend clientCallsInSource`,

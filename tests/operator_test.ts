@@ -247,59 +247,124 @@ clusterTest(
   },
 );
 
-clusterTest("changing the spec replaces the Job: old Job and ConfigMap gone, no orphaned pods", {
-  needsJobs: true,
-  ...NO_SANITIZE,
-}, async () => {
-  await installCrd();
-  await using ns = await uniqueNamespace("rollout");
-  const { reconciler } = inProcess(ns.name);
-  await applyRun(ns.name, "roll", {
-    script: "task.sh",
-    env: [{ name: "KWOK_DURATION", value: "120s" }],
-  });
-  const running = await cycleUntil(
-    reconciler,
-    ns.name,
-    "roll",
-    (r) => r.status?.phase === "Running",
-    "Running",
-  );
-  const oldName = running.status!.jobName!;
-  await applyRun(ns.name, "roll", {
-    script: "task.sh",
-    args: ["v2"],
-    env: [{ name: "KWOK_DURATION", value: "1s" }],
-  });
-  await reconciler.cycle();
-  const moved = await getRun(ns.name, "roll");
-  assert(moved.status!.jobName !== oldName, "status did not move to the new hash");
-  assertEquals(moved.status?.observedGeneration, 2);
-  const jobs = await listOf<Job>(ns.name, "jobs");
-  assertEquals(jobs.map((j) => j.metadata.name), [moved.status!.jobName]);
-  const cms = await listOf<ConfigMap>(
-    ns.name,
-    "configmaps",
-    "app.kubernetes.io/managed-by=script-operator",
-  );
-  assertEquals(cms.map((c) => c.metadata.name), [moved.status!.configMapName]);
-  // The garbage collector removes the old Job's pods (Background propagation): none orphaned.
-  await waitFor(
-    async () =>
-      (await listOf(ns.name, "pods", `batch.kubernetes.io/job-name=${oldName}`)).length === 0,
-    {
-      what: `pods of the replaced Job ${oldName} to be deleted`,
-      timeoutMs: 60_000,
-    },
-  );
-  await cycleUntil(
-    reconciler,
-    ns.name,
-    "roll",
-    (r) => r.status?.phase === "Succeeded",
-    "new run to succeed",
-  );
-});
+clusterTest(
+  "changing the spec replaces the Job: old Job and ConfigMap go first, the new Job starts once old pods stopped",
+  {
+    needsJobs: true,
+    ...NO_SANITIZE,
+  },
+  async () => {
+    await installCrd();
+    await using ns = await uniqueNamespace("rollout");
+    const { reconciler } = inProcess(ns.name);
+    await applyRun(ns.name, "roll", {
+      script: "task.sh",
+      env: [{ name: "KWOK_DURATION", value: "120s" }],
+    });
+    const running = await cycleUntil(
+      reconciler,
+      ns.name,
+      "roll",
+      (r) => r.status?.phase === "Running",
+      "Running",
+    );
+    const oldName = running.status!.jobName!;
+    await applyRun(ns.name, "roll", {
+      script: "task.sh",
+      args: ["v2"],
+      env: [{ name: "KWOK_DURATION", value: "1s" }],
+    });
+    await reconciler.cycle();
+    const replacing = await getRun(ns.name, "roll");
+    assertEquals([replacing.status?.phase, replacing.status?.reason], ["Pending", "ReplacingJob"]);
+    assert(replacing.status!.jobName !== oldName, "status did not move to the new hash");
+    assertEquals(replacing.status?.observedGeneration, 2);
+    assertEquals(
+      await listOf<Job>(ns.name, "jobs"),
+      [],
+      "a Job exists while the old one's pods may run",
+    );
+    assertEquals(
+      await listOf(ns.name, "configmaps", "app.kubernetes.io/managed-by=script-operator"),
+      [],
+    );
+
+    // The new Job appears only once no pod of the old Job is pending or running.
+    await waitFor(async () => {
+      await reconciler.cycle();
+      const jobs = await listOf<Job>(ns.name, "jobs");
+      if (jobs.length === 0) {
+        return false;
+      }
+      const oldPods = await listOf<{ status: { phase: string } }>(
+        ns.name,
+        "pods",
+        `batch.kubernetes.io/job-name=${oldName}`,
+      );
+      assertEquals(
+        oldPods.filter((p) => p.status.phase === "Running" || p.status.phase === "Pending"),
+        [],
+        "old pod still active",
+      );
+      assertEquals(
+        jobs.map((j) => j.metadata.name),
+        [replacing.status!.jobName],
+      );
+      return true;
+    }, { what: "the new Job after the old pods stopped", timeoutMs: 90_000, intervalMs: 500 });
+    const cms = await listOf<ConfigMap>(
+      ns.name,
+      "configmaps",
+      "app.kubernetes.io/managed-by=script-operator",
+    );
+    assertEquals(cms.map((c) => c.metadata.name), [replacing.status!.configMapName]);
+    await waitFor(
+      async () =>
+        (await listOf(ns.name, "pods", `batch.kubernetes.io/job-name=${oldName}`)).length === 0,
+      {
+        what: `pods of the replaced Job ${oldName} to be deleted (no orphans)`,
+        timeoutMs: 60_000,
+      },
+    );
+    await cycleUntil(
+      reconciler,
+      ns.name,
+      "roll",
+      (r) => r.status?.phase === "Succeeded",
+      "new run to succeed",
+    );
+  },
+);
+
+clusterTest(
+  "ttlSecondsAfterFinished: the operator deletes the finished Job after recording the outcome",
+  {
+    needsJobs: true,
+    ...NO_SANITIZE,
+  },
+  async () => {
+    await installCrd();
+    await using ns = await uniqueNamespace("ttl");
+    const { reconciler } = inProcess(ns.name);
+    await applyRun(ns.name, "short", { script: "task.sh", ttlSecondsAfterFinished: 0 });
+    const done = await cycleUntil(
+      reconciler,
+      ns.name,
+      "short",
+      (r) => r.status?.phase === "Succeeded",
+      "Succeeded",
+    );
+    await reconciler.cycle();
+    assertEquals(await listOf<Job>(ns.name, "jobs"), []);
+    await reconciler.cycle();
+    assertEquals(
+      await listOf<Job>(ns.name, "jobs"),
+      [],
+      "the run was rerun after its Job was removed",
+    );
+    assertEquals((await getRun(ns.name, "short")).status, done.status);
+  },
+);
 
 clusterTest("an unknown script fails with ScriptNotFound and creates nothing; fixing it recovers", {
   ...NO_SANITIZE,
