@@ -355,7 +355,7 @@ clusterTest(
       reconciler,
       ns.name,
       "short",
-      (r) => r.status?.phase === "Succeeded",
+      (r) => r.status?.phase === "Succeeded" && r.status.completionTime !== undefined,
       "Succeeded",
     );
     await reconciler.cycle();
