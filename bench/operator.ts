@@ -70,15 +70,17 @@ try {
     const t0 = performance.now();
     while (true) {
       await reconciler.cycle();
-      const phases = await kubectl([
+      // Converged: every run Succeeded with its completion time (the Job's final Complete seen).
+      const statuses = await kubectl([
         "-n",
         ns,
         "get",
         "scriptruns",
         "-o",
-        "jsonpath={.items[*].status.phase}",
+        'jsonpath={range .items[*]}{.status.phase}/{.status.completionTime}{"\\n"}{end}',
       ]);
-      if (phases.split(" ").filter((p) => p === "Succeeded").length === n) break;
+      const done = statuses.split("\n").filter((r) => /^Succeeded\/\S+/.test(r)).length;
+      if (done === n) break;
       await new Promise((r) => setTimeout(r, 500));
     }
     const converge = (performance.now() - t0) / 1000;
