@@ -17,6 +17,7 @@
 import { parse, parseAllDocuments } from "yaml";
 import { assert, assertEquals } from "./harness/assert.ts";
 import { installOperatorRbac } from "./harness/rbac.ts";
+import { exists } from "./harness/control_plane.ts";
 import {
   clusterTest,
   jobsMode,
@@ -63,15 +64,6 @@ async function manifests(path: string): Promise<K8sObject[]> {
 
 function only(objects: K8sObject[], kind: string): K8sObject[] {
   return objects.filter((o) => o.kind === kind);
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -16,21 +16,13 @@
  */
 import {
   type ControlPlane,
+  exists,
   startControlPlane,
   withParentDeathSignal,
 } from "./harness/control_plane.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 const totals = { passed: 0, failed: 0, skipped: 0 };
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function runCheck(name: string, args: string[]): Promise<void> {
   const t0 = performance.now();

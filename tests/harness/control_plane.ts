@@ -129,7 +129,8 @@ function which(name: string): string | undefined {
   return undefined;
 }
 
-function exists(path: string): boolean {
+/** Whether a file or folder exists at `path`. */
+export function exists(path: string): boolean {
   try {
     Deno.statSync(path);
     return true;
