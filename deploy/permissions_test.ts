@@ -16,6 +16,7 @@ import {
   START_TASK,
 } from "./permissions.ts";
 import { SERVICE_ACCOUNT_DIR as SOURCE_SERVICE_ACCOUNT_DIR } from "../src/kubeconfig.ts";
+import { denoCacheDir } from "../tests/harness/operator.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const SCRIPTS = `${ROOT}scripts`;
@@ -32,7 +33,7 @@ async function runMain(flags: readonly string[], args: string[], env: Record<str
     args: ["run", "--no-prompt", ...flags, `${ROOT}main.ts`, ...args],
     cwd: "/",
     clearEnv: true,
-    env: { NO_COLOR: "1", DENO_DIR: await denoDir(), ...env },
+    env: { NO_COLOR: "1", DENO_DIR: await denoCacheDir(), ...env },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -43,15 +44,6 @@ async function runMain(flags: readonly string[], args: string[], env: Record<str
     stdout: decoder.decode(out.stdout),
     stderr: decoder.decode(out.stderr),
   } satisfies Run;
-}
-
-let cachedDenoDir: string | undefined;
-async function denoDir(): Promise<string> {
-  if (cachedDenoDir) return cachedDenoDir;
-  const out = await new Deno.Command(Deno.execPath(), { args: ["info", "--json"], stdin: "null" })
-    .output();
-  cachedDenoDir = JSON.parse(new TextDecoder().decode(out.stdout)).denoDir as string;
-  return cachedDenoDir;
 }
 
 /** The in-cluster flags for `deno run`: a compiled binary reads its embedded scripts freely. */

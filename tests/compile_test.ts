@@ -19,6 +19,7 @@ import {
 import { EXIT_CODES, NO_DENORT_MESSAGE } from "../deploy/compile.ts";
 import { loadScripts } from "../src/scripts.ts";
 import { OPERATOR_VERSION } from "../src/cli.ts";
+import { installCrd } from "./harness/operator.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 /** A real build type-checks and embeds ~75 MB of npm packages; allow for a slow first run. */
@@ -129,13 +130,7 @@ compiledTest("compiled binary: scripts lists the embedded scripts", {}, async (b
 });
 
 compiledTest("compiled binary: --once against the test cluster", { cluster: true }, async (bin) => {
-  await kubectlOk(["apply", "--server-side", "-f", `${ROOT}deploy/crd.yaml`]);
-  await kubectlOk([
-    "wait",
-    "--for=condition=Established",
-    "crd/scriptruns.script-operator.dev",
-    "--timeout=30s",
-  ]);
+  await installCrd();
   await using ns = await uniqueNamespace("compiled");
   await kubectlOk(["apply", "-f", "-"], {
     stdin:

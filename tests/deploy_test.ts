@@ -18,6 +18,7 @@ import { parse, parseAllDocuments } from "yaml";
 import { assert, assertEquals } from "./harness/assert.ts";
 import { installOperatorRbac } from "./harness/rbac.ts";
 import { exists } from "./harness/control_plane.ts";
+import { denoCacheDir, installCrd } from "./harness/operator.ts";
 import {
   clusterTest,
   jobsMode,
@@ -730,21 +731,11 @@ interface Pod {
   status: { phase?: string };
 }
 
-async function ensureCrd(): Promise<void> {
-  await kubectlOk(["apply", "--server-side", "-f", `${ROOT}deploy/crd.yaml`]);
-  await kubectlOk([
-    "wait",
-    "--for=condition=Established",
-    "crd/scriptruns.script-operator.dev",
-    "--timeout=30s",
-  ]);
-}
-
 clusterTest(
   "deploy: manifests pass server dry-run; apply -k installs under restricted Pod Security",
   { ...NO_SANITIZE },
   async (t) => {
-    await ensureCrd();
+    await installCrd();
     // A previous run's namespace may still be terminating.
     await waitFor(
       async () => (await kubectl(["get", "namespace", "script-operator"])).code !== 0,
@@ -893,7 +884,7 @@ async function runMain(
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "--no-prompt", ...flags, `${ROOT}main.ts`, "--log-format=json", ...args],
     clearEnv: true,
-    env: { NO_COLOR: "1", DENO_DIR: await denoDir(), ...env },
+    env: { NO_COLOR: "1", DENO_DIR: await denoCacheDir(), ...env },
     cwd: "/",
     stdin: "null",
     stdout: "piped",
@@ -902,15 +893,6 @@ async function runMain(
   }).output();
   const d = new TextDecoder();
   return { code: out.code, log: d.decode(out.stdout) + d.decode(out.stderr) };
-}
-
-let cachedDenoDir: string | undefined;
-async function denoDir(): Promise<string> {
-  if (cachedDenoDir) return cachedDenoDir;
-  const out = await new Deno.Command(Deno.execPath(), { args: ["info", "--json"], stdin: "null" })
-    .output();
-  cachedDenoDir = JSON.parse(new TextDecoder().decode(out.stdout)).denoDir as string;
-  return cachedDenoDir;
 }
 
 async function clusterServer(): Promise<{ server: URL; ca: Uint8Array }> {
@@ -941,7 +923,7 @@ clusterTest(
   "deploy: the in-cluster permission flags run the operator with only deploy/rbac.yaml",
   { needsJobs: true, ...NO_SANITIZE },
   async () => {
-    await ensureCrd();
+    await installCrd();
     await using opNs = await uniqueNamespace("operator");
     await using work = await uniqueNamespace("flags");
     await using identity = await installOperatorRbac(opNs.name);
@@ -987,7 +969,7 @@ clusterTest(
           "--metrics-bind-address=0",
         ],
         clearEnv: true,
-        env: { NO_COLOR: "1", DENO_DIR: await denoDir(), ...env },
+        env: { NO_COLOR: "1", DENO_DIR: await denoCacheDir(), ...env },
         cwd: "/",
         stdin: "null",
         stdout: "null",
@@ -1031,7 +1013,7 @@ clusterTest(
   "deploy: rbac-namespaced.yaml is enough for --namespace, and only for it",
   { ...NO_SANITIZE },
   async () => {
-    await ensureCrd();
+    await installCrd();
     await using opNs = await uniqueNamespace("operator");
     await using watched = await uniqueNamespace("watched");
     const docs = parseAllDocuments(await readText("deploy/rbac-namespaced.yaml"))

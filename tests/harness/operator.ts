@@ -16,7 +16,7 @@ export async function startTaskFlags(): Promise<string[]> {
 
 let denoDir: Promise<string> | undefined;
 /** Deno's cache folder; passed on when a test clears the environment, so nothing is fetched again. */
-function cacheDir(): Promise<string> {
+export function denoCacheDir(): Promise<string> {
   denoDir ??= new Deno.Command(Deno.execPath(), { args: ["info", "--json"], stdin: "null" })
     .output().then((o) => JSON.parse(new TextDecoder().decode(o.stdout)).denoDir as string);
   return denoDir;
@@ -71,7 +71,7 @@ export async function startOperator(
       "--metrics-bind-address=0",
       ...args,
     ],
-    env: options.clearEnv ? { DENO_DIR: await cacheDir(), ...options.env } : options.env,
+    env: options.clearEnv ? { DENO_DIR: await denoCacheDir(), ...options.env } : options.env,
     clearEnv: options.clearEnv,
     cwd: new URL(".", ROOT).pathname,
     stdin: "null",
@@ -149,7 +149,12 @@ export async function startOperator(
 /** Installs deploy/crd.yaml (server-side apply, idempotent) and waits until it is served. */
 export async function installCrd(): Promise<void> {
   await kubectlOk(["apply", "--server-side", "-f", new URL("deploy/crd.yaml", ROOT).pathname]);
-  await kubectlOk(["wait", "--for=condition=Established", "crd/scriptruns.script-operator.dev"]);
+  await kubectlOk([
+    "wait",
+    "--for=condition=Established",
+    "crd/scriptruns.script-operator.dev",
+    "--timeout=30s",
+  ]);
 }
 
 /** A kubeconfig like the admin one but pointing at a port where nothing listens; removed on dispose. */
