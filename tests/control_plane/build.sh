@@ -10,7 +10,7 @@ if ! command -v go >/dev/null 2>&1; then
   echo "build.sh: Go is not installed; the local control plane is built with Go (https://go.dev/dl/ or your package manager)" >&2
   exit 2
 fi
-key="$( (go env GOVERSION; cat "$here"/*/go.mod "$here"/*/go.sum "$here/build.sh") | sha256sum | cut -c1-12)"
+key="$( (go env GOVERSION; cat "$here"/*/go.mod "$here"/*/go.sum "$here"/pause/*.go "$here/build.sh") | sha256sum | cut -c1-12)"
 cache_root="${SCRIPT_OPERATOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/script-operator}/control-plane"
 out="$cache_root/$k8s_version-$key"
 if [ -f "$out/.complete" ]; then
@@ -34,9 +34,11 @@ mv -f "$out/bin/server" "$out/bin/etcd" # go names the binary after the module p
 build kwok kwok "-X sigs.k8s.io/kwok/pkg/consts.Version=$(awk '/^require sigs.k8s.io\/kwok/ {print $3}' "$here/kwok/go.mod")" sigs.k8s.io/kwok/cmd/kwok
 vf="-X k8s.io/component-base/version.gitVersion=$k8s_version -X k8s.io/component-base/version.gitMajor=$major -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean"
 vf="$vf -X k8s.io/client-go/pkg/version.gitVersion=$k8s_version -X k8s.io/client-go/pkg/version.gitMajor=$major -X k8s.io/client-go/pkg/version.gitMinor=$minor"
-build "kube-apiserver, kube-controller-manager, kube-scheduler, kubectl" kubernetes "$vf" \
+build "kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kubelet" kubernetes "$vf" \
   k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-  k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+  k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kubelet
+# The real node's sandbox ("pause") image: a tiny static program, since no registry is reachable.
+build pause pause "" .
 touch "$out/.complete"
 echo "control plane $k8s_version built in $(( $(date +%s) - start ))s into $out" >&2
 echo "$out"
