@@ -132,6 +132,13 @@ const spec: Schema = {
       pattern: "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
     },
     securityContext,
+    rerunPolicy: {
+      type: "string",
+      enum: ["Never", "OnChange"],
+      default: DEFAULTS.rerunPolicy,
+      description:
+        "Never (default): once the run finished (its Job succeeded or failed), a change of spec or script is reported in condition Outdated and not run. OnChange: a new spec or script version runs again.",
+    },
   },
 };
 

@@ -31,6 +31,8 @@ export const DEFAULTS = {
   backoffLimit: 0,
   activeDeadlineSeconds: 3600,
   ttlSecondsAfterFinished: 86400,
+  /** A finished run is never run again: the safe default for one-shot scripts (migrations). */
+  rerunPolicy: "Never",
   /** The restricted Pod Security profile, runnable by images that default to root (busybox). */
   securityContext: {
     runAsNonRoot: true,
@@ -69,6 +71,7 @@ export function resolveSpec(spec: ScriptRunSpec): ResolvedSpec {
     backoffLimit: spec.backoffLimit ?? DEFAULTS.backoffLimit,
     activeDeadlineSeconds: spec.activeDeadlineSeconds ?? DEFAULTS.activeDeadlineSeconds,
     ttlSecondsAfterFinished: spec.ttlSecondsAfterFinished ?? DEFAULTS.ttlSecondsAfterFinished,
+    rerunPolicy: spec.rerunPolicy ?? DEFAULTS.rerunPolicy,
     securityContext: spec.securityContext ?? DEFAULTS.securityContext,
     ...(spec.serviceAccountName ? { serviceAccountName: spec.serviceAccountName } : {}),
   };
@@ -77,10 +80,11 @@ export function resolveSpec(spec: ScriptRunSpec): ResolvedSpec {
 /**
  * The run's identity: a short hash of the ScriptRun's name, the script's content and every spec
  * field that shapes the Job. A new identity means a new ConfigMap and a new Job.
- * `ttlSecondsAfterFinished` is left out: the operator applies it itself, it shapes no Job.
+ * `ttlSecondsAfterFinished` and `rerunPolicy` are left out: the operator applies them itself,
+ * they shape no Job (and adding them changed no existing run's identity).
  */
 export function runHash(run: ScriptRun, script: Script): string {
-  const { ttlSecondsAfterFinished: _ttl, ...spec } = resolveSpec(run.spec);
+  const { ttlSecondsAfterFinished: _ttl, rerunPolicy: _rerun, ...spec } = resolveSpec(run.spec);
   const input = canonicalJson({ name: run.metadata.name, scriptSha256: script.sha256, spec });
   return sha256Hex(input).slice(0, HASH_LENGTH);
 }

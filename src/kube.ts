@@ -18,17 +18,19 @@ import {
   type V1Job,
 } from "@kubernetes/client-node";
 import { OPERATOR_VERSION } from "./cli.ts";
-import { classify } from "./errors.ts";
+import { classify, KubeError } from "./errors.ts";
 import {
   type ConfigMap,
   GROUP,
   type Job,
+  type JobEvent,
   KIND,
   LABELS,
   MANAGED_SELECTOR,
   MANAGER,
+  type ObjectMeta,
   PLURAL,
-  type PodTermination,
+  type PodSummary,
   type ScriptRun,
   type ScriptRunStatus,
   VERSION,
@@ -50,14 +52,28 @@ export interface Kube {
   listScriptRuns(namespace?: string): Promise<ScriptRun[]>;
   listConfigMaps(namespace?: string): Promise<ConfigMap[]>;
   listJobs(namespace?: string): Promise<Job[]>;
-  podTermination(namespace: string, jobName: string): Promise<PodTermination | undefined>;
-  /** Whether pods of a ScriptRun's other Jobs (not `hash`) are still pending or running. */
-  otherPodsActive(namespace: string, runUid: string, hash: string): Promise<boolean>;
+  /** The pods of every Job a ScriptRun had (by the run-uid label), summarised. */
+  listRunPods(namespace: string, runUid: string): Promise<PodSummary[]>;
+  /** Warning Events of a Job, oldest first (FailedCreate says why it has no pod). */
+  listJobEvents(namespace: string, jobName: string): Promise<JobEvent[]>;
+  /** One ConfigMap's metadata, or undefined when there is none. */
+  getConfigMap(namespace: string, name: string): Promise<ConfigMap | undefined>;
+  /** One Job without its spec, or undefined when there is none. */
+  getJob(namespace: string, name: string): Promise<Job | undefined>;
   createConfigMap(object: ConfigMap): Promise<void>;
   createJob(object: Job): Promise<void>;
+  /** Foreground: the Job stays visible (terminating) until its pods are gone. */
   deleteJob(namespace: string, name: string): Promise<void>;
   deleteConfigMap(namespace: string, name: string): Promise<void>;
-  patchStatus(run: ScriptRun, status: ScriptRunStatus): Promise<void>;
+  /** Merge-patches labels onto one of our children. */
+  relabel(
+    kind: "ConfigMap" | "Job",
+    namespace: string,
+    name: string,
+    labels: Record<string, string>,
+  ): Promise<void>;
+  /** Guarded by the run's resourceVersion (409 when it changed); returns the updated run. */
+  patchStatus(run: ScriptRun, status: ScriptRunStatus): Promise<ScriptRun>;
   createEvent(run: ScriptRun, note: EventNote): Promise<void>;
 }
 
@@ -219,7 +235,7 @@ export class ClientNodeKube implements Kube {
     );
   }
 
-  async podTermination(namespace: string, jobName: string): Promise<PodTermination | undefined> {
+  async listRunPods(namespace: string, runUid: string): Promise<PodSummary[]> {
     const pods = await this.#call(
       "LIST",
       "pods",
@@ -228,31 +244,95 @@ export class ClientNodeKube implements Kube {
         allPages<PodLike>((cont) =>
           this.#core.listNamespacedPod({
             namespace,
-            labelSelector: `batch.kubernetes.io/job-name=${jobName}`,
+            labelSelector: `${LABELS.scriptRunUid}=${runUid}`,
             limit: PAGE,
             _continue: cont,
           })
         ),
     );
-    return lastTermination(pods);
+    return pods.map(podSummary);
   }
 
-  async otherPodsActive(namespace: string, runUid: string, hash: string): Promise<boolean> {
-    const pods = await this.#call(
+  async listJobEvents(namespace: string, jobName: string): Promise<JobEvent[]> {
+    const events = await this.#call(
       "LIST",
-      "pods",
+      "events",
       inNs(namespace),
       () =>
-        allPages<{ status?: { phase?: string } }>((cont) =>
-          this.#core.listNamespacedPod({
+        allPages<{ reason?: string; message?: string; lastTimestamp?: string }>((cont) =>
+          this.#core.listNamespacedEvent({
             namespace,
-            labelSelector: `${LABELS.scriptRunUid}=${runUid},${LABELS.hash}!=${hash}`,
+            fieldSelector: `involvedObject.kind=Job,involvedObject.name=${jobName},type=Warning`,
             limit: PAGE,
             _continue: cont,
           })
         ),
     );
-    return pods.some((p) => p.status?.phase !== "Succeeded" && p.status?.phase !== "Failed");
+    return events
+      .sort((a, b) => (a.lastTimestamp ?? "").localeCompare(b.lastTimestamp ?? ""))
+      .map((e) => ({ reason: e.reason ?? "", message: e.message ?? "" }));
+  }
+
+  async getConfigMap(namespace: string, name: string): Promise<ConfigMap | undefined> {
+    try {
+      const cm = await this.#call(
+        "GET",
+        "configmaps",
+        inNs(namespace),
+        () => this.#core.readNamespacedConfigMap({ namespace, name }),
+      );
+      const plain = toPlain<ConfigMap>(cm);
+      return { apiVersion: "v1", kind: "ConfigMap", metadata: compactMeta(plain.metadata) };
+    } catch (error) {
+      if (error instanceof KubeError && error.kind === "notFound") return undefined;
+      throw error;
+    }
+  }
+
+  async getJob(namespace: string, name: string): Promise<Job | undefined> {
+    try {
+      const job = await this.#call(
+        "GET",
+        "jobs",
+        inNs(namespace),
+        () => this.#batch.readNamespacedJob({ namespace, name }),
+      );
+      const plain = toPlain<Job>(job);
+      return {
+        apiVersion: "batch/v1",
+        kind: "Job",
+        metadata: compactMeta(plain.metadata),
+        status: plain.status,
+      };
+    } catch (error) {
+      if (error instanceof KubeError && error.kind === "notFound") return undefined;
+      throw error;
+    }
+  }
+
+  async relabel(
+    kind: "ConfigMap" | "Job",
+    namespace: string,
+    name: string,
+    labels: Record<string, string>,
+  ): Promise<void> {
+    const body = { metadata: { labels } };
+    const options = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
+    if (kind === "ConfigMap") {
+      await this.#call(
+        "PATCH",
+        "configmaps",
+        inNs(namespace),
+        () => this.#core.patchNamespacedConfigMap({ namespace, name, body }, options),
+      );
+    } else {
+      await this.#call(
+        "PATCH",
+        "jobs",
+        inNs(namespace),
+        () => this.#batch.patchNamespacedJob({ namespace, name, body }, options),
+      );
+    }
   }
 
   async createConfigMap(object: ConfigMap): Promise<void> {
@@ -287,8 +367,9 @@ export class ClientNodeKube implements Kube {
 
   async deleteJob(namespace: string, name: string): Promise<void> {
     await this.#call("DELETE", "jobs", inNs(namespace), () =>
-      // Background: the Job goes now, the garbage collector removes its pods; none is orphaned.
-      this.#batch.deleteNamespacedJob({ namespace, name, propagationPolicy: "Background" }));
+      // Foreground: the Job stays (terminating) until the garbage collector has removed its pods,
+      // so a replacement can wait for it to be gone; no pod is orphaned.
+      this.#batch.deleteNamespacedJob({ namespace, name, propagationPolicy: "Foreground" }));
   }
 
   async deleteConfigMap(namespace: string, name: string): Promise<void> {
@@ -300,7 +381,7 @@ export class ClientNodeKube implements Kube {
     );
   }
 
-  async patchStatus(run: ScriptRun, status: ScriptRunStatus): Promise<void> {
+  async patchStatus(run: ScriptRun, status: ScriptRunStatus): Promise<ScriptRun> {
     const namespace = run.metadata.namespace ?? "default";
     // A merge patch of the whole status, guarded by the resourceVersion we planned from: if the
     // ScriptRun changed meanwhile the server answers 409 and the next cycle plans again.
@@ -308,7 +389,7 @@ export class ClientNodeKube implements Kube {
       metadata: { resourceVersion: run.metadata.resourceVersion },
       status: { ...nullsForMissing(run.status, status), ...status },
     };
-    await this.#call(
+    const updated = await this.#call(
       "PATCH",
       `${PLURAL}/status`,
       inNs(namespace),
@@ -325,6 +406,7 @@ export class ClientNodeKube implements Kube {
           setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
         ),
     );
+    return compactRun(updated as ScriptRun);
   }
 
   async createEvent(run: ScriptRun, note: EventNote): Promise<void> {
@@ -379,31 +461,78 @@ function nullsForMissing(
 }
 
 interface PodLike {
-  metadata: { name: string; creationTimestamp?: string };
+  metadata: {
+    name: string;
+    namespace?: string;
+    creationTimestamp?: string;
+    deletionTimestamp?: string;
+    labels?: Record<string, string>;
+  };
   status?: {
+    phase?: string;
+    conditions?: { type: string; status: string; reason?: string; message?: string }[];
     containerStatuses?: {
       name: string;
-      state?: { terminated?: { exitCode?: number; reason?: string; message?: string } };
+      state?: {
+        waiting?: { reason?: string; message?: string };
+        terminated?: { exitCode?: number; reason?: string; message?: string };
+      };
     }[];
   };
 }
 
-/** The script container's termination in the newest pod that reports one. Pure. */
-export function lastTermination(pods: PodLike[]): PodTermination | undefined {
-  const sorted = [...pods].sort((a, b) =>
-    (b.metadata.creationTimestamp ?? "").localeCompare(a.metadata.creationTimestamp ?? "")
-  );
-  for (const pod of sorted) {
-    const status = pod.status?.containerStatuses?.find((c) => c.name === CONTAINER_NAME);
-    const t = status?.state?.terminated;
-    if (t) {
-      return {
-        podName: pod.metadata.name,
-        exitCode: t.exitCode,
-        reason: t.reason,
-        message: t.message,
-      };
-    }
+/** What the operator keeps of a pod (plain JSON as the API server sends it). Pure. */
+export function podSummary(pod: PodLike): PodSummary {
+  const scheduled = pod.status?.conditions?.find((c) => c.type === "PodScheduled");
+  const container = pod.status?.containerStatuses?.find((c) => c.name === CONTAINER_NAME);
+  const summary: PodSummary = {
+    name: pod.metadata.name,
+    namespace: pod.metadata.namespace,
+    hash: pod.metadata.labels?.[LABELS.hash],
+    jobName: pod.metadata.labels?.["batch.kubernetes.io/job-name"] ??
+      pod.metadata.labels?.["job-name"],
+    phase: pod.status?.phase,
+    creationTimestamp: pod.metadata.creationTimestamp,
+    deletionTimestamp: pod.metadata.deletionTimestamp,
+  };
+  if (scheduled?.status === "False" && scheduled.reason === "Unschedulable") {
+    summary.unschedulable = scheduled.message ?? "";
   }
-  return undefined;
+  if (container?.state?.waiting) summary.waiting = { ...container.state.waiting };
+  if (container?.state?.terminated) {
+    const t = container.state.terminated;
+    summary.terminated = { exitCode: t.exitCode, reason: t.reason, message: t.message };
+  }
+  return JSON.parse(JSON.stringify(summary));
+}
+
+/** The metadata fields the operator reads; drops managedFields and the rest. Pure. */
+export function compactMeta(m: ObjectMeta): ObjectMeta {
+  const out: ObjectMeta = {
+    name: m.name,
+    namespace: m.namespace,
+    uid: m.uid,
+    generation: m.generation,
+    resourceVersion: m.resourceVersion,
+    creationTimestamp: m.creationTimestamp,
+    deletionTimestamp: m.deletionTimestamp,
+    labels: m.labels,
+    annotations: m.annotations,
+    ownerReferences: m.ownerReferences,
+  };
+  return JSON.parse(JSON.stringify(out));
+}
+
+/** A ScriptRun with only what the operator reads. Pure. */
+export function compactRun(run: ScriptRun): ScriptRun {
+  const plain = toPlain<ScriptRun>(run);
+  const { "kubectl.kubernetes.io/last-applied-configuration": _applied, ...annotations } =
+    plain.metadata.annotations ?? {};
+  return {
+    apiVersion: plain.apiVersion,
+    kind: plain.kind,
+    metadata: { ...compactMeta(plain.metadata), annotations },
+    spec: plain.spec,
+    status: plain.status,
+  };
 }

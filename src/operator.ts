@@ -10,7 +10,8 @@ import { ClientNodeKube } from "./kube.ts";
 import type { LoadedConfig } from "./kubeconfig.ts";
 import { LeaderElector } from "./leader.ts";
 import { Metrics } from "./metrics.ts";
-import { Reconciler } from "./reconciler.ts";
+import { type CycleResult, Reconciler } from "./reconciler.ts";
+import { Backoff } from "./backoff.ts";
 import { GROUP, PLURAL, type Script } from "./types.ts";
 
 /** After SIGTERM, the process exits by this time whatever is still in flight. */
@@ -164,6 +165,7 @@ export async function runOperator(options: {
       metrics.leader(cli.leaderElectionId, false);
       elector.start();
     }
+    const listBackoff = new Backoff({ baseMs: 1_000, maxMs: Math.max(cli.intervalMs, 60_000) });
     let waitingLogged = false;
     while (!stop.signal.aborted) {
       if (elector && !elector.isLeader()) {
@@ -176,14 +178,23 @@ export async function runOperator(options: {
       }
       waitingLogged = false;
       const result = await reconciler.cycle();
-      // Not ready while the API server cannot be listed; ready after a cycle that could.
-      ready = result.scopeErrors.length === 0;
+      // Not ready while the API server cannot be listed or reached; ready after a cycle that could.
+      ready = result.scopeErrors.length === 0 && !result.unreachable;
       log.debug("Cycle done", {
         scriptRuns: result.scriptRuns,
         writes: result.writes,
         errors: result.errors,
+        source: result.source,
       });
-      if (await sleep(cli.intervalMs, stop.signal)) break;
+      const wait = nextCycleDelay(result, listBackoff, cli.intervalMs, Date.now());
+      if (result.scopeErrors.length > 0 || result.unreachable) {
+        log.warn("Listing failed", {
+          error: result.scopeErrors[0]?.message ?? "the API server did not answer",
+          code: result.scopeErrors[0]?.code,
+          retryInMs: wait,
+        });
+      }
+      if (await sleep(wait, stop.signal)) break;
     }
     return EXIT.ok;
   } finally {
@@ -192,6 +203,28 @@ export async function runOperator(options: {
     for (const s of signals) Deno.removeSignalListener(s, onSignal);
     log.info("Stopped", {});
   }
+}
+
+/**
+ * How long to wait before the next cycle: the interval after a cycle that could list, otherwise a
+ * jittered backoff from 1 s (doubling, capped at the larger of the interval and 1 min), never
+ * shorter than a Retry-After the API server sent.
+ */
+export function nextCycleDelay(
+  result: Pick<CycleResult, "scopeErrors" | "unreachable">,
+  backoff: Backoff,
+  intervalMs: number,
+  nowMs: number,
+): number {
+  if (result.scopeErrors.length === 0 && !result.unreachable) {
+    backoff.success("list");
+    return intervalMs;
+  }
+  const retryAfterMs = Math.max(
+    0,
+    ...result.scopeErrors.map((e) => (e.retryAfterSeconds ?? 0) * 1000),
+  );
+  return backoff.failure("list", nowMs, { retryAfterMs });
 }
 
 async function preflight(
