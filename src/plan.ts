@@ -46,6 +46,8 @@ export interface Observed {
   pods?: PodSummary[];
   /** Warning Events of the current Job; undefined when not looked up (the plan may ask). */
   jobEvents?: JobEvent[];
+  /** The current Job was looked up by name (it has pods but was not in the lists). */
+  jobLookedUp?: boolean;
 }
 
 /** A set of names, as far as the plan needs one. */
@@ -54,7 +56,7 @@ export interface NameLookup {
 }
 
 /** What the plan needs looked up before it can decide: look it up and plan again. */
-export type Need = "pods" | "jobEvents";
+export type Need = "pods" | "jobEvents" | "job";
 
 /** The result of planning one ScriptRun. */
 export interface Plan {
@@ -550,8 +552,20 @@ function planRun(
       };
     }
     // One Job of a ScriptRun at a time, whatever the status says: no other Job may exist and no
-    // pod of another Job may be pending or running.
-    const otherPods = observed.pods?.filter((p) => p.hash !== hash && podActive(p)) ?? [];
+    // pod of the run may be pending or running (our Job does not exist, so any such pod belongs to
+    // another Job: of another run hash, or an earlier Job of this one deleted by someone).
+    const otherPods = observed.pods?.filter(podActive) ?? [];
+    if (!observed.jobLookedUp && otherPods.some((p) => p.jobName === name)) {
+      // Pods of a Job with our child's name, and no such Job in the lists: it may be ours with
+      // its labels removed. Look it up by name before deciding anything.
+      return {
+        hash,
+        childName: name,
+        actions,
+        status: pendingStatus(base, previous, name),
+        needs: ["job"],
+      };
+    }
     if (others.length > 0 || otherPods.length > 0) {
       const waitingFor = others.length > 0
         ? `Job ${others.map((j) => j.metadata.name).join(", ")}`

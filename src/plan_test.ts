@@ -395,6 +395,23 @@ Deno.test("plan(): our Job without the managed-by label is ours: relabel it, no 
   assertEquals(p.status.reason, "JobRunning");
 });
 
+Deno.test("plan(): pods of our child's Job but no Job in the lists: look the Job up by name", () => {
+  const { name, hash } = current();
+  const p = plan(scriptRun(), {
+    scripts: scripts(),
+    observed: observed({ pods: [pod("p", { hash, jobName: name })] }),
+    now: NOW,
+  });
+  assertEquals([p.actions, p.needs], [[], ["job"]]);
+  // Not found: its pod still runs, so wait for it.
+  const q = plan(scriptRun(), {
+    scripts: scripts(),
+    observed: observed({ pods: [pod("p", { hash, jobName: name })], jobLookedUp: true }),
+    now: NOW,
+  });
+  assertEquals([q.actions, q.status.reason], [[], "ReplacingJob"]);
+});
+
 Deno.test("plan(): an unknown script fails with ScriptNotFound, lists the scripts, creates nothing", () => {
   const p = plan(scriptRun({ script: "nope.sh" }), {
     scripts: scripts(script("a.sh"), script("b.sh")),

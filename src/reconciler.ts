@@ -494,9 +494,14 @@ export class Reconciler {
   async #plan(run: ScriptRun, observed: Observed, fields: Fields): Promise<Plan> {
     const namespace = run.metadata.namespace ?? "default";
     let p = plan(run, { scripts: this.#o.scripts, observed, now: this.#now() });
-    for (let round = 0; round < 2 && p.needs.length > 0; round++) {
+    for (let round = 0; round < 3 && p.needs.length > 0; round++) {
       for (const need of p.needs) {
-        if (need === "pods" && observed.pods === undefined) {
+        if (need === "job" && !observed.jobLookedUp && p.childName) {
+          observed.jobLookedUp = true;
+          const job = await this.#o.kube.getJob(namespace, p.childName);
+          if (job && controllerUid(job) === run.metadata.uid) observed.jobs.push(job);
+          else if (job) observed.foreignJobs = withName(observed.foreignJobs, p.childName);
+        } else if (need === "pods" && observed.pods === undefined) {
           observed.pods = await this.#o.kube.listRunPods(namespace, run.metadata.uid ?? "");
         } else if (need === "jobEvents" && observed.jobEvents === undefined && p.childName) {
           try {

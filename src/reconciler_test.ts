@@ -71,9 +71,12 @@ Deno.test("Reconciler: our Job without its managed-by label is relabelled, never
   await reconciler.cycle();
   const name = nameOf(run);
   delete kube.jobs.get(`ns/${name}`)!.metadata.labels![LABELS.managedBy];
+  const hash = runHash(run, script());
+  kube.pods = [{ name: "p", hash, jobName: name, phase: "Running" }];
   kube.calls = [];
   await reconciler.cycle();
-  assertEquals(kube.writes(), [`POST jobs ns/${name}`, `PATCH jobs ns/${name}`]);
+  // Its pod names it: looked up by name, found ours, relabelled; nothing created.
+  assertEquals(kube.writes(), [`PATCH jobs ns/${name}`]);
   assert(kube.calls.includes(`GET jobs ns/${name}`));
   assertEquals(kube.jobs.get(`ns/${name}`)!.metadata.labels![LABELS.managedBy], "script-operator");
   assert(kube.runs.get("ns/demo")!.status!.reason !== "NameConflict");
@@ -81,6 +84,18 @@ Deno.test("Reconciler: our Job without its managed-by label is relabelled, never
   kube.calls = [];
   await reconciler.cycle();
   assertEquals(kube.writes(), []);
+});
+
+Deno.test("Reconciler: our Job without its label and without pods: the create finds it", async () => {
+  const { kube, reconciler } = setup();
+  const run = kube.addRun(scriptRun());
+  await reconciler.cycle();
+  const name = nameOf(run);
+  delete kube.jobs.get(`ns/${name}`)!.metadata.labels![LABELS.managedBy];
+  kube.calls = [];
+  await reconciler.cycle();
+  assertEquals(kube.writes(), [`POST jobs ns/${name}`, `PATCH jobs ns/${name}`]);
+  assert(kube.runs.get("ns/demo")!.status!.reason !== "NameConflict");
 });
 
 Deno.test("Reconciler: a foreign Job with our name is a NameConflict after one GET, and left alone", async () => {
