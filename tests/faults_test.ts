@@ -16,7 +16,7 @@ import {
   uniqueNamespace,
   waitFor,
 } from "./harness/test_env.ts";
-import { installCrd, type OperatorProcess, startOperator } from "./harness/operator.ts";
+import { copyBuild, installCrd, type OperatorProcess, startOperator } from "./harness/operator.ts";
 
 const NO_SANITIZE = { sanitizeResources: false, sanitizeOps: false };
 
@@ -67,15 +67,16 @@ function pauseNode(): { resume(): void } & Disposable {
 }
 
 /**
- * Samples the run's pods every 150 ms until stopped and fails at once if pods of two different
- * Jobs are pending or running together.
+ * Samples the run's pods every 150 ms until stopped; `stop()` fails if pods of two different Jobs
+ * were ever pending or running together (and `check()` fails as soon as that was seen).
  */
 function watchOverlap(ns: string, runUid: string) {
   let stop = false;
   let samples = 0;
+  let violation: string | undefined;
   const seen = new Set<string>();
   const done = (async () => {
-    while (!stop) {
+    while (!stop && !violation) {
       const pods = (await kubectlJson<{ items: PodLike[] }>([
         "-n",
         ns,
@@ -88,25 +89,25 @@ function watchOverlap(ns: string, runUid: string) {
       const active = pods.filter((p) =>
         p.status?.phase !== "Succeeded" && p.status?.phase !== "Failed"
       );
-      const jobs = new Set(
-        active.map((p) => p.metadata.labels?.["batch.kubernetes.io/controller-uid"]),
-      );
-      for (const p of pods) {
-        seen.add(p.metadata.labels?.["batch.kubernetes.io/controller-uid"] ?? "");
-      }
-      assert(
-        jobs.size <= 1,
-        `pods of ${jobs.size} Jobs active at once: ${
+      const uid = (p: PodLike) => p.metadata.labels?.["batch.kubernetes.io/controller-uid"] ?? "";
+      const jobs = new Set(active.map(uid));
+      for (const p of pods) seen.add(uid(p));
+      if (jobs.size > 1) {
+        violation = `pods of ${jobs.size} Jobs active at once: ${
           active.map((p) => `${p.metadata.name}:${p.status?.phase}`).join(", ")
-        }`,
-      );
+        }`;
+      }
       await new Promise((r) => setTimeout(r, 150));
     }
   })();
   return {
+    check(): void {
+      assert(!violation, violation);
+    },
     async stop(): Promise<{ samples: number; jobs: number }> {
       stop = true;
       await done;
+      assert(!violation, violation);
       return { samples, jobs: seen.size };
     },
   };
@@ -263,5 +264,68 @@ clusterTest(
     // Events say it too (kubectl describe).
     const events = await kubectl(["-n", ns.name, "get", "events", "-o", "json"]);
     assert(events.stdout.includes('"reason": "Unschedulable"'), "no Unschedulable event");
+  },
+);
+
+clusterTest(
+  "a script leaving the build keeps finished outcomes; a new script version reruns only OnChange runs",
+  { needsJobs: true, ...NO_SANITIZE },
+  async () => {
+    await installCrd();
+    await using ns = await uniqueNamespace("history");
+    const args = [`--namespace=${ns.name}`, "--interval=500ms"];
+    const succeeded = async (name: string) =>
+      await waitFor(async () => {
+        const r = await getRun(ns.name, name);
+        return r.status?.phase === "Succeeded" && r.status.completionTime ? r : undefined;
+      }, { what: `${name} Succeeded`, timeoutMs: 60_000 });
+    {
+      await using _op = await startOperator(args);
+      await applyRun(ns.name, "once", { script: "task.sh" });
+      await applyRun(ns.name, "every", { script: "task.sh", rerunPolicy: "OnChange" });
+      await succeeded("once");
+      await succeeded("every");
+    }
+    const before = await getRun(ns.name, "once");
+    // Rebuilt without task.sh: history stays, nothing is deleted, a condition says why.
+    {
+      await using build = await copyBuild({ "task.sh": null });
+      await using op = await startOperator(args, { root: build.root });
+      await waitFor(async () => {
+        const r = await getRun(ns.name, "once");
+        const c = r.status?.conditions?.find((c) => c.type === "ScriptAvailable");
+        return c?.status === "False" ? r : undefined;
+      }, { what: "condition ScriptAvailable=False" });
+      for (const name of ["once", "every"]) {
+        const r = await getRun(ns.name, name);
+        assertEquals(
+          [r.status?.phase, r.status?.reason],
+          ["Succeeded", "CompletionsReached"],
+          name,
+        );
+      }
+      const job = await kubectl(["-n", ns.name, "get", "job", before.status!.jobName!]);
+      assertEquals(job.code, 0, "the finished Job was deleted");
+      assertEquals(op.logs.filter((l) => l.msg.startsWith("Deleting")), []);
+    }
+    // Rebuilt with a new version: only the OnChange run runs again.
+    {
+      await using build = await copyBuild({
+        "task.sh": '#!/bin/sh\necho "Starting task script, v2."\necho "Task complete."\n',
+      });
+      await using op = await startOperator(args, { root: build.root });
+      await waitFor(async () => {
+        const r = await getRun(ns.name, "every");
+        return r.status?.phase === "Succeeded" && r.status.jobName !== before.status?.jobName &&
+          r.status.scriptHash !== before.status?.scriptHash;
+      }, { what: "the OnChange run to run v2", timeoutMs: 60_000 });
+      const once = await getRun(ns.name, "once");
+      assertEquals(once.status?.jobName, before.status?.jobName);
+      assertEquals(once.status?.scriptHash, before.status?.scriptHash);
+      const outdated = once.status?.conditions?.find((c) => c.type === "Outdated");
+      assertEquals(outdated?.status, "True");
+      const created = op.logs.filter((l) => l.msg === "Creating Job").map((l) => l.name);
+      assertEquals(created, ["every"]);
+    }
   },
 );
