@@ -1,6 +1,6 @@
 import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
 import { KubeConfig } from "@kubernetes/client-node";
-import { ClientNodeKube, lastTermination, toPlain } from "./kube.ts";
+import { ClientNodeKube, lastTermination, observed, toPlain } from "./kube.ts";
 
 Deno.test("toPlain() turns client-node Dates into RFC 3339 strings without milliseconds", () => {
   const plain = toPlain<{ t: string; n: { u: string } }>({
@@ -68,4 +68,37 @@ Deno.test({
       listener.close();
     }
   },
+});
+
+Deno.test("observed(): the status an error carries is counted and means reachable; no answer means unreachable", async () => {
+  const seen: string[] = [];
+  const hooks = {
+    observe: (verb: string, resource: string, code: string) =>
+      seen.push(`${verb} ${resource} ${code}`),
+    onReachability: (reachable: boolean) => seen.push(`reachable=${reachable}`),
+  };
+  const conflict = await observed(
+    hooks,
+    "PATCH",
+    "scriptruns/status",
+    "patch x",
+    () => Promise.reject(Object.assign(new Error("HTTP-Code: 409"), { code: 409, body: "{}" })),
+  )
+    .then(() => undefined, (e) => e);
+  assertEquals([conflict?.code, conflict?.kind], [409, "transient"]);
+  const down = await observed(
+    hooks,
+    "GET",
+    "leases",
+    "get lease",
+    () => Promise.reject(new TypeError("fetch failed")),
+  )
+    .then(() => undefined, (e) => e);
+  assertEquals(down?.code, 0);
+  assertEquals(seen, [
+    "PATCH scriptruns/status 409",
+    "reachable=true",
+    "GET leases <error>",
+    "reachable=false",
+  ]);
 });
