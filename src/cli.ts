@@ -149,6 +149,11 @@ export function parseCli(args: string[]): CliOptions {
       );
     }
   }
+  if (v.once && v["leader-elect"]) {
+    throw new UsageError(
+      "--once and --leader-elect cannot be combined: one cycle does not wait for a Lease; drop --leader-elect (and make sure no other replica writes) or drop --once",
+    );
+  }
   for (const flag of ["health-probe-bind-address", "metrics-bind-address"] as const) {
     if (parseBindAddress(v[flag]!) === null) {
       throw new UsageError(`--${flag} "${v[flag]}" must be HOST:PORT, :PORT or 0 to turn it off`);

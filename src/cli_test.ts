@@ -55,3 +55,13 @@ Deno.test("parseDuration() and parseBindAddress()", () => {
   assertEquals(parseBindAddress("0"), undefined);
   assertEquals(parseBindAddress("nope"), null);
 });
+
+Deno.test("parseCli(): --once --leader-elect is refused, not silently run without the election", () => {
+  throws(
+    () => parseCli(["--once", "--leader-elect"]),
+    (e: Error) =>
+      e instanceof UsageError &&
+      e.message.includes("--once and --leader-elect cannot be combined"),
+  );
+  assertEquals(parseCli(["--leader-elect"]).leaderElect, true);
+});

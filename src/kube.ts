@@ -17,8 +17,11 @@ import {
   type V1ConfigMap,
   type V1Job,
 } from "@kubernetes/client-node";
+import { AsyncLocalStorage } from "node:async_hooks";
+import type { Logger } from "@logtape/logtape";
 import { OPERATOR_VERSION } from "./cli.ts";
 import { classify, KubeError } from "./errors.ts";
+import type { Lease, LeaseClient } from "./leader.ts";
 import {
   type ConfigMap,
   GROUP,
@@ -83,26 +86,113 @@ const PAGE = 500;
 export const REQUEST_TIMEOUT_MS = 30_000;
 
 /**
- * `kc.makeApiClient(Api)`, plus a timeout on every request: a hung connection must neither stall
- * a cycle for minutes nor keep the process from shutting down.
+ * Longest the TCP connection and TLS handshake may take, well inside the request timeout: a
+ * stopped or black-holed API server is reported unreachable quickly.
+ */
+export const CONNECT_TIMEOUT_MS = 5_000;
+
+/** Options of {@linkcode makeClient}; timeouts in milliseconds. */
+export interface ClientOptions {
+  /** Whole request (default {@linkcode REQUEST_TIMEOUT_MS}). */
+  requestMs?: number;
+  /** Connection and TLS handshake (default {@linkcode CONNECT_TIMEOUT_MS}, capped at requestMs). */
+  connectMs?: number;
+  /**
+   * Asked right before each write (any method but GET) is sent; false refuses it with a
+   * {@linkcode NotLeaderError}. The last check before the wire, e.g. for a leader that was frozen
+   * between deciding a write and sending it.
+   */
+  canWrite?: () => boolean;
+  /** Logs "Sending request" (debug) for every request that passed the checks. */
+  log?: Logger;
+}
+
+/** A write refused because this process may not write now (no longer the leader). */
+export class NotLeaderError extends KubeError {
+  override name = "NotLeaderError";
+  /** `action` names the refused request. */
+  constructor(action: string) {
+    super(`not the leader: ${action} not sent`, { code: 0, kind: "transient", action });
+  }
+}
+
+/** The HTTP status codes of the responses received inside {@linkcode recordStatuses}. */
+const statuses = new AsyncLocalStorage<number[]>();
+
+/** What {@linkcode recordStatuses} saw. */
+export interface RecordedCall<T> {
+  /** Status codes of every response received (several for a paged LIST, none without one). */
+  codes: number[];
+  ok: boolean;
+  result?: T;
+  error?: unknown;
+}
+
+/**
+ * Runs `fn` and returns the HTTP status codes of every response a {@linkcode makeClient} client
+ * received during it, with its result or error.
+ */
+export async function recordStatuses<T>(fn: () => Promise<T>): Promise<RecordedCall<T>> {
+  const codes: number[] = [];
+  try {
+    const result = await statuses.run(codes, fn);
+    return { codes, result, ok: true };
+  } catch (error) {
+    return { codes, error, ok: false };
+  }
+}
+
+/**
+ * The kubeconfig with a connect timeout on its dispatcher: client-node builds an undici Agent
+ * from `createDispatcherOptions` for every request, and undici's `connect.timeout` covers the
+ * TCP connection and the TLS handshake. `kc` itself is left unchanged.
+ */
+function withConnectTimeout(kc: KubeConfig, connectMs: number): KubeConfig {
+  const wrapped = Object.create(kc) as KubeConfig;
+  wrapped.createDispatcherOptions = (cluster, agentOptions) => {
+    const options = kc.createDispatcherOptions.call(wrapped, cluster, agentOptions);
+    if (options.type === "agent" || options.type === "proxy") {
+      return { ...options, connect: { ...options.connect, timeout: connectMs } };
+    }
+    if (options.type === "none") return { type: "agent", connect: { timeout: connectMs } };
+    return options;
+  };
+  return wrapped;
+}
+
+/**
+ * `kc.makeApiClient(Api)`, plus a timeout on every request and a shorter one on connecting: a
+ * hung connection must neither stall a cycle for minutes nor keep the process from shutting
+ * down. Response status codes are available through {@linkcode recordStatuses}.
  */
 export function makeClient<T>(
   kc: KubeConfig,
   Api: new (config: ReturnType<typeof createConfiguration>) => T,
-  timeoutMs: number = REQUEST_TIMEOUT_MS,
+  options: number | ClientOptions = {},
 ): T {
   const cluster = kc.getCurrentCluster();
   if (!cluster) throw new Error("the kubeconfig has no current cluster");
+  const t = typeof options === "number" ? { requestMs: options } as ClientOptions : options;
+  const requestMs = t.requestMs ?? REQUEST_TIMEOUT_MS;
+  const connectMs = Math.min(t.connectMs ?? CONNECT_TIMEOUT_MS, requestMs);
   return new Api(createConfiguration({
     baseServer: new ServerConfiguration(cluster.server, {}),
-    authMethods: { default: kc },
+    authMethods: { default: withConnectTimeout(kc, connectMs) },
     promiseMiddleware: [{
       pre: (request: RequestContext) => {
-        request.setSignal(AbortSignal.timeout(timeoutMs));
+        const method = String(request.getHttpMethod());
+        if (method !== "GET" && t.canWrite && !t.canWrite()) {
+          return Promise.reject(new NotLeaderError(`${method} ${request.getUrl()}`));
+        }
+        t.log?.debug("Sending request", { method, url: request.getUrl() });
+        request.setSignal(AbortSignal.timeout(requestMs));
         request.setHeaderParam("User-Agent", `${MANAGER}/${OPERATOR_VERSION}`);
         return Promise.resolve(request);
       },
-      post: (response: ResponseContext) => Promise.resolve(response),
+      post: (response: ResponseContext) => {
+        statuses.getStore()?.push(response.httpStatusCode);
+        return Promise.resolve(response);
+      },
     }],
   }));
 }
@@ -133,33 +223,40 @@ async function allPages<T>(
   return items;
 }
 
+/** Options of {@linkcode ClientNodeKube}. */
+export interface ClientNodeKubeOptions {
+  /** Sees every request (for metrics and request counting in tests). */
+  observe?: RequestObserver;
+  /** `reportingInstance` of the Events. */
+  instance?: string;
+  /**
+   * Told the outcome of every request: false when no response arrived (connection error or
+   * timeout), true on any HTTP response, error statuses included.
+   */
+  onReachability?: (reachable: boolean) => void;
+  /** Request and connect timeouts, write gate and request log of every client. */
+  client?: ClientOptions;
+}
+
 /** The Kube implementation over client-node. */
 export class ClientNodeKube implements Kube {
   #core: CoreV1Api;
   #batch: BatchV1Api;
   #custom: CustomObjectsApi;
-  #observe: RequestObserver;
+  #hooks: RequestHooks;
   #reportingInstance: string;
 
-  /** `observe` sees every request (for metrics and request counting in tests). */
-  constructor(kc: KubeConfig, options: { observe?: RequestObserver; instance?: string } = {}) {
-    this.#core = makeClient(kc, CoreV1Api);
-    this.#batch = makeClient(kc, BatchV1Api);
-    this.#custom = makeClient(kc, CustomObjectsApi);
-    this.#observe = options.observe ?? (() => {});
+  /** A client of `kc`'s current context. */
+  constructor(kc: KubeConfig, options: ClientNodeKubeOptions = {}) {
+    this.#core = makeClient(kc, CoreV1Api, options.client);
+    this.#batch = makeClient(kc, BatchV1Api, options.client);
+    this.#custom = makeClient(kc, CustomObjectsApi, options.client);
+    this.#hooks = { observe: options.observe, onReachability: options.onReachability };
     this.#reportingInstance = options.instance ?? MANAGER;
   }
 
-  async #call<T>(verb: string, resource: string, where: string, fn: () => Promise<T>): Promise<T> {
-    try {
-      const result = await fn();
-      this.#observe(verb, resource, verb === "POST" ? "201" : "200");
-      return result;
-    } catch (error) {
-      const e = error as { code?: unknown };
-      this.#observe(verb, resource, typeof e.code === "number" ? String(e.code) : "<error>");
-      throw classify(error, `${verb.toLowerCase()} ${resource}${where}`);
-    }
+  #call<T>(verb: string, resource: string, where: string, fn: () => Promise<T>): Promise<T> {
+    return observed(this.#hooks, verb, resource, `${verb.toLowerCase()} ${resource}${where}`, fn);
   }
 
   listScriptRuns(namespace?: string): Promise<ScriptRun[]> {
@@ -439,6 +536,40 @@ export class ClientNodeKube implements Kube {
   }
 }
 
+/** Who hears about each request's outcome. */
+export interface RequestHooks {
+  observe?: RequestObserver;
+  onReachability?: (reachable: boolean) => void;
+}
+
+/**
+ * Runs one client-node call: tells `observe` each response's real HTTP status code ("<error>"
+ * when none arrived) and `onReachability` whether the server answered; errors become KubeErrors
+ * naming `action`.
+ */
+export async function observed<T>(
+  hooks: RequestHooks,
+  verb: string,
+  resource: string,
+  action: string,
+  fn: () => Promise<T>,
+): Promise<T> {
+  const outcome = await recordStatuses(fn);
+  // Refused before it was sent: not a request, and says nothing about the server.
+  if (outcome.error instanceof NotLeaderError) throw outcome.error;
+  const codes = [...outcome.codes];
+  if (!outcome.ok && codes.length === 0) {
+    // An ApiException carries the status even if the middleware did not see the response.
+    const code = (outcome.error as { code?: unknown } | undefined)?.code;
+    if (typeof code === "number" && code >= 100) codes.push(code);
+  }
+  for (const code of codes) hooks.observe?.(verb, resource, String(code));
+  if (codes.length === 0) hooks.observe?.(verb, resource, "<error>");
+  hooks.onReachability?.(codes.length > 0);
+  if (!outcome.ok) throw classify(outcome.error, action);
+  return outcome.result as T;
+}
+
 /** Our desired objects carry no timestamps, the only fields whose types differ from the models'. */
 function asModel<T>(object: ConfigMap | Job): T {
   return object as unknown as T;
@@ -535,4 +666,64 @@ export function compactRun(run: ScriptRun): ScriptRun {
     spec: plain.spec,
     status: plain.status,
   };
+}
+
+const LEASES = { group: "coordination.k8s.io", version: "v1", plural: "leases" } as const;
+
+/** The leader election's Lease requests over client-node, counted like every other request. */
+export class ClientNodeLeases implements LeaseClient {
+  #api: CustomObjectsApi;
+  #hooks: RequestHooks;
+
+  /** Lease requests time out after `timeoutMs` (inside the renew deadline). */
+  constructor(kc: KubeConfig, options: {
+    timeoutMs: number;
+    observe?: RequestObserver;
+    onReachability?: (reachable: boolean) => void;
+    log?: Logger;
+  }) {
+    this.#api = makeClient(kc, CustomObjectsApi, {
+      requestMs: options.timeoutMs,
+      connectMs: Math.min(CONNECT_TIMEOUT_MS, options.timeoutMs / 2),
+      log: options.log,
+    });
+    this.#hooks = { observe: options.observe, onReachability: options.onReachability };
+  }
+
+  async get(namespace: string, name: string): Promise<Lease | undefined> {
+    try {
+      return await observed(
+        this.#hooks,
+        "GET",
+        "leases",
+        `get lease ${namespace}/${name}`,
+        () => this.#api.getNamespacedCustomObject({ ...LEASES, namespace, name }),
+      ) as Lease;
+    } catch (error) {
+      if (error instanceof KubeError && error.kind === "notFound") return undefined;
+      throw error;
+    }
+  }
+
+  async create(lease: Lease): Promise<void> {
+    const namespace = lease.metadata.namespace;
+    await observed(
+      this.#hooks,
+      "POST",
+      "leases",
+      `create lease ${namespace}/${lease.metadata.name}`,
+      () => this.#api.createNamespacedCustomObject({ ...LEASES, namespace, body: lease }),
+    );
+  }
+
+  async replace(lease: Lease): Promise<void> {
+    const { namespace, name } = lease.metadata;
+    await observed(
+      this.#hooks,
+      "PUT",
+      "leases",
+      `replace lease ${namespace}/${name}`,
+      () => this.#api.replaceNamespacedCustomObject({ ...LEASES, namespace, name, body: lease }),
+    );
+  }
 }

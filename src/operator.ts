@@ -4,11 +4,17 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
-import { type CliOptions, OPERATOR_VERSION, parseBindAddress } from "./cli.ts";
+import {
+  type CliOptions,
+  OPERATOR_VERSION,
+  parseBindAddress,
+  parseDuration,
+  UsageError,
+} from "./cli.ts";
 import { KubeError } from "./errors.ts";
-import { ClientNodeKube } from "./kube.ts";
+import { ClientNodeKube, ClientNodeLeases, type ClientOptions } from "./kube.ts";
 import type { LoadedConfig } from "./kubeconfig.ts";
-import { LeaderElector } from "./leader.ts";
+import { DEFAULT_LEADER_TIMINGS, LeaderElector } from "./leader.ts";
 import { Metrics } from "./metrics.ts";
 import { type CycleResult, Reconciler } from "./reconciler.ts";
 import { Backoff } from "./backoff.ts";
@@ -16,6 +22,30 @@ import { GROUP, PLURAL, type Script } from "./types.ts";
 
 /** After SIGTERM, the process exits by this time whatever is still in flight. */
 export const SHUTDOWN_DEADLINE_MS = 9_000;
+
+/**
+ * Request and connect timeouts from the environment (`SCRIPT_OPERATOR_REQUEST_TIMEOUT`,
+ * `SCRIPT_OPERATOR_CONNECT_TIMEOUT`, durations such as `5s`), for tests that must not wait
+ * 30 s; unset, the defaults of src/kube.ts apply. A bad value is a UsageError.
+ */
+export function timeoutsFromEnv(env: (name: string) => string | undefined): ClientOptions {
+  const out: ClientOptions = {};
+  for (
+    const [name, key] of [
+      ["SCRIPT_OPERATOR_REQUEST_TIMEOUT", "requestMs"],
+      ["SCRIPT_OPERATOR_CONNECT_TIMEOUT", "connectMs"],
+    ] as const
+  ) {
+    const text = env(name);
+    if (text === undefined || text === "") continue;
+    const ms = parseDuration(text);
+    if (ms === undefined || ms < 100) {
+      throw new UsageError(`${name}="${text}" is not a duration of at least 100ms, e.g. 5s`);
+    }
+    out[key] = ms;
+  }
+  return out;
+}
 
 /** Exit codes. */
 export const EXIT = { ok: 0, runtime: 1, usage: 2 } as const;
@@ -68,7 +98,33 @@ export async function runOperator(options: {
   const server = config.kc.getCurrentCluster()?.server ?? "?";
   const metrics = new Metrics(new URL(server).host);
   const identity = `${Deno.hostname()}_${crypto.randomUUID().slice(0, 8)}`;
-  const kube = new ClientNodeKube(config.kc, { observe: metrics.request, instance: identity });
+  let elector: LeaderElector | undefined;
+  // /readyz: ready after a cycle that could list and reached the API server throughout; any
+  // request that gets no answer (connection error, timeout) makes it 503 at once.
+  let ready = false;
+  let following = false;
+  let unreachableInCycle = false;
+  let lastReachable = true;
+  const onReachability = (reachable: boolean) => {
+    lastReachable = reachable;
+    if (!reachable) {
+      ready = false;
+      unreachableInCycle = true;
+    } else if (following) {
+      ready = true;
+    }
+  };
+  const kube = new ClientNodeKube(config.kc, {
+    observe: metrics.request,
+    instance: identity,
+    onReachability,
+    client: {
+      ...timeoutsFromEnv((name) => Deno.env.get(name)),
+      // Last check before a write goes on the wire (e.g. after the process was frozen).
+      canWrite: () => elector === undefined || elector.isLeader(),
+      log,
+    },
+  });
   const stop = new AbortController();
   options.signal?.addEventListener("abort", () => stop.abort());
   const onSignal = () => {
@@ -77,15 +133,18 @@ export async function runOperator(options: {
     stop.abort();
     // In-flight writes finish and the Lease is released, but never past this deadline (the
     // kubelet's grace period is 30 s; we promise 10 s).
+    // Reaching it means work was cut short: not a clean exit.
     const deadline = setTimeout(() => {
-      log.warn("Shutdown deadline reached, exiting", { afterMs: SHUTDOWN_DEADLINE_MS });
-      Deno.exit(EXIT.ok);
+      log.error("Shutdown deadline reached, in-flight work cut short", {
+        afterMs: SHUTDOWN_DEADLINE_MS,
+        exitCode: EXIT.runtime,
+      });
+      Deno.exit(EXIT.runtime);
     }, SHUTDOWN_DEADLINE_MS);
     Deno.unrefTimer(Number(deadline));
   };
   const signals: Deno.Signal[] = ["SIGTERM", "SIGINT"];
   for (const s of signals) Deno.addSignalListener(s, onSignal);
-  let elector: LeaderElector | undefined;
   const reconciler = new Reconciler({
     kube,
     scripts,
@@ -109,7 +168,6 @@ export async function runOperator(options: {
     once: cli.once,
   });
 
-  let ready = false;
   const servers: Deno.HttpServer[] = [];
   try {
     if (!cli.once) {
@@ -155,7 +213,16 @@ export async function runOperator(options: {
 
     if (cli.leaderElect) {
       const namespace = cli.leaderElectionNamespace ?? config.inClusterNamespace ?? "default";
-      elector = new LeaderElector(config.kc, {
+      const timings = DEFAULT_LEADER_TIMINGS;
+      elector = new LeaderElector({
+        // Lease requests time out well inside the renew deadline: a hung call cannot hold it.
+        leases: new ClientNodeLeases(config.kc, {
+          timeoutMs: Math.min(5_000, timings.renewDeadlineMs / 2),
+          observe: metrics.request,
+          onReachability,
+          log,
+        }),
+        timings,
         namespace,
         name: cli.leaderElectionId,
         identity,
@@ -171,15 +238,20 @@ export async function runOperator(options: {
       if (elector && !elector.isLeader()) {
         if (!waitingLogged) log.info("Waiting to become leader", { lease: cli.leaderElectionId });
         waitingLogged = true;
-        // Followers are ready: they serve probes and take over when the leader goes.
-        ready = true;
+        // Followers are ready while they reach the API server: they take over when the leader
+        // goes (set by the Lease requests' outcome).
+        following = true;
+        ready = lastReachable;
         if (await sleep(500, stop.signal)) break;
         continue;
       }
       waitingLogged = false;
+      following = false;
+      unreachableInCycle = false;
       const result = await reconciler.cycle();
-      // Not ready while the API server cannot be listed or reached; ready after a cycle that could.
-      ready = result.scopeErrors.length === 0 && !result.unreachable;
+      // Not ready while the API server cannot be listed or answered no request; ready after a
+      // cycle that could list and got an answer to every request.
+      ready = result.scopeErrors.length === 0 && !result.unreachable && !unreachableInCycle;
       log.debug("Cycle done", {
         scriptRuns: result.scriptRuns,
         writes: result.writes,

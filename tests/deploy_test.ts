@@ -112,15 +112,15 @@ const CLIENT_CALLS: Record<string, Need> = {
   "src/kube.ts deleteNamespacedJob": { grant: grant("batch", "jobs", "delete") },
   "src/kube.ts listNamespacedPod": { grant: grant("", "pods", "list") },
   "src/kube.ts createNamespacedEvent": { grant: grant("", "events", "create") },
-  "src/leader.ts getNamespacedCustomObject": {
+  "src/kube.ts getNamespacedCustomObject": {
     grant: grant("coordination.k8s.io", "leases", "get"),
     evidence: LEASES,
   },
-  "src/leader.ts createNamespacedCustomObject": {
+  "src/kube.ts createNamespacedCustomObject": {
     grant: grant("coordination.k8s.io", "leases", "create"),
     evidence: LEASES,
   },
-  "src/leader.ts replaceNamespacedCustomObject": {
+  "src/kube.ts replaceNamespacedCustomObject": {
     grant: grant("coordination.k8s.io", "leases", "update"),
     evidence: LEASES,
   },
