@@ -10,6 +10,7 @@ import { ClientNodeKube } from "./kube.ts";
 import type { LoadedConfig } from "./kubeconfig.ts";
 import { LeaderElector } from "./leader.ts";
 import { Metrics } from "./metrics.ts";
+import { describePolicy } from "./policy.ts";
 import { Reconciler } from "./reconciler.ts";
 import { GROUP, PLURAL, type Script } from "./types.ts";
 
@@ -94,6 +95,7 @@ export async function runOperator(options: {
     concurrency: cli.concurrency,
     observer: metrics.reconcile,
     signal: stop.signal,
+    policy: cli.policy,
     // Only the leader writes, checked before every write, not only at the start of a cycle.
     canWrite: () => elector === undefined || elector.isLeader(),
   });
@@ -106,6 +108,10 @@ export async function runOperator(options: {
     scripts: [...scripts.keys()],
     dryRun: cli.dryRun,
     once: cli.once,
+  });
+  log.info("Policy in force", {
+    namespaces: cli.namespaces.length > 0 ? cli.namespaces : "all",
+    ...describePolicy(cli.policy),
   });
 
   let ready = false;

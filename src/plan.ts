@@ -6,6 +6,7 @@
  */
 import { canonicalJson } from "./hash.ts";
 import { childName, DEFAULTS, desiredConfigMap, desiredJob, runHash } from "./desired.ts";
+import { checkPolicy, type Policy, POLICY_VIOLATION } from "./policy.ts";
 import type {
   Condition,
   ConfigMap,
@@ -107,7 +108,15 @@ export function needsPodDetails(run: ScriptRun, job: Job): boolean {
   return !recorded || (status.completionTime === undefined && outcome.completionTime !== undefined);
 }
 
-function failureMessage(jobName: string, outcome: JobOutcome, pod?: PodTermination): string {
+/** Longest script output copied into status.message and Events. */
+export const MAX_OUTPUT = 512;
+
+function failureMessage(
+  jobName: string,
+  outcome: JobOutcome,
+  pod: PodTermination | undefined,
+  reportOutput: boolean,
+): string {
   const parts = [`Job ${jobName} failed`];
   if (outcome.reason) parts[0] += `: ${outcome.reason}`;
   if (outcome.message) parts[0] += ` (${outcome.message})`;
@@ -115,7 +124,12 @@ function failureMessage(jobName: string, outcome: JobOutcome, pod?: PodTerminati
     let text = `container in pod ${pod.podName}`;
     if (pod.exitCode !== undefined) text += ` exited with code ${pod.exitCode}`;
     if (pod.reason && pod.reason !== "Error") text += ` (${pod.reason})`;
-    if (pod.message) text += `: ${pod.message.trim().slice(-512)}`;
+    const output = pod.message?.trim();
+    if (output && !reportOutput) text += "; script output not reported (spec.reportOutput: false)";
+    else if (output && output.length > MAX_OUTPUT) {
+      // The end of the output says most about a failure; the label says whose words these are.
+      text += `; script output (last ${MAX_OUTPUT} characters): ${output.slice(-MAX_OUTPUT)}`;
+    } else if (output) text += `; script output: ${output}`;
     parts.push(text);
   }
   return parts.join("; ");
@@ -165,7 +179,7 @@ function conditionsFor(
 /** Builds the plan for one ScriptRun from what the cluster holds. */
 export function plan(
   run: ScriptRun,
-  options: { scripts: Map<string, Script>; observed: Observed; now: string },
+  options: { scripts: Map<string, Script>; observed: Observed; now: string; policy?: Policy },
 ): Plan {
   const { scripts, observed, now } = options;
   const previous = run.status ?? {};
@@ -202,6 +216,42 @@ export function plan(
         generation,
         now,
       ),
+    };
+    return { actions, status, waiting: false };
+  }
+
+  const refusal = options.policy && checkPolicy(run, options.policy);
+  if (refusal) {
+    // Refused by the operator's policy: nothing is created, and what ran for an earlier spec goes.
+    const actions: Action[] = [
+      ...observed.jobs.map((j): Action => ({
+        type: "deleteJob",
+        name: j.metadata.name,
+        reason: "DeletingJob",
+        message: "Deleting Job of a previous spec",
+      })),
+      ...observed.configMaps.map((c): Action => ({
+        type: "deleteConfigMap",
+        name: c.metadata.name,
+        reason: "DeletingConfigMap",
+        message: "Deleting outdated ConfigMap",
+      })),
+    ];
+    const { message } = refusal;
+    const conditions = conditionsFor(
+      "Failed",
+      POLICY_VIOLATION,
+      message,
+      previous.conditions,
+      generation,
+      now,
+    );
+    const status: ScriptRunStatus = {
+      phase: "Failed",
+      reason: POLICY_VIOLATION,
+      message,
+      observedGeneration: generation,
+      conditions,
     };
     return { actions, status, waiting: false };
   }
@@ -342,7 +392,7 @@ export function plan(
       message =
         sameRun && previous.phase === "Failed" && previous.message && !observed.podTermination
           ? previous.message
-          : failureMessage(name, outcome, observed.podTermination);
+          : failureMessage(name, outcome, observed.podTermination, run.spec.reportOutput !== false);
       break;
     case "Running":
       reason = "JobRunning";

@@ -8,6 +8,7 @@ import { Backoff, mapLimit } from "./backoff.ts";
 import { KubeError } from "./errors.ts";
 import type { EventNote, Kube } from "./kube.ts";
 import { type Action, needsPodDetails, type Observed, plan, statusEqual } from "./plan.ts";
+import { DEFAULT_POLICY, type Policy, POLICY_VIOLATION } from "./policy.ts";
 import {
   type ConfigMap,
   GROUP,
@@ -42,6 +43,8 @@ export interface ReconcilerOptions {
   signal?: AbortSignal;
   /** Asked before every write: false once this process lost the leader Lease. */
   canWrite?: () => boolean;
+  /** What ScriptRuns may ask for (default: DEFAULT_POLICY). */
+  policy?: Policy;
 }
 
 /** Totals of one cycle. */
@@ -76,6 +79,7 @@ export class Reconciler {
       backoff: new Backoff(),
       now: () => new Date(),
       observer: {},
+      policy: DEFAULT_POLICY,
       ...options,
     };
   }
@@ -135,7 +139,7 @@ export class Reconciler {
     byOwner: Map<string, { configMaps: ConfigMap[]; jobs: Job[] }>,
     names: Map<string, { configMaps: Map<string, string>; jobs: Map<string, string> }>,
   ): Promise<{ result: "success" | "error" | "requeue"; writes: number; phase?: Phase }> {
-    const { kube, log, backoff, scripts } = this.#o;
+    const { kube, log, backoff, scripts, policy } = this.#o;
     const namespace = run.metadata.namespace ?? "default";
     const fields: Fields = { group: GROUP, kind: KIND, namespace, name: run.metadata.name };
     const key = run.metadata.uid ?? `${namespace}/${run.metadata.name}`;
@@ -162,7 +166,7 @@ export class Reconciler {
     const now = () => this.#o.now().toISOString().replace(/\.\d{3}Z$/, "Z");
     let writes = 0;
     try {
-      let p = plan(run, { scripts, observed, now: now() });
+      let p = plan(run, { scripts, observed, now: now(), policy });
       const current = mine.jobs.find((j) => j.metadata.name === p.childName);
       if (current && needsPodDetails(run, current)) {
         try {
@@ -171,7 +175,7 @@ export class Reconciler {
           // The exit code is a detail: without it the failure is still recorded.
           log.warn("Pod lookup failed", { ...fields, error: (error as Error).message });
         }
-        p = plan(run, { scripts, observed, now: now() });
+        p = plan(run, { scripts, observed, now: now(), policy });
       }
       if (p.needsOldPods && p.hash) {
         observed.oldPodsActive = await kube.otherPodsActive(
@@ -182,7 +186,7 @@ export class Reconciler {
         if (observed.oldPodsActive) {
           log.info("Waiting for pods of the replaced Job to stop", { ...fields, hash: p.hash });
         }
-        p = plan(run, { scripts, observed, now: now() });
+        p = plan(run, { scripts, observed, now: now(), policy });
       }
       const childFields = { ...fields, child: p.childName, hash: p.hash };
       for (const action of p.actions) {
@@ -205,7 +209,7 @@ export class Reconciler {
             // A ConfigMap or Job with our name that we do not control, and without our labels.
             if (action.type === "createConfigMap") foreignConfigMaps.add(target);
             else foreignJobs.add(target);
-            p = plan(run, { scripts, observed, now: now() });
+            p = plan(run, { scripts, observed, now: now(), policy });
             break;
           }
           if (
@@ -308,6 +312,8 @@ export class Reconciler {
     if (phase === "Succeeded") log.info("Job succeeded", { ...fields, reason });
     else if (phase === "Failed" && reason === "ScriptNotFound") {
       log.warn("Script not found", { ...fields, reason, message });
+    } else if (phase === "Failed" && reason === POLICY_VIOLATION) {
+      log.warn("Refused by policy", { ...fields, reason, message });
     } else if (phase === "Failed") log.warn("Job failed", { ...fields, reason, message });
     else if (reason === "NameConflict") log.warn("Name conflict", { ...fields, reason, message });
     else if (phase === "Running") log.info("Job running", { ...fields, reason });
