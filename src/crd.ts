@@ -40,12 +40,14 @@ const securityContext: Schema = {
   type: "object",
   default: DEFAULTS.securityContext,
   description:
-    "Container security context of the script. Replaces the default (restricted profile, UID 65532) as a whole.",
+    "Container security context of the script. Each field set here overlays the default (restricted profile, UID 65532); fields left out keep it. Root, privileged, added capabilities, Unconfined seccomp and privilege escalation are refused unless the operator runs with --allow-privileged-scripts.",
   properties: {
     runAsUser: { type: "integer", format: "int64", minimum: 0 },
     runAsGroup: { type: "integer", format: "int64", minimum: 0 },
     runAsNonRoot: { type: "boolean" },
     allowPrivilegeEscalation: { type: "boolean" },
+    // Declared so that `privileged: true` is kept and refused by name, not silently pruned.
+    privileged: { type: "boolean" },
     readOnlyRootFilesystem: { type: "boolean" },
     capabilities: {
       type: "object",
@@ -70,6 +72,25 @@ const securityContext: Schema = {
       "runAsNonRoot is true but runAsUser is 0: set a non-zero runAsUser or drop runAsNonRoot",
   }],
 };
+
+/** A key of a Secret or ConfigMap; no namespace field: always the ScriptRun's namespace. */
+function keyRef(what: string): Schema {
+  return {
+    type: "object",
+    description: `A key of a ${what} in the ScriptRun's namespace.`,
+    required: ["name", "key"],
+    properties: {
+      name: {
+        type: "string",
+        minLength: 1,
+        maxLength: 253,
+        pattern: "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+      },
+      key: { type: "string", minLength: 1, maxLength: 253, pattern: "^[-._a-zA-Z0-9]+$" },
+      optional: { type: "boolean" },
+    },
+  };
+}
 
 const spec: Schema = {
   type: "object",
@@ -100,7 +121,7 @@ const spec: Schema = {
     env: {
       type: "array",
       description:
-        `Environment variables of the script. $(VAR) is not expanded. At most ${SPEC_LIMITS.maxItems} variables, values of ${SPEC_LIMITS.maxItemBytes} characters each; arguments and env values together at most ${SPEC_LIMITS.maxTotalBytes} characters.`,
+        `Environment variables of the script: a value ($(VAR) is not expanded), or valueFrom a key of a Secret or ConfigMap in the ScriptRun's namespace. At most ${SPEC_LIMITS.maxItems} variables, values of ${SPEC_LIMITS.maxItemBytes} characters each; arguments and env values together at most ${SPEC_LIMITS.maxTotalBytes} characters.`,
       default: [],
       maxItems: SPEC_LIMITS.maxItems,
       "x-kubernetes-list-type": "map",
@@ -116,7 +137,22 @@ const spec: Schema = {
             pattern: "^[-._a-zA-Z][-._a-zA-Z0-9]*$",
           },
           value: { type: "string", maxLength: SPEC_LIMITS.maxItemBytes },
+          valueFrom: {
+            type: "object",
+            properties: {
+              secretKeyRef: keyRef("Secret"),
+              configMapKeyRef: keyRef("ConfigMap"),
+            },
+            "x-kubernetes-validations": [{
+              rule: "has(self.secretKeyRef) != has(self.configMapKeyRef)",
+              message: "valueFrom takes exactly one of secretKeyRef or configMapKeyRef",
+            }],
+          },
         },
+        "x-kubernetes-validations": [{
+          rule: "!(has(self.value) && has(self.valueFrom))",
+          message: "set value or valueFrom, not both",
+        }],
       },
     },
     resources: {
@@ -161,6 +197,12 @@ const spec: Schema = {
       default: DEFAULTS.rerunPolicy,
       description:
         "Never (default): once the run finished (its Job succeeded or failed), a change of spec or script is reported in condition Outdated and not run. OnChange: a new spec or script version runs again.",
+    },
+    reportOutput: {
+      type: "boolean",
+      description:
+        "When false, a failed run's script output (termination message or last log lines) is left out of status.message and Events.",
+      default: true,
     },
   },
   "x-kubernetes-validations": [{

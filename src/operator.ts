@@ -18,6 +18,7 @@ import { DEFAULT_LEADER_TIMINGS, LeaderElector } from "./leader.ts";
 import { Metrics } from "./metrics.ts";
 import { type CycleResult, Reconciler } from "./reconciler.ts";
 import { Backoff } from "./backoff.ts";
+import { describePolicy } from "./policy.ts";
 import { GROUP, PLURAL, type Script } from "./types.ts";
 
 /** After SIGTERM, the process exits by this time whatever is still in flight. */
@@ -154,6 +155,7 @@ export async function runOperator(options: {
     concurrency: cli.concurrency,
     observer: metrics.reconcile,
     signal: stop.signal,
+    policy: cli.policy,
     // Only the leader writes, checked before every write, not only at the start of a cycle.
     canWrite: () => elector === undefined || elector.isLeader(),
   });
@@ -166,6 +168,10 @@ export async function runOperator(options: {
     scripts: [...scripts.keys()],
     dryRun: cli.dryRun,
     once: cli.once,
+  });
+  log.info("Policy in force", {
+    namespaces: cli.namespaces.length > 0 ? cli.namespaces : "all",
+    ...describePolicy(cli.policy),
   });
 
   const servers: Deno.HttpServer[] = [];

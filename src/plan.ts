@@ -7,6 +7,7 @@
  */
 import { canonicalJson } from "./hash.ts";
 import { childName, DEFAULTS, desiredConfigMap, desiredJob, runHash } from "./desired.ts";
+import { checkPolicy, type Policy } from "./policy.ts";
 import { CONDITION, NOT_RUN_REASONS, REASON, STUCK_WAITING_REASONS } from "./reasons.ts";
 import {
   type Condition,
@@ -76,13 +77,15 @@ export interface PlanOptions {
   observed: Observed;
   /** RFC 3339 time of this plan. */
   now: string;
+  /** What ScriptRuns may ask for; none: no policy check. */
+  policy?: Policy;
 }
 
 /** A pod that has not started this long after its Job was created is looked at (ms). */
 export const POD_CHECK_AFTER_MS = 10_000;
 
-/** Longest script output copied into a status message. */
-export const MAX_OUTPUT_CHARS = 512;
+/** Longest script output copied into status.message and Events. */
+export const MAX_OUTPUT = 512;
 
 /** Outcome of a Job read from its status conditions (never from `spec.completions`). */
 export interface JobOutcome {
@@ -151,7 +154,12 @@ export function lastTermination(
   return undefined;
 }
 
-function failureMessage(jobName: string, outcome: JobOutcome, pods?: PodSummary[]): string {
+function failureMessage(
+  jobName: string,
+  outcome: JobOutcome,
+  pods: PodSummary[] | undefined,
+  reportOutput: boolean,
+): string {
   const parts = [`Job ${jobName} failed`];
   if (outcome.reason) parts[0] += `: ${outcome.reason}`;
   if (outcome.message) parts[0] += ` (${outcome.message})`;
@@ -160,7 +168,12 @@ function failureMessage(jobName: string, outcome: JobOutcome, pods?: PodSummary[
     let text = `container in pod ${t.podName}`;
     if (t.exitCode !== undefined) text += ` exited with code ${t.exitCode}`;
     if (t.reason && t.reason !== "Error") text += ` (${t.reason})`;
-    if (t.message) text += `; script output: ${t.message.trim().slice(-MAX_OUTPUT_CHARS)}`;
+    const output = t.message?.trim();
+    if (output && !reportOutput) text += "; script output not reported (spec.reportOutput: false)";
+    else if (output && output.length > MAX_OUTPUT) {
+      // The end of the output says most about a failure; the label says whose words these are.
+      text += `; script output (last ${MAX_OUTPUT} characters): ${output.slice(-MAX_OUTPUT)}`;
+    } else if (output) text += `; script output: ${output}`;
     parts.push(text);
   }
   return parts.join("; ");
@@ -283,10 +296,13 @@ export function plan(run: ScriptRun, options: PlanOptions): Plan {
   } else if (policy === "Never" || !script) {
     over = observed.jobs.find((j) => !j.metadata.deletionTimestamp && terminal(j))?.metadata.name;
   }
+  const refusal = options.policy && checkPolicy(run, options.policy);
   const p = over !== undefined
     ? planFinished(run, options, over, script, name)
     : !script || !hash || !name
     ? planScriptNotFound(run, options)
+    : refusal
+    ? planRefused(run, options, refusal.message)
     : planRun(run, options, script, hash, name);
   p.actions.unshift(...relabels(observed));
   p.status = dropUndefined(p.status);
@@ -395,6 +411,29 @@ function planScriptNotFound(run: ScriptRun, options: PlanOptions): Plan {
   return { actions, status, needs: [] };
 }
 
+/** The operator's policy refuses the spec: nothing is created, what ran for an earlier spec goes. */
+function planRefused(run: ScriptRun, options: PlanOptions, message: string): Plan {
+  const { observed, now } = options;
+  const generation = run.metadata.generation;
+  const actions: Action[] = [];
+  for (const j of observed.jobs) {
+    if (!j.metadata.deletionTimestamp) {
+      actions.push(deleteJob(j.metadata.name, "DeletingJob", "Deleting Job of a previous spec"));
+    }
+  }
+  for (const c of observed.configMaps) {
+    if (!c.metadata.deletionTimestamp) actions.push(deleteConfigMap(c.metadata.name));
+  }
+  const status: ScriptRunStatus = {
+    phase: "Failed",
+    reason: REASON.PolicyViolation,
+    message,
+    observedGeneration: generation,
+  };
+  status.conditions = outcomeConditions(status, run.status?.conditions, generation, now);
+  return { actions, status, needs: [] };
+}
+
 /** Whether the TTL of a finished Job is due, once the status has recorded its outcome. */
 function ttlDue(
   run: ScriptRun,
@@ -426,6 +465,7 @@ function jobStatus(
   const generation = run.metadata.generation;
   const outcome = jobOutcome(job);
   const sameRun = previous.jobName === name;
+  const reportOutput = run.spec.reportOutput !== false;
   let reason: string;
   let message: string;
   switch (outcome.phase) {
@@ -443,9 +483,9 @@ function jobStatus(
         message = previous.message;
       } else if (observed.pods === undefined) {
         needs.push("pods");
-        message = failureMessage(name, outcome);
+        message = failureMessage(name, outcome, undefined, reportOutput);
       } else {
-        message = failureMessage(name, outcome, observed.pods);
+        message = failureMessage(name, outcome, observed.pods, reportOutput);
       }
       break;
     }

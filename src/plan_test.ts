@@ -1,6 +1,7 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { childName, desiredConfigMap, runHash } from "./desired.ts";
-import { jobOutcome, MAX_OUTPUT_CHARS, type Observed, plan, statusEqual } from "./plan.ts";
+import { jobOutcome, MAX_OUTPUT, type Observed, plan, statusEqual } from "./plan.ts";
+import { DEFAULT_POLICY, POLICY_VIOLATION } from "./policy.ts";
 import { job, script, scriptRun, scripts } from "./test_fixtures.ts";
 import type { PodSummary, ScriptRun } from "./types.ts";
 
@@ -123,9 +124,12 @@ Deno.test("plan(): a failed Job's message names the reason, exit code and labell
   const p = plan(run, { scripts: scripts(), observed: obs, now: NOW });
   assertEquals([p.status.phase, p.status.reason], ["Failed", "BackoffLimitExceeded"]);
   const message = p.status.message!;
-  assert(message.includes("exited with code 3; script output: "), message);
+  assert(
+    message.includes(`exited with code 3; script output (last ${MAX_OUTPUT} characters): `),
+    message,
+  );
   assert(message.endsWith("disk full"), message);
-  assert(message.length < MAX_OUTPUT_CHARS + 200, `capped: ${message.length}`);
+  assert(message.length < MAX_OUTPUT + 200, `capped: ${message.length}`);
   // Once recorded, later plans keep the message without asking for pods again.
   const after = { ...run, status: p.status };
   const again = plan(after, {
@@ -502,4 +506,64 @@ Deno.test("plan(): condition transition times stay put while the status does not
   const run = settle(scriptRun(), obs, NOW);
   const p = plan(run, { scripts: scripts(), observed: obs, now: LATER });
   assertEquals(p.status.conditions?.[0].lastTransitionTime, NOW);
+});
+
+Deno.test("plan(): reportOutput false leaves the script output out of the message", () => {
+  const run = scriptRun({ reportOutput: false });
+  const { name, cm, hash } = current(run);
+  const obs = observed({
+    configMaps: [cm],
+    jobs: [job(name, { conditions: ["Failed"] })],
+    pods: [pod("p-1", {
+      hash,
+      jobName: name,
+      phase: "Failed",
+      terminated: { exitCode: 4, reason: "Error", message: "password=hunter2" },
+    })],
+  });
+  const p = plan(run, { scripts: scripts(), observed: obs, now: NOW });
+  const message = p.status.message!;
+  assert(message.includes("exited with code 4"), message);
+  assert(message.includes("script output not reported (spec.reportOutput: false)"), message);
+  assert(!message.includes("hunter2"), message);
+  assertEquals(p.status.conditions?.[0].message, message);
+});
+
+Deno.test("plan(): a run the policy refuses creates nothing and fails naming the field", () => {
+  const run = scriptRun({ securityContext: { runAsUser: 0 } });
+  const p = plan(run, {
+    scripts: scripts(),
+    observed: observed(),
+    now: NOW,
+    policy: DEFAULT_POLICY,
+  });
+  assertEquals(p.actions, []);
+  assertEquals([p.status.phase, p.status.reason], ["Failed", POLICY_VIOLATION]);
+  assert(p.status.message!.includes("spec.securityContext.runAsUser"), p.status.message!);
+  assert(p.status.message!.includes("--allow-privileged-scripts"), p.status.message!);
+  assertEquals(p.status.conditions?.map((c) => [c.type, c.status, c.reason]), [[
+    "Failed",
+    "True",
+    POLICY_VIOLATION,
+  ]]);
+  assertEquals(p.status.jobName, undefined);
+  // Children of an earlier, allowed spec are removed; without a policy nothing is checked.
+  const earlier = current();
+  const withChildren = plan(run, {
+    scripts: scripts(),
+    observed: observed({ configMaps: [earlier.cm], jobs: [job(earlier.name, { active: 1 })] }),
+    now: NOW,
+    policy: DEFAULT_POLICY,
+  });
+  assertEquals(withChildren.actions.map((a) => a.type), ["deleteJob", "deleteConfigMap"]);
+  const unchecked = plan(run, { scripts: scripts(), observed: observed(), now: NOW });
+  assertEquals(unchecked.actions.map((a) => a.type), ["createConfigMap", "createJob"]);
+  // Fixing the spec lets the run start.
+  const fixed = plan({ ...run, spec: { script: "task.sh" }, status: p.status }, {
+    scripts: scripts(),
+    observed: observed(),
+    now: LATER,
+    policy: DEFAULT_POLICY,
+  });
+  assertEquals(fixed.actions.map((a) => a.type), ["createConfigMap", "createJob"]);
 });

@@ -22,6 +22,7 @@ import {
   plan,
   statusEqual,
 } from "./plan.ts";
+import { DEFAULT_POLICY, type Policy } from "./policy.ts";
 import { REASON } from "./reasons.ts";
 import {
   type ConfigMap,
@@ -75,6 +76,8 @@ export interface ReconcilerOptions {
   signal?: AbortSignal;
   /** Asked before every write: false once this process lost (or may have lost) the Lease. */
   canWrite?: () => boolean;
+  /** What ScriptRuns may ask for (default: DEFAULT_POLICY). */
+  policy?: Policy;
 }
 
 /** Totals of one cycle. */
@@ -153,6 +156,7 @@ export class Reconciler {
       backoff: new Backoff(),
       now: () => new Date(),
       observer: {},
+      policy: DEFAULT_POLICY,
       ...options,
     };
   }
@@ -493,7 +497,8 @@ export class Reconciler {
   /** plan(), then the lookups it asks for (pods, Job events), then plan() again. */
   async #plan(run: ScriptRun, observed: Observed, fields: Fields): Promise<Plan> {
     const namespace = run.metadata.namespace ?? "default";
-    let p = plan(run, { scripts: this.#o.scripts, observed, now: this.#now() });
+    const { scripts, policy } = this.#o;
+    let p = plan(run, { scripts, observed, now: this.#now(), policy });
     for (let round = 0; round < 3 && p.needs.length > 0; round++) {
       for (const need of p.needs) {
         if (need === "job" && !observed.jobLookedUp && p.childName) {
@@ -516,7 +521,7 @@ export class Reconciler {
           }
         }
       }
-      p = plan(run, { scripts: this.#o.scripts, observed, now: this.#now() });
+      p = plan(run, { scripts, observed, now: this.#now(), policy });
     }
     return p;
   }
@@ -617,6 +622,8 @@ export class Reconciler {
     if (phase === "Succeeded") log.info("Job succeeded", { ...fields, reason });
     else if (phase === "Failed" && reason === REASON.ScriptNotFound) {
       log.warn("Script not found", { ...fields, reason, message });
+    } else if (phase === "Failed" && reason === REASON.PolicyViolation) {
+      log.warn("Refused by policy", { ...fields, reason, message });
     } else if (phase === "Failed") log.warn("Job failed", { ...fields, reason, message });
     else if (reason === REASON.NameConflict) {
       log.warn("Name conflict", { ...fields, reason, message });

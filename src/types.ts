@@ -34,10 +34,18 @@ export const ANNOTATIONS = {
 /** Label selector matching every ConfigMap and Job the operator manages. */
 export const MANAGED_SELECTOR = `${LABELS.managedBy}=${MANAGER}`;
 
-/** A name/value environment variable of the script's container. */
+/** A key of a Secret or ConfigMap in the ScriptRun's own namespace. */
+export interface KeyRef {
+  name: string;
+  key: string;
+  optional?: boolean;
+}
+
+/** An environment variable of the script's container: a value, or a key of a Secret/ConfigMap. */
 export interface EnvVar {
   name: string;
   value?: string;
+  valueFrom?: { secretKeyRef?: KeyRef; configMapKeyRef?: KeyRef };
 }
 
 /** CPU and memory quantities (`100m`, `500M`). */
@@ -58,6 +66,7 @@ export interface SecurityContext {
   runAsGroup?: number;
   runAsNonRoot?: boolean;
   allowPrivilegeEscalation?: boolean;
+  privileged?: boolean;
   readOnlyRootFilesystem?: boolean;
   capabilities?: { add?: string[]; drop?: string[] };
   seccompProfile?: { type: string; localhostProfile?: string };
@@ -77,6 +86,8 @@ export interface ScriptRunSpec {
   securityContext?: SecurityContext;
   /** What a finished run does when its spec or script changes (default `Never`). */
   rerunPolicy?: RerunPolicy;
+  /** False: a failure's script output stays out of status.message and Events (default true). */
+  reportOutput?: boolean;
 }
 
 /**
