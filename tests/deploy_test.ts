@@ -166,7 +166,7 @@ function conventionGrant(api: string, method: string): string | undefined {
  */
 function watchGrants(file: string, text: string): Map<string, Need> {
   const out = new Map<string, Need>();
-  if (!/new Watch\(|makeInformer\(/.test(text)) return out;
+  if (!/new Watch\(|makeInformer\(|[?&]watch=(true|1)/.test(text)) return out;
   const constants: Record<string, string> = { GROUP, VERSION, PLURAL };
   for (const m of text.matchAll(/[`"'](\/apis?\/[^`"'\s]+)[`"']/g)) {
     const path = m[1].replace(/\$\{(\w+)\}/g, (_, name) => constants[name] ?? "$NS");
@@ -328,6 +328,42 @@ function checkBindings(objects: K8sObject[], path: string): void {
     );
   }
 }
+
+Deno.test("deploy: the RBAC derivation reads gets, watches and pod listings from src/", () => {
+  // Calls other parts of the operator may add: each maps to its grant without a table entry.
+  assertEquals(conventionGrant("CoreV1Api", "readNamespacedConfigMap"), "core/configmaps:get");
+  assertEquals(conventionGrant("BatchV1Api", "readNamespacedJob"), "batch/jobs:get");
+  assertEquals(conventionGrant("CoreV1Api", "readNamespacedPod"), "core/pods:get");
+  assertEquals(conventionGrant("CoreV1Api", "listPodForAllNamespaces"), "core/pods:list");
+  assertEquals(conventionGrant("CoreV1Api", "readNamespacedPodLog"), "core/pods/log:get");
+  assertEquals(
+    conventionGrant("BatchV1Api", "patchNamespacedJobStatus"),
+    "batch/jobs/status:patch",
+  );
+  assertEquals(
+    conventionGrant("CoordinationV1Api", "replaceNamespacedLease"),
+    "coordination.k8s.io/leases:update",
+  );
+  assertEquals(conventionGrant("CustomObjectsApi", "listClusterCustomObject"), undefined);
+  assertEquals(conventionGrant("CoreV1Api", "connectGetNamespacedPodExec"), undefined);
+  const watcher = [
+    "const w = new Watch(kc);",
+    "w.watch(`/apis/${GROUP}/${VERSION}/namespaces/${ns}/${PLURAL}`, {}, on, done);",
+    'w.watch("/api/v1/configmaps", {}, on, done);',
+    "w.watch(`/apis/batch/v1/namespaces/${ns}/jobs`, {}, on, done);",
+    "makeInformer(kc, `/api/v1/pods`, list);",
+  ].join("\n");
+  assertEquals(
+    [...watchGrants("src/watch.ts", watcher)].map(([key, need]) => [key, need.grant]),
+    [
+      ["src/watch.ts watch scriptruns", `${GROUP}/${PLURAL}:watch`],
+      ["src/watch.ts watch configmaps", "core/configmaps:watch"],
+      ["src/watch.ts watch jobs", "batch/jobs:watch"],
+      ["src/watch.ts watch pods", "core/pods:watch"],
+    ],
+  );
+  assertEquals(watchGrants("src/plain.ts", 'get("/api/v1/pods")').size, 0);
+});
 
 Deno.test("deploy: rbac.yaml grants exactly the client calls in src/, leases only in a Role", async () => {
   const needs = await neededGrants();
