@@ -357,16 +357,14 @@ clusterTest(
       assert(loud.includes(`script output (last ${MAX_OUTPUT} characters): `), loud);
       assert(loud.endsWith("the end"), loud);
       assert(loud.length < MAX_OUTPUT + 300, `${loud.length} characters: ${loud}`);
-      // The Event carries the same capped, labelled text.
-      const events = await kubectlJson<
-        { items: { involvedObject: { name: string }; message: string }[] }
-      >(
-        ["-n", ns.name, "get", "events"],
-      );
-      const note = events.items.find((e) =>
-        e.involvedObject.name === "quiet" && e.message === quiet
-      );
-      assert(note, `no Event with the status message of quiet`);
+      // The Events carry the same capped, labelled text (written just after the status).
+      type Events = { items: { involvedObject: { name: string }; message: string }[] };
+      const events = await waitFor(async () => {
+        const list = await kubectlJson<Events>(["-n", ns.name, "get", "events"]);
+        const has = (name: string, message: string) =>
+          list.items.some((e) => e.involvedObject.name === name && e.message === message);
+        return has("quiet", quiet) && has("loud", loud) ? list : undefined;
+      }, { what: "the Events of the failed runs quiet and loud" });
       assert(
         !events.items.some((e) => e.message.includes("hunter2")),
         "script output in an Event",
