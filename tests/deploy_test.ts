@@ -1072,6 +1072,10 @@ clusterTest(
             return answer === "yes";
           };
           const scriptruns = `${PLURAL}.${GROUP}`;
+          // The API server's RBAC view follows the applied Roles after a moment.
+          await waitFor(async () => await can("list", scriptruns, "default"), {
+            what: "the applied RoleBinding to take effect",
+          });
           const served: [string, string, string?][] = [
             ["list", scriptruns],
             ["patch", scriptruns, "status"],
