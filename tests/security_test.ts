@@ -252,6 +252,39 @@ clusterTest(
       assertEquals(configMaps.items.length, 2);
       assertEquals(await op.stop(), 0);
     });
+
+    await t.step("admission: a stored unsafe run can be labelled, not edited", async () => {
+      const again = await installAdmissionPolicy(ns.name);
+      try {
+        const root = UNSAFE[0];
+        // A new name: for the stored "root", an apply with the same spec is not checked.
+        const probe = { ...root, name: "probe" };
+        await waitFor(
+          async () => (await submit(ns.name, probe, true)).stderr.includes(root.field),
+          {
+            what: "the re-applied admission policy to refuse a root ScriptRun",
+          },
+        );
+        const same = await submit(ns.name, root);
+        assertEquals(same.code, 0, `re-applying an unchanged spec: ${same.stderr}`);
+        // Updates that leave the spec alone pass (matchConditions), so cleanup stays possible.
+        const label = await kubectl(["-n", ns.name, "label", "scriptrun", "root", "checked=yes"]);
+        assertEquals(label.code, 0, label.stderr);
+        const edit = await kubectl([
+          "-n",
+          ns.name,
+          "patch",
+          "scriptrun",
+          "root",
+          "--type=merge",
+          "-p",
+          '{"spec":{"args":["x"]}}',
+        ]);
+        assert(edit.code !== 0 && edit.stderr.includes(`${root.field}:`), edit.stderr);
+      } finally {
+        await again.remove();
+      }
+    });
   },
 );
 
