@@ -1,7 +1,8 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { KubeError } from "./errors.ts";
 import { Backoff } from "./backoff.ts";
-import { EXIT, explainStartError, nextCycleDelay } from "./operator.ts";
+import { EXIT, explainStartError, nextCycleDelay, timeoutsFromEnv } from "./operator.ts";
+import { UsageError } from "./cli.ts";
 
 const err = (code: number, kind: KubeError["kind"], message = "m") =>
   new KubeError(message, { code, kind, action: "list scriptruns in all namespaces" });
@@ -47,4 +48,23 @@ Deno.test("nextCycleDelay(): list failures back off (doubling, jittered) and hon
   // A cycle that could list resets the backoff and waits the interval.
   assertEquals(nextCycleDelay({ scopeErrors: [], unreachable: false }, backoff, 2_000, 0), 2_000);
   assertEquals(nextCycleDelay(failed, backoff, 2_000, 0), 1_000);
+});
+
+Deno.test("timeoutsFromEnv(): request and connect timeouts as durations; a bad one is a usage error", () => {
+  const env = (values: Record<string, string>) => (name: string) => values[name];
+  assertEquals(timeoutsFromEnv(env({})), {});
+  assertEquals(
+    timeoutsFromEnv(env({
+      SCRIPT_OPERATOR_REQUEST_TIMEOUT: "10s",
+      SCRIPT_OPERATOR_CONNECT_TIMEOUT: "500ms",
+    })),
+    { requestMs: 10_000, connectMs: 500 },
+  );
+  let error: unknown;
+  try {
+    timeoutsFromEnv(env({ SCRIPT_OPERATOR_CONNECT_TIMEOUT: "soon" }));
+  } catch (e) {
+    error = e;
+  }
+  assert(error instanceof UsageError && error.message.includes("SCRIPT_OPERATOR_CONNECT_TIMEOUT"));
 });
