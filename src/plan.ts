@@ -47,8 +47,10 @@ export interface Observed {
   pods?: PodSummary[];
   /** Warning Events of the current Job; undefined when not looked up (the plan may ask). */
   jobEvents?: JobEvent[];
-  /** The current Job was looked up by name (it has pods but was not in the lists). */
+  /** Jobs named by the run's pods but missing from the lists were looked up by name. */
   jobLookedUp?: boolean;
+  /** Names held by children of a deleted ScriptRun of the same name, on their way out. */
+  predecessors?: NameLookup;
 }
 
 /** A set of names, as far as the plan needs one. */
@@ -290,10 +292,15 @@ export function plan(run: ScriptRun, options: PlanOptions): Plan {
 
   // A finished run keeps its outcome: under rerunPolicy Never whatever changed, and always when its
   // script is gone from this build. Without a status (lost), a finished Job still says so.
+  // A script that left the build with the spec unchanged is the operator's change, not the
+  // user's: what ran stays. A spec changed to an unknown script is the user's: ScriptNotFound.
+  const specChanged = previous.observedGeneration !== undefined &&
+    previous.observedGeneration !== run.metadata.generation;
+  const keep = policy === "Never" || (!script && !specChanged);
   let over: string | undefined;
-  if (finishedReason(previous) && (policy === "Never" || !script || previous.jobName === name)) {
+  if (finishedReason(previous) && (keep || previous.jobName === name)) {
     over = previous.jobName;
-  } else if (policy === "Never" || !script) {
+  } else if (keep) {
     over = observed.jobs.find((j) => !j.metadata.deletionTimestamp && terminal(j))?.metadata.name;
   }
   const refusal = options.policy && checkPolicy(run, options.policy);
@@ -358,14 +365,7 @@ function planFinished(
     c.type === CONDITION.Complete || c.type === CONDITION.Failed
   );
   if (!script) {
-    conditions.push(condition(previous.conditions, {
-      type: CONDITION.ScriptAvailable,
-      status: "False",
-      reason: REASON.ScriptNotFound,
-      message: `script "${run.spec.script}" is no longer embedded in this operator; ` +
-        `the finished run keeps its outcome`,
-      observedGeneration: generation,
-    }, now));
+    conditions.push(scriptMissing(run, options.scripts, previous, now));
   } else if (currentName !== jobName) {
     conditions.push(condition(previous.conditions, {
       type: CONDITION.Outdated,
@@ -380,6 +380,23 @@ function planFinished(
   return { hash: status.runHash, childName: jobName, actions, status, needs, recheckAt };
 }
 
+/** Condition ScriptAvailable=False: the run's script is not in this build. */
+function scriptMissing(
+  run: ScriptRun,
+  scripts: Map<string, Script>,
+  previous: ScriptRunStatus,
+  now: string,
+): Condition {
+  return condition(previous.conditions, {
+    type: CONDITION.ScriptAvailable,
+    status: "False",
+    reason: REASON.ScriptNotFound,
+    message: `script "${run.spec.script}" is not embedded in this operator (embedded scripts: ` +
+      `${[...scripts.keys()].join(", ")}); what already ran for this ScriptRun keeps its outcome`,
+    observedGeneration: run.metadata.generation,
+  }, now);
+}
+
 /** spec.script names no embedded script and the run has not finished. */
 function planScriptNotFound(run: ScriptRun, options: PlanOptions): Plan {
   const { scripts, observed, now } = options;
@@ -389,9 +406,30 @@ function planScriptNotFound(run: ScriptRun, options: PlanOptions): Plan {
     `embedded scripts: ${[...scripts.keys()].join(", ")}. Set spec.script to one of them.`;
   const actions: Action[] = [];
   // A spec changed to an unknown script makes what ran for the old spec outdated. A script that
-  // left the build with the spec unchanged leaves the running Job alone.
+  // left the build with the spec unchanged leaves the running Job alone, and it is still followed.
   const specChanged = previous.observedGeneration !== undefined &&
     previous.observedGeneration !== generation;
+  const running = observed.jobs.find((j) =>
+    !j.metadata.deletionTimestamp && !terminal(j) &&
+    (previous.jobName === undefined || j.metadata.name === previous.jobName)
+  );
+  if (!specChanged && running) {
+    const needs: Need[] = [];
+    const name = running.metadata.name;
+    const status = jobStatus(
+      run,
+      options,
+      running,
+      name,
+      running.metadata.labels?.[LABELS.hash],
+      needs,
+    );
+    status.conditions = [
+      ...(status.conditions ?? []),
+      scriptMissing(run, scripts, previous, now),
+    ];
+    return { hash: status.runHash, childName: name, actions, status, needs };
+  }
   if (specChanged || observed.jobs.length === 0) {
     for (const j of observed.jobs) {
       if (j.metadata.deletionTimestamp) continue;
@@ -564,6 +602,24 @@ function planRun(
   }
 
   if (!job) {
+    if (observed.predecessors?.has(name)) {
+      // A ScriptRun of this name was deleted and created again: its children are being
+      // garbage-collected. Not a conflict; wait for them to go.
+      return {
+        hash,
+        childName: name,
+        actions,
+        status: {
+          ...base,
+          phase: "Pending",
+          reason: REASON.ReplacingJob,
+          message: `${name} of a deleted ScriptRun of the same name is being removed; ` +
+            `Job ${name} starts when it is gone`,
+          conditions: [],
+        },
+        needs,
+      };
+    }
     const conflict = observed.foreignConfigMaps.has(name)
       ? `ConfigMap ${name}`
       : observed.foreignJobs.has(name)
@@ -595,9 +651,10 @@ function planRun(
     // pod of the run may be pending or running (our Job does not exist, so any such pod belongs to
     // another Job: of another run hash, or an earlier Job of this one deleted by someone).
     const otherPods = observed.pods?.filter(podActive) ?? [];
-    if (!observed.jobLookedUp && otherPods.some((p) => p.jobName === name)) {
-      // Pods of a Job with our child's name, and no such Job in the lists: it may be ours with
-      // its labels removed. Look it up by name before deciding anything.
+    const known = new Set(observed.jobs.map((j) => j.metadata.name));
+    if (!observed.jobLookedUp && otherPods.some((p) => p.jobName && !known.has(p.jobName))) {
+      // Pods of a Job that is not in the lists: it may be ours with its labels removed (then it
+      // is relabelled, and deleted if outdated). Look it up by name before deciding anything.
       return {
         hash,
         childName: name,

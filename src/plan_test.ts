@@ -226,7 +226,18 @@ Deno.test("plan(): never a second Job while a pod of another run hash runs, what
   ];
   for (const status of statuses) {
     const run = { ...next, status, spec: { ...next.spec, rerunPolicy: "OnChange" as const } };
-    const p = plan(run, { scripts: scripts(), observed: observed({ pods: [oldPod] }), now: LATER });
+    // Its Job is not in the lists: look it up first.
+    const ask = plan(run, {
+      scripts: scripts(),
+      observed: observed({ pods: [oldPod] }),
+      now: LATER,
+    });
+    assertEquals([ask.actions, ask.needs], [[], ["job"]]);
+    const p = plan(run, {
+      scripts: scripts(),
+      observed: observed({ pods: [oldPod], jobLookedUp: true }),
+      now: LATER,
+    });
     assert(!p.actions.some((a) => a.type === "createJob"), JSON.stringify(status));
     assertEquals(p.status.reason, "ReplacingJob", JSON.stringify(status));
     const done = plan(run, {
@@ -295,7 +306,7 @@ Deno.test("plan(): a script removed from the build keeps finished outcomes and d
   assertEquals(p.status.phase, "Succeeded");
   const c = p.status.conditions?.find((c) => c.type === "ScriptAvailable");
   assertEquals([c?.status, c?.reason], ["False", "ScriptNotFound"]);
-  // An unfinished run whose spec did not change keeps its running Job.
+  // An unfinished run whose spec did not change keeps its running Job, and follows it.
   const running = job(name, { active: 1, ready: 1 });
   const live = settle(scriptRun(), observed({ configMaps: [cm], jobs: [running] }));
   const q = plan(live, {
@@ -304,7 +315,38 @@ Deno.test("plan(): a script removed from the build keeps finished outcomes and d
     now: LATER,
   });
   assertEquals(q.actions, []);
-  assertEquals(q.status.reason, "ScriptNotFound");
+  assertEquals([q.status.phase, q.status.reason], ["Running", "JobRunning"]);
+  assertEquals(
+    q.status.conditions?.map((c) => [c.type, c.status]),
+    [["ScriptAvailable", "False"]],
+  );
+  // A finished run whose spec is changed to a typo: under OnChange it is the user's mistake.
+  const every = settle(
+    scriptRun({ rerunPolicy: "OnChange" }),
+    observed({ configMaps: [cm], jobs: [done] }),
+  );
+  const typo = {
+    ...every,
+    metadata: { ...every.metadata, generation: 2 },
+    spec: { ...every.spec, script: "tsak.sh" },
+  };
+  const r = plan(typo, {
+    scripts: scripts(),
+    observed: observed({ configMaps: [cm], jobs: [done] }),
+    now: LATER,
+  });
+  assertEquals([r.status.phase, r.status.reason], ["Failed", "ScriptNotFound"]);
+  assert(r.status.message!.includes("embedded scripts: task.sh"), String(r.status.message));
+  // Under Never the outcome stays, and the condition says the script is unknown.
+  const once = { ...typo, spec: { ...typo.spec, rerunPolicy: "Never" as const } };
+  const n = plan(once, {
+    scripts: scripts(),
+    observed: observed({ configMaps: [cm], jobs: [done] }),
+    now: LATER,
+  });
+  assertEquals(n.status.phase, "Succeeded");
+  const c2 = n.status.conditions?.find((c) => c.type === "ScriptAvailable");
+  assert(c2?.message.includes("embedded scripts: task.sh"), String(c2?.message));
 });
 
 Deno.test("plan(): the operator deletes a finished Job after ttlSecondsAfterFinished, never before the status has it", () => {

@@ -13,7 +13,7 @@
 import type { Logger } from "@logtape/logtape";
 import { Backoff, mapLimit } from "./backoff.ts";
 import { KubeError } from "./errors.ts";
-import type { EventNote, Kube } from "./kube.ts";
+import { type EventNote, type Kube, NotLeaderError } from "./kube.ts";
 import {
   type Action,
   invalidSpecStatus,
@@ -207,7 +207,8 @@ export class Reconciler {
             runs = r;
             const byOwner = groupByController(configMaps, jobs);
             const names = namesByNamespace(configMaps, jobs);
-            observe = (run) => observeFromLists(run, byOwner, names);
+            const uids = new Set(r.map((run) => run.metadata.uid ?? ""));
+            observe = (run) => observeFromLists(run, byOwner, names, (uid) => uids.has(uid));
           } catch (error) {
             const e = asKubeError(error, "list");
             // The operator's loop logs the failure once, with when it retries.
@@ -302,14 +303,17 @@ export class Reconciler {
   #observeFromView(view: RunView, run: ScriptRun): Observed {
     const uid = run.metadata.uid ?? "";
     const children = view.children(uid);
-    const names = view.names(run.metadata.namespace ?? "");
-    const observed: Observed = {
+    const namespace = run.metadata.namespace ?? "";
+    const names = view.names(namespace);
+    const alive = (owner: string) =>
+      view.scriptRuns(namespace).some((r) => r.metadata.uid === owner);
+    const observed: Observed = withPredecessors({
       configMaps: [...children.configMaps],
       jobs: [...children.jobs],
-      foreignConfigMaps: new ForeignNames(names.configMaps, uid),
-      foreignJobs: new ForeignNames(names.jobs, uid),
+      foreignConfigMaps: new ForeignNames(names.configMaps, uid, alive),
+      foreignJobs: new ForeignNames(names.jobs, uid, alive),
       pods: children.pods,
-    };
+    });
     // Our own writes that the watch has not delivered yet count as done.
     const e = this.#expect.get(uid);
     if (e && Date.now() - e.at < EXPECT_MS) {
@@ -454,7 +458,22 @@ export class Reconciler {
       if (p.status.reason !== REASON.InvalidSpec) backoff.success(key);
       return { result: "success", writes, phase: p.status.phase, retryAfterMs };
     } catch (error) {
-      const e = asKubeError(error, "reconcile");
+      if (error instanceof NotLeaderError) {
+        // Leadership went while this run was being reconciled: nothing to retry here.
+        log.debug("Not the leader any more, write not sent", fields);
+        return { result: "requeue", writes, phase: run.status?.phase };
+      }
+      if (!(error instanceof KubeError)) {
+        // A bug or an unexpected answer: this run backs off, the cycle goes on for the others.
+        const delay = backoff.failure(key, nowMs, { generation });
+        log.error("Reconcile failed", {
+          ...fields,
+          error: error instanceof Error ? error.message : String(error),
+          retryInMs: delay,
+        });
+        return { result: "error", writes, phase: run.status?.phase, retryAfterMs: delay };
+      }
+      const e = error;
       const delay = backoff.failure(key, nowMs, {
         generation,
         retryAfterMs: e.retryAfterSeconds !== undefined ? e.retryAfterSeconds * 1000 : undefined,
@@ -501,11 +520,24 @@ export class Reconciler {
     let p = plan(run, { scripts, observed, now: this.#now(), policy });
     for (let round = 0; round < 3 && p.needs.length > 0; round++) {
       for (const need of p.needs) {
-        if (need === "job" && !observed.jobLookedUp && p.childName) {
+        if (need === "job" && !observed.jobLookedUp) {
           observed.jobLookedUp = true;
-          const job = await this.#o.kube.getJob(namespace, p.childName);
-          if (job && controllerUid(job) === run.metadata.uid) observed.jobs.push(job);
-          else if (job) observed.foreignJobs = withName(observed.foreignJobs, p.childName);
+          // Jobs that pods of this run name but the label-selected lists lack.
+          const known = new Set(observed.jobs.map((j) => j.metadata.name));
+          const missing = new Set(
+            (observed.pods ?? []).map((pod) => pod.jobName).filter((n): n is string =>
+              !!n && !known.has(n)
+            ),
+          );
+          for (const name of missing) {
+            const job = await this.#o.kube.getJob(namespace, name);
+            if (job && controllerUid(job) === run.metadata.uid) observed.jobs.push(job);
+            else if (job && name === p.childName) {
+              if (predecessorOf(job, run)) {
+                observed.predecessors = withName(observed.predecessors ?? NONE, name);
+              } else observed.foreignJobs = withName(observed.foreignJobs, name);
+            }
+          }
         } else if (need === "pods" && observed.pods === undefined) {
           observed.pods = await this.#o.kube.listRunPods(namespace, run.metadata.uid ?? "");
         } else if (need === "jobEvents" && observed.jobEvents === undefined && p.childName) {
@@ -567,12 +599,17 @@ export class Reconciler {
           : await kube.getConfigMap(namespace, name);
         const ours = existing && controllerUid(existing) === run.metadata.uid;
         this.#o.log.debug("Create met an existing object", { ...fields, child: name, ours });
+        if (!existing) return "replan"; // gone again meanwhile: plan from scratch
         if (action.type === "createJob") {
           if (ours) observed.jobs.push(existing as Job);
-          else observed.foreignJobs = withName(observed.foreignJobs, name);
+          else if (predecessorOf(existing, run)) {
+            observed.predecessors = withName(observed.predecessors ?? NONE, name);
+          } else observed.foreignJobs = withName(observed.foreignJobs, name);
         } else {
           if (ours) observed.configMaps.push(existing as ConfigMap);
-          else observed.foreignConfigMaps = withName(observed.foreignConfigMaps, name);
+          else if (predecessorOf(existing, run)) {
+            observed.predecessors = withName(observed.predecessors ?? NONE, name);
+          } else observed.foreignConfigMaps = withName(observed.foreignConfigMaps, name);
         }
         return "replan";
       }
@@ -714,16 +751,27 @@ function observeFromLists(
   run: ScriptRun,
   byOwner: Map<string, { configMaps: ConfigMap[]; jobs: Job[] }>,
   names: Map<string, { configMaps: Map<string, string>; jobs: Map<string, string> }>,
+  alive: (uid: string) => boolean,
 ): Observed {
   const uid = run.metadata.uid ?? "";
   const mine = byOwner.get(uid) ?? { configMaps: [], jobs: [] };
   const inNs = names.get(run.metadata.namespace ?? "");
-  return {
+  return withPredecessors({
     configMaps: [...mine.configMaps],
     jobs: [...mine.jobs],
-    foreignConfigMaps: new ForeignNames(inNs?.configMaps, uid),
-    foreignJobs: new ForeignNames(inNs?.jobs, uid),
+    foreignConfigMaps: new ForeignNames(inNs?.configMaps, uid, alive),
+    foreignJobs: new ForeignNames(inNs?.jobs, uid, alive),
+  });
+}
+
+/** Names held by children of a deleted ScriptRun, read from the foreign-name lookups. */
+function withPredecessors(observed: Observed): Observed {
+  const configMaps = observed.foreignConfigMaps as ForeignNames;
+  const jobs = observed.foreignJobs as ForeignNames;
+  observed.predecessors = {
+    has: (name: string) => configMaps.predecessor(name) || jobs.predecessor(name),
   };
+  return observed;
 }
 
 function groupByController(
@@ -745,6 +793,22 @@ function groupByController(
     if (uid) slot(uid).jobs.push(job);
   }
   return out;
+}
+
+/**
+ * Whether an object is controlled by an earlier ScriptRun of the same name (deleted and created
+ * again): its children are on their way out, not someone else's.
+ */
+function predecessorOf(
+  obj: {
+    metadata: {
+      ownerReferences?: { uid: string; controller?: boolean; kind: string; name: string }[];
+    };
+  },
+  run: ScriptRun,
+): boolean {
+  const owner = obj.metadata.ownerReferences?.find((o) => o.controller && o.kind === KIND);
+  return !!owner && owner.name === run.metadata.name && owner.uid !== run.metadata.uid;
 }
 
 /** The uid of the ScriptRun that controls an object, if one does. */
@@ -778,14 +842,30 @@ function namesByNamespace(
 class ForeignNames {
   #owners: Map<string, string> | undefined;
   #uid: string | undefined;
+  #ownerAlive: (uid: string) => boolean;
 
-  constructor(owners: Map<string, string> | undefined, uid: string | undefined) {
+  /** `ownerAlive` is asked only for a name held by another ScriptRun's child (rare). */
+  constructor(
+    owners: Map<string, string> | undefined,
+    uid: string | undefined,
+    ownerAlive: (uid: string) => boolean,
+  ) {
     this.#owners = owners;
     this.#uid = uid;
+    this.#ownerAlive = ownerAlive;
   }
 
+  /** Held by someone else: not ours, and not a child of a deleted ScriptRun on its way out. */
   has(name: string): boolean {
     const owner = this.#owners?.get(name);
-    return owner !== undefined && owner !== this.#uid;
+    return owner !== undefined && owner !== this.#uid && (owner === "" || this.#ownerAlive(owner));
+  }
+
+  /** Held by a child of a ScriptRun that no longer exists: the garbage collector removes it. */
+  predecessor(name: string): boolean {
+    const owner = this.#owners?.get(name);
+    return !!owner && owner !== this.#uid && !this.#ownerAlive(owner);
   }
 }
+
+const NONE = { has: (_name: string) => false };

@@ -1,7 +1,9 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { Backoff } from "./backoff.ts";
 import { childName, runHash } from "./desired.ts";
+import type { KubeError } from "./errors.ts";
 import { FakeKube, kubeError, recordingLogger } from "./fake_kube.ts";
+import { NotLeaderError } from "./kube.ts";
 import { Reconciler, type ReconcilerOptions } from "./reconciler.ts";
 import { script, scriptRun, scripts } from "./test_fixtures.ts";
 import { LABELS, type ScriptRun } from "./types.ts";
@@ -206,4 +208,93 @@ Deno.test("Reconciler: a rollout never creates the new Job while the old one exi
   kube.pods[0].phase = "Failed";
   await reconciler.cycle();
   assertEquals(kube.calls.filter((c) => c.startsWith("POST jobs")).length, 2);
+});
+
+Deno.test("Reconciler: an unexpected error fails that run only, loudly, and the cycle goes on", async () => {
+  const { kube, lines, reconciler } = setup({ concurrency: 1 });
+  for (const name of ["a", "b"]) {
+    kube.addRun({
+      ...scriptRun({}, name),
+      metadata: { ...scriptRun({}, name).metadata, uid: name },
+    });
+  }
+  // Not a KubeError: a bug or an unexpected answer.
+  kube.failOn("POST configmaps ns/a", new TypeError("boom") as unknown as KubeError);
+  const result = await reconciler.cycle();
+  assertEquals([result.unreachable, result.errors], [false, 1]);
+  assert(kube.calls.some((c) => c.startsWith("POST jobs ns/b-")), kube.calls.join("\n"));
+  assertEquals(lines.filter((l) => l.level === "error").map((l) => l.properties.error), ["boom"]);
+});
+
+Deno.test("Reconciler: a create answered 409 whose object is gone on GET is planned again, no conflict", async () => {
+  const { kube, reconciler } = setup();
+  const run = kube.addRun(scriptRun());
+  kube.failOn(`POST jobs ns/${nameOf(run)}`, kubeError(409, "alreadyExists"));
+  await reconciler.cycle();
+  assertEquals(kube.calls.filter((c) => c.startsWith("POST jobs")).length, 2);
+  assertEquals(kube.runs.get("ns/demo")!.status!.reason, "JobPending");
+});
+
+Deno.test("Reconciler: during a rollout, an old Job that lost its labels is found by its pod and deleted", async () => {
+  const { kube, reconciler } = setup();
+  const run = kube.addRun(scriptRun({ rerunPolicy: "OnChange" }));
+  await reconciler.cycle();
+  const oldName = nameOf(run);
+  const oldJob = kube.jobs.get(`ns/${oldName}`)!;
+  oldJob.status = { active: 1, ready: 1 };
+  delete oldJob.metadata.labels![LABELS.managedBy];
+  kube.pods = [{
+    name: "old-pod",
+    hash: runHash(run, script()),
+    jobName: oldName,
+    phase: "Running",
+  }];
+  const stored = kube.runs.get("ns/demo")!;
+  stored.spec = { ...stored.spec, args: ["v2"] };
+  stored.metadata.generation = 2;
+  kube.calls = [];
+  await reconciler.cycle();
+  assert(kube.calls.includes(`GET jobs ns/${oldName}`), kube.calls.join("\n"));
+  assert(kube.calls.includes(`DELETE jobs ns/${oldName}`), kube.calls.join("\n"));
+  assertEquals(kube.runs.get("ns/demo")!.status!.reason, "ReplacingJob");
+});
+
+Deno.test("Reconciler: a ScriptRun created again under the same name waits for the old children, no NameConflict", async () => {
+  const { kube, lines, reconciler } = setup();
+  const run = kube.addRun(scriptRun());
+  const name = nameOf(run);
+  // The children of the deleted ScriptRun (same name, other uid) are still there.
+  kube.jobs.set(`ns/${name}`, {
+    apiVersion: "batch/v1",
+    kind: "Job",
+    metadata: {
+      name,
+      namespace: NS,
+      labels: { [LABELS.managedBy]: "script-operator" },
+      ownerReferences: [{
+        apiVersion: "script-operator.dev/v1alpha1",
+        kind: "ScriptRun",
+        name: "demo",
+        uid: "deleted-uid",
+        controller: true,
+      }],
+    },
+  });
+  await reconciler.cycle();
+  assertEquals(kube.runs.get("ns/demo")!.status!.reason, "ReplacingJob");
+  assertEquals(kube.writes().filter((c) => c.startsWith("POST jobs")), []);
+  assertEquals(lines.filter((l) => l.message === "Name conflict"), []);
+  // Once the garbage collector removed them, the run starts.
+  kube.jobs.delete(`ns/${name}`);
+  await reconciler.cycle();
+  assertEquals(kube.writes().filter((c) => c.startsWith("POST jobs")).length, 1);
+});
+
+Deno.test("Reconciler: losing leadership mid-reconcile is a quiet requeue, not an outage", async () => {
+  const { kube, lines, reconciler } = setup();
+  kube.addRun(scriptRun());
+  kube.failOn("POST configmaps", new NotLeaderError("create configmaps"));
+  const result = await reconciler.cycle();
+  assertEquals([result.unreachable, result.errors], [false, 0]);
+  assertEquals(lines.filter((l) => l.level === "error" || l.level === "warn"), []);
 });
