@@ -54,6 +54,8 @@ export async function startOperator(
     kubeconfig?: string | null;
     /** Permission flags instead of the start task's (e.g. the in-cluster binary's). */
     flags?: readonly string[];
+    /** Folder holding the `main.ts` to run, e.g. a copy with other scripts (default: the repo). */
+    root?: URL;
   } = {},
 ): Promise<OperatorProcess> {
   const flags = options.flags ?? await startTaskFlags();
@@ -64,7 +66,7 @@ export async function startOperator(
     args: [
       "run",
       ...flags,
-      new URL("main.ts", ROOT).pathname,
+      new URL("main.ts", options.root ?? ROOT).pathname,
       ...kubeconfigArgs,
       "--log-format=json",
       "--health-probe-bind-address=0",
@@ -73,7 +75,7 @@ export async function startOperator(
     ],
     env: options.clearEnv ? { DENO_DIR: await denoCacheDir(), ...options.env } : options.env,
     clearEnv: options.clearEnv,
-    cwd: new URL(".", ROOT).pathname,
+    cwd: new URL(".", options.root ?? ROOT).pathname,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
