@@ -118,7 +118,7 @@ export function splitSuites(paths: string[], cwd: string): { kwok: string[]; rea
   const kwok: string[] = [];
   const real: string[] = [];
   for (const p of paths) {
-    const abs = p.startsWith("/") ? p : `${cwd}/${p}`;
+    const abs = p.startsWith("/") ? p : `${cwd.replace(/\/+$/, "")}/${p}`;
     const dir = abs.endsWith("/") ? abs : `${abs}/`;
     if (dir.startsWith(REAL_NODE_SUITE)) {
       real.push(p);
