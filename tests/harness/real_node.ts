@@ -315,7 +315,14 @@ function releaseHostState(dir: string): string[] {
 }
 
 function run(cmd: string, args: string[]): { ok: boolean; out: string } {
-  const out = new Deno.Command(cmd, { args, stdin: "null" }).outputSync();
+  // Root's tools (ip, umount) may be in sbin folders that PATH lacks.
+  const path = cmd.includes("/") ? cmd : findCommand(cmd) ?? cmd;
+  let out: Deno.CommandOutput;
+  try {
+    out = new Deno.Command(path, { args, stdin: "null" }).outputSync();
+  } catch (e) {
+    return { ok: false, out: `${cmd}: ${e instanceof Error ? e.message : e}` };
+  }
   const decoder = new TextDecoder();
   return { ok: out.success, out: (decoder.decode(out.stdout) + decoder.decode(out.stderr)).trim() };
 }
@@ -367,7 +374,11 @@ function createCgroupRoot(name: string): void {
     const path = `${hierarchy}/${name}`;
     Deno.mkdirSync(path, { recursive: true });
     for (const file of ["cpuset.cpus", "cpuset.mems"]) {
-      if (exists(`${path}/${file}`) && Deno.readTextFileSync(`${path}/${file}`).trim() === "") {
+      // cgroup v1 cpuset: a new cgroup starts empty and takes no task until these are set.
+      if (
+        exists(`${path}/${file}`) && exists(`${hierarchy}/${file}`) &&
+        Deno.readTextFileSync(`${path}/${file}`).trim() === ""
+      ) {
         Deno.writeTextFileSync(`${path}/${file}`, Deno.readTextFileSync(`${hierarchy}/${file}`));
       }
     }
