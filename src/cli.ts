@@ -5,6 +5,7 @@
 import { parseArgs } from "node:util";
 import type { LogLevel } from "@logtape/logtape";
 import { type LogFormat, parseLevel } from "./log.ts";
+import { DEFAULT_POLICY, type Policy } from "./policy.ts";
 
 /** Version printed by --version. */
 export const OPERATOR_VERSION = "0.1.0";
@@ -34,6 +35,8 @@ export interface CliOptions {
   leaderElectionId: string;
   healthProbeBindAddress: string;
   metricsBindAddress: string;
+  /** What ScriptRuns may ask for (images, ServiceAccounts, privileges). */
+  policy: Policy;
 }
 
 /** --help text. */
@@ -61,6 +64,14 @@ Flags:
   --leader-election-id NAME    name of the Lease (default script-operator-leader)
   --health-probe-bind-address  address of /healthz and /readyz (default :8081; 0 = off)
   --metrics-bind-address       address of /metrics (default :8080; 0 = off)
+
+Policy (what a ScriptRun may ask for; refused runs fail with reason PolicyViolation):
+  --allowed-image PATTERN      image a ScriptRun may use: exact, or a prefix ending in '*';
+                               repeat or separate with commas (default: busybox:1.36 only)
+  --allowed-service-account SA ServiceAccount a ScriptRun may set ('*': any); repeat or
+                               separate with commas (default: none)
+  --allow-privileged-scripts   allow root, privileged, added capabilities, Unconfined seccomp
+                               and privilege escalation (default off)
   -h, --help                   show this help
   --version                    print the version
 
@@ -83,7 +94,7 @@ export function parseCli(args: string[]): CliOptions {
   let parsed;
   try {
     parsed = parseArgs({
-      args,
+      args: booleanValues(args, ["allow-privileged-scripts"]),
       allowPositionals: true,
       strict: true,
       options: {
@@ -101,6 +112,9 @@ export function parseCli(args: string[]): CliOptions {
         "leader-election-id": { type: "string", default: "script-operator-leader" },
         "health-probe-bind-address": { type: "string", default: ":8081" },
         "metrics-bind-address": { type: "string", default: ":8080" },
+        "allowed-image": { type: "string", multiple: true },
+        "allowed-service-account": { type: "string", multiple: true },
+        "allow-privileged-scripts": { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
         version: { type: "boolean", default: false },
       },
@@ -149,9 +163,38 @@ export function parseCli(args: string[]): CliOptions {
       );
     }
   }
+  if (v.once && v["leader-elect"]) {
+    throw new UsageError(
+      "--once and --leader-elect cannot be combined: one cycle does not wait for a Lease; drop --leader-elect (and make sure no other replica writes) or drop --once",
+    );
+  }
   for (const flag of ["health-probe-bind-address", "metrics-bind-address"] as const) {
     if (parseBindAddress(v[flag]!) === null) {
       throw new UsageError(`--${flag} "${v[flag]}" must be HOST:PORT, :PORT or 0 to turn it off`);
+    }
+  }
+  const policy: Policy = {
+    allowedImages: v["allowed-image"]
+      ? list(v["allowed-image"])
+      : [...DEFAULT_POLICY.allowedImages],
+    allowedServiceAccounts: list(v["allowed-service-account"] ?? []),
+    allowPrivileged: v["allow-privileged-scripts"]!,
+  };
+  if (policy.allowedImages.length === 0) {
+    throw new UsageError("--allowed-image is empty: name at least one image, e.g. busybox:1.36");
+  }
+  for (const image of policy.allowedImages) {
+    if (/\s/.test(image) || image.slice(0, -1).includes("*")) {
+      throw new UsageError(
+        `--allowed-image "${image}" must be an image or a prefix ending in '*' (e.g. registry.example/tools/*)`,
+      );
+    }
+  }
+  for (const sa of policy.allowedServiceAccounts) {
+    if (sa !== "*" && !SERVICE_ACCOUNT.test(sa)) {
+      throw new UsageError(
+        `--allowed-service-account "${sa}" is not a ServiceAccount name (lowercase letters, digits, '-', '.') or '*'`,
+      );
     }
   }
   return {
@@ -170,7 +213,29 @@ export function parseCli(args: string[]): CliOptions {
     leaderElectionId: v["leader-election-id"]!,
     healthProbeBindAddress: v["health-probe-bind-address"]!,
     metricsBindAddress: v["metrics-bind-address"]!,
+    policy,
   };
+}
+
+const SERVICE_ACCOUNT = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+/** Repeated flag values, each possibly comma-separated, without blanks and duplicates. */
+function list(values: string[]): string[] {
+  return [...new Set(values.flatMap((v) => v.split(",")).map((v) => v.trim()).filter(Boolean))];
+}
+
+/**
+ * `--flag=true` / `--flag=false` for boolean flags, so a Deployment can pass a value from a
+ * ConfigMap (`--allow-privileged-scripts=$(ALLOW_PRIVILEGED_SCRIPTS)`).
+ */
+function booleanValues(args: string[], flags: string[]): string[] {
+  return args.flatMap((arg) => {
+    const m = /^--([-a-z]+)=(.*)$/.exec(arg);
+    if (!m || !flags.includes(m[1])) return [arg];
+    if (m[2] === "true") return [`--${m[1]}`];
+    if (m[2] === "false") return [];
+    throw new UsageError(`--${m[1]}="${m[2]}" must be true or false`);
+  });
 }
 
 /** ":8081" → {hostname "0.0.0.0", port 8081}; "0" or "" → undefined (off); invalid → null. */

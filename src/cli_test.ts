@@ -55,3 +55,52 @@ Deno.test("parseDuration() and parseBindAddress()", () => {
   assertEquals(parseBindAddress("0"), undefined);
   assertEquals(parseBindAddress("nope"), null);
 });
+
+Deno.test("parseCli(): --once --leader-elect is refused, not silently run without the election", () => {
+  throws(
+    () => parseCli(["--once", "--leader-elect"]),
+    (e: Error) =>
+      e instanceof UsageError &&
+      e.message.includes("--once and --leader-elect cannot be combined"),
+  );
+  assertEquals(parseCli(["--leader-elect"]).leaderElect, true);
+});
+
+Deno.test("parseCli() policy: default image only, no ServiceAccount, nothing privileged", () => {
+  assertEquals(parseCli([]).policy, {
+    allowedImages: ["busybox:1.36"],
+    allowedServiceAccounts: [],
+    allowPrivileged: false,
+  });
+});
+
+Deno.test("parseCli() policy flags: repeated or comma-separated, and =true/=false", () => {
+  const o = parseCli([
+    "--allowed-image=busybox:1.36,registry.example/tools/*",
+    "--allowed-image",
+    "alpine:3.20",
+    "--allowed-service-account=runner, reader",
+    "--allowed-service-account=",
+    "--allow-privileged-scripts",
+  ]);
+  assertEquals(o.policy, {
+    allowedImages: ["busybox:1.36", "registry.example/tools/*", "alpine:3.20"],
+    allowedServiceAccounts: ["runner", "reader"],
+    allowPrivileged: true,
+  });
+  assertEquals(parseCli(["--allow-privileged-scripts=false"]).policy.allowPrivileged, false);
+  assertEquals(parseCli(["--allow-privileged-scripts=true"]).policy.allowPrivileged, true);
+  assertEquals(parseCli(["--allowed-service-account=*"]).policy.allowedServiceAccounts, ["*"]);
+});
+
+Deno.test("parseCli() rejects bad policy flags with the fix in the message", () => {
+  const cases: [string[], RegExp][] = [
+    [["--allowed-image="], /--allowed-image is empty/],
+    [["--allowed-image=reg/*/x"], /prefix ending in '\*'/],
+    [["--allowed-service-account=Bad_SA"], /not a ServiceAccount name/],
+    [["--allow-privileged-scripts=yes"], /must be true or false/],
+  ];
+  for (const [args, pattern] of cases) {
+    throws(() => parseCli(args), (e: Error) => e instanceof UsageError && pattern.test(e.message));
+  }
+});

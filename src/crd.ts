@@ -9,6 +9,20 @@ import { GROUP, KIND, PLURAL, VERSION } from "./types.ts";
 
 type Schema = Record<string, unknown>;
 
+/**
+ * Size bounds of args and env (issue 8): `$` is escaped as `$$` in the Job, so the script's
+ * arguments and values take up to twice their size there, and again in the pod. With these
+ * bounds a Job stays near 0.5 MiB, far below the API server's 1.5 MiB request limit.
+ */
+export const SPEC_LIMITS = {
+  /** Most arguments, and most env variables. */
+  maxItems: 256,
+  /** Longest single argument or env value, in characters (bytes for ASCII). */
+  maxItemBytes: 65_536,
+  /** Most characters of all arguments and env values together. */
+  maxTotalBytes: 262_144,
+} as const;
+
 // As controller-gen writes resource quantities: int or string, the string matching Quantity.
 const quantity: Schema = {
   anyOf: [{ type: "integer" }, { type: "string" }],
@@ -26,12 +40,14 @@ const securityContext: Schema = {
   type: "object",
   default: DEFAULTS.securityContext,
   description:
-    "Container security context of the script. Replaces the default (restricted profile, UID 65532) as a whole.",
+    "Container security context of the script. Each field set here overlays the default (restricted profile, UID 65532); fields left out keep it. Root, privileged, added capabilities, Unconfined seccomp and privilege escalation are refused unless the operator runs with --allow-privileged-scripts.",
   properties: {
     runAsUser: { type: "integer", format: "int64", minimum: 0 },
     runAsGroup: { type: "integer", format: "int64", minimum: 0 },
     runAsNonRoot: { type: "boolean" },
     allowPrivilegeEscalation: { type: "boolean" },
+    // Declared so that `privileged: true` is kept and refused by name, not silently pruned.
+    privileged: { type: "boolean" },
     readOnlyRootFilesystem: { type: "boolean" },
     capabilities: {
       type: "object",
@@ -57,6 +73,25 @@ const securityContext: Schema = {
   }],
 };
 
+/** A key of a Secret or ConfigMap; no namespace field: always the ScriptRun's namespace. */
+function keyRef(what: string): Schema {
+  return {
+    type: "object",
+    description: `A key of a ${what} in the ScriptRun's namespace.`,
+    required: ["name", "key"],
+    properties: {
+      name: {
+        type: "string",
+        minLength: 1,
+        maxLength: 253,
+        pattern: "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+      },
+      key: { type: "string", minLength: 1, maxLength: 253, pattern: "^[-._a-zA-Z0-9]+$" },
+      optional: { type: "boolean" },
+    },
+  };
+}
+
 const spec: Schema = {
   type: "object",
   required: ["script"],
@@ -77,23 +112,47 @@ const spec: Schema = {
     },
     args: {
       type: "array",
-      description: "Arguments passed to the script. $(VAR) is not expanded.",
-      items: { type: "string" },
+      description:
+        `Arguments passed to the script. $(VAR) is not expanded. At most ${SPEC_LIMITS.maxItems} arguments of ${SPEC_LIMITS.maxItemBytes} characters each; arguments and env values together at most ${SPEC_LIMITS.maxTotalBytes} characters.`,
+      maxItems: SPEC_LIMITS.maxItems,
+      items: { type: "string", maxLength: SPEC_LIMITS.maxItemBytes },
       default: [],
     },
     env: {
       type: "array",
-      description: "Environment variables of the script. $(VAR) is not expanded.",
+      description:
+        `Environment variables of the script: a value ($(VAR) is not expanded), or valueFrom a key of a Secret or ConfigMap in the ScriptRun's namespace. At most ${SPEC_LIMITS.maxItems} variables, values of ${SPEC_LIMITS.maxItemBytes} characters each; arguments and env values together at most ${SPEC_LIMITS.maxTotalBytes} characters.`,
       default: [],
+      maxItems: SPEC_LIMITS.maxItems,
       "x-kubernetes-list-type": "map",
       "x-kubernetes-list-map-keys": ["name"],
       items: {
         type: "object",
         required: ["name"],
         properties: {
-          name: { type: "string", minLength: 1, pattern: "^[-._a-zA-Z][-._a-zA-Z0-9]*$" },
-          value: { type: "string" },
+          name: {
+            type: "string",
+            minLength: 1,
+            maxLength: 253,
+            pattern: "^[-._a-zA-Z][-._a-zA-Z0-9]*$",
+          },
+          value: { type: "string", maxLength: SPEC_LIMITS.maxItemBytes },
+          valueFrom: {
+            type: "object",
+            properties: {
+              secretKeyRef: keyRef("Secret"),
+              configMapKeyRef: keyRef("ConfigMap"),
+            },
+            "x-kubernetes-validations": [{
+              rule: "has(self.secretKeyRef) != has(self.configMapKeyRef)",
+              message: "valueFrom takes exactly one of secretKeyRef or configMapKeyRef",
+            }],
+          },
         },
+        "x-kubernetes-validations": [{
+          rule: "!(has(self.value) && has(self.valueFrom))",
+          message: "set value or valueFrom, not both",
+        }],
       },
     },
     resources: {
@@ -132,7 +191,27 @@ const spec: Schema = {
       pattern: "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
     },
     securityContext,
+    rerunPolicy: {
+      type: "string",
+      enum: ["Never", "OnChange"],
+      default: DEFAULTS.rerunPolicy,
+      description:
+        "Never (default): once the run finished (its Job succeeded or failed), a change of spec or script is reported in condition Outdated and not run. OnChange: a new spec or script version runs again.",
+    },
+    reportOutput: {
+      type: "boolean",
+      description:
+        "When false, a failed run's script output (termination message or last log lines) is left out of status.message and Events.",
+      default: true,
+    },
   },
+  "x-kubernetes-validations": [{
+    rule: "(has(self.args) ? self.args.map(a, size(a)).sum() : 0) + " +
+      "(has(self.env) ? self.env.map(e, has(e.value) ? size(e.value) : 0).sum() : 0) <= " +
+      String(SPEC_LIMITS.maxTotalBytes),
+    message:
+      `args and env values together are longer than the limit of ${SPEC_LIMITS.maxTotalBytes} characters (256 Ki): pass large data another way, e.g. a ConfigMap or Secret the script reads`,
+  }],
 };
 
 const status: Schema = {

@@ -31,6 +31,8 @@ export const DEFAULTS = {
   backoffLimit: 0,
   activeDeadlineSeconds: 3600,
   ttlSecondsAfterFinished: 86400,
+  /** A finished run is never run again: the safe default for one-shot scripts (migrations). */
+  rerunPolicy: "Never",
   /** The restricted Pod Security profile, runnable by images that default to root (busybox). */
   securityContext: {
     runAsNonRoot: true,
@@ -53,10 +55,33 @@ export const HASH_LENGTH = 10;
 /** Longest Job name: the Job controller copies it into the `job-name` label (63 characters). */
 export const MAX_CHILD_NAME = 63;
 
-/** A spec with every default filled in. */
-export type ResolvedSpec = Required<Omit<ScriptRunSpec, "serviceAccountName">> & {
-  serviceAccountName?: string;
-};
+/** A spec with every default filled in (`reportOutput` shapes no Job and is left out). */
+export type ResolvedSpec =
+  & Required<Omit<ScriptRunSpec, "serviceAccountName" | "reportOutput">>
+  & { serviceAccountName?: string };
+
+/**
+ * The container security context: the restricted default with the ScriptRun's fields laid over
+ * it one by one (`capabilities` and `seccompProfile` field by field too), so an empty or pruned
+ * `securityContext` keeps the whole default. Asking for UID 0 without saying `runAsNonRoot`
+ * drops the default's `runAsNonRoot: true`, which would contradict it.
+ */
+export function effectiveSecurityContext(overlay: SecurityContext = {}): SecurityContext {
+  const base: SecurityContext = structuredClone(DEFAULTS.securityContext) as SecurityContext;
+  const { capabilities, seccompProfile, ...plain } = overlay;
+  const merged: SecurityContext = { ...base, ...dropUndefined(plain) };
+  if (capabilities) merged.capabilities = { ...base.capabilities, ...dropUndefined(capabilities) };
+  if (seccompProfile?.type) {
+    // A different type replaces the profile; localhostProfile only belongs to Localhost.
+    merged.seccompProfile = dropUndefined({ ...seccompProfile });
+  }
+  if (overlay.runAsUser === 0 && overlay.runAsNonRoot === undefined) delete merged.runAsNonRoot;
+  return merged;
+}
+
+function dropUndefined<T extends object>(value: T): T {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
+}
 
 /** Fills the defaults into a spec (the API server does the same through the CRD). */
 export function resolveSpec(spec: ScriptRunSpec): ResolvedSpec {
@@ -69,7 +94,8 @@ export function resolveSpec(spec: ScriptRunSpec): ResolvedSpec {
     backoffLimit: spec.backoffLimit ?? DEFAULTS.backoffLimit,
     activeDeadlineSeconds: spec.activeDeadlineSeconds ?? DEFAULTS.activeDeadlineSeconds,
     ttlSecondsAfterFinished: spec.ttlSecondsAfterFinished ?? DEFAULTS.ttlSecondsAfterFinished,
-    securityContext: spec.securityContext ?? DEFAULTS.securityContext,
+    rerunPolicy: spec.rerunPolicy ?? DEFAULTS.rerunPolicy,
+    securityContext: effectiveSecurityContext(spec.securityContext),
     ...(spec.serviceAccountName ? { serviceAccountName: spec.serviceAccountName } : {}),
   };
 }
@@ -77,10 +103,11 @@ export function resolveSpec(spec: ScriptRunSpec): ResolvedSpec {
 /**
  * The run's identity: a short hash of the ScriptRun's name, the script's content and every spec
  * field that shapes the Job. A new identity means a new ConfigMap and a new Job.
- * `ttlSecondsAfterFinished` is left out: the operator applies it itself, it shapes no Job.
+ * `ttlSecondsAfterFinished`, `rerunPolicy` and `reportOutput` are left out: the operator applies
+ * them itself, they shape no Job (and adding them changed no existing run's identity).
  */
 export function runHash(run: ScriptRun, script: Script): string {
-  const { ttlSecondsAfterFinished: _ttl, ...spec } = resolveSpec(run.spec);
+  const { ttlSecondsAfterFinished: _ttl, rerunPolicy: _rerun, ...spec } = resolveSpec(run.spec);
   const input = canonicalJson({ name: run.metadata.name, scriptSha256: script.sha256, spec });
   return sha256Hex(input).slice(0, HASH_LENGTH);
 }
@@ -146,7 +173,12 @@ export function desiredJob(run: ScriptRun, script: Script, hash: string): Job {
   const spec = resolveSpec(run.spec);
   const name = childName(run.metadata.name, hash);
   const labels = childLabels(run, hash);
-  const env: EnvVar[] = spec.env.map((e) => ({ name: e.name, value: escapeDollar(e.value ?? "") }));
+  const env: EnvVar[] = spec.env.map((e) =>
+    // A Secret or ConfigMap key is read by the kubelet in the pod's (the run's) namespace.
+    e.valueFrom
+      ? { name: e.name, valueFrom: e.valueFrom }
+      : { name: e.name, value: escapeDollar(e.value ?? "") }
+  );
   return {
     apiVersion: "batch/v1",
     kind: "Job",

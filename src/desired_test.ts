@@ -66,7 +66,33 @@ Deno.test("desiredJob() uses a given service account and security context", () =
   const pod = desiredJob(run, script(), "h").spec!.template.spec;
   assertEquals(pod.serviceAccountName, "runner");
   assertEquals(pod.automountServiceAccountToken, undefined);
-  assertEquals(pod.containers[0].securityContext, { runAsUser: 1000 });
+  // The given fields overlay the restricted default; they never replace it as a whole.
+  assertEquals(pod.containers[0].securityContext, { ...DEFAULTS.securityContext, runAsUser: 1000 });
+});
+
+Deno.test("desiredJob() passes Secret and ConfigMap key references through as valueFrom", () => {
+  const run = scriptRun({
+    env: [
+      { name: "TOKEN", valueFrom: { secretKeyRef: { name: "creds", key: "token" } } },
+      {
+        name: "MODE",
+        valueFrom: { configMapKeyRef: { name: "cfg", key: "mode", optional: true } },
+      },
+      { name: "PLAIN", value: "$x" },
+    ],
+  });
+  const c = desiredJob(run, script(), "h").spec!.template.spec.containers[0];
+  assertEquals(c.env, [
+    { name: "TOKEN", valueFrom: { secretKeyRef: { name: "creds", key: "token" } } },
+    { name: "MODE", valueFrom: { configMapKeyRef: { name: "cfg", key: "mode", optional: true } } },
+    { name: "PLAIN", value: "$$x" },
+  ]);
+});
+
+Deno.test("runHash() ignores reportOutput (it shapes no Job)", () => {
+  const base = runHash(scriptRun(), script());
+  assertEquals(runHash(scriptRun({ reportOutput: false }), script()), base);
+  assertEquals(runHash(scriptRun({ securityContext: {} }), script()), base);
 });
 
 Deno.test("runHash() changes with the script content and with job-shaping spec fields", () => {

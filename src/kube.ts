@@ -17,18 +17,23 @@ import {
   type V1ConfigMap,
   type V1Job,
 } from "@kubernetes/client-node";
+import { AsyncLocalStorage } from "node:async_hooks";
+import type { Logger } from "@logtape/logtape";
 import { OPERATOR_VERSION } from "./cli.ts";
-import { classify } from "./errors.ts";
+import { classify, KubeError } from "./errors.ts";
+import type { Lease, LeaseClient } from "./leader.ts";
 import {
   type ConfigMap,
   GROUP,
   type Job,
+  type JobEvent,
   KIND,
   LABELS,
   MANAGED_SELECTOR,
   MANAGER,
+  type ObjectMeta,
   PLURAL,
-  type PodTermination,
+  type PodSummary,
   type ScriptRun,
   type ScriptRunStatus,
   VERSION,
@@ -50,14 +55,28 @@ export interface Kube {
   listScriptRuns(namespace?: string): Promise<ScriptRun[]>;
   listConfigMaps(namespace?: string): Promise<ConfigMap[]>;
   listJobs(namespace?: string): Promise<Job[]>;
-  podTermination(namespace: string, jobName: string): Promise<PodTermination | undefined>;
-  /** Whether pods of a ScriptRun's other Jobs (not `hash`) are still pending or running. */
-  otherPodsActive(namespace: string, runUid: string, hash: string): Promise<boolean>;
+  /** The pods of every Job a ScriptRun had (by the run-uid label), summarised. */
+  listRunPods(namespace: string, runUid: string): Promise<PodSummary[]>;
+  /** Warning Events of a Job, oldest first (FailedCreate says why it has no pod). */
+  listJobEvents(namespace: string, jobName: string): Promise<JobEvent[]>;
+  /** One ConfigMap's metadata, or undefined when there is none. */
+  getConfigMap(namespace: string, name: string): Promise<ConfigMap | undefined>;
+  /** One Job without its spec, or undefined when there is none. */
+  getJob(namespace: string, name: string): Promise<Job | undefined>;
   createConfigMap(object: ConfigMap): Promise<void>;
   createJob(object: Job): Promise<void>;
+  /** Foreground: the Job stays visible (terminating) until its pods are gone. */
   deleteJob(namespace: string, name: string): Promise<void>;
   deleteConfigMap(namespace: string, name: string): Promise<void>;
-  patchStatus(run: ScriptRun, status: ScriptRunStatus): Promise<void>;
+  /** Merge-patches labels onto one of our children. */
+  relabel(
+    kind: "ConfigMap" | "Job",
+    namespace: string,
+    name: string,
+    labels: Record<string, string>,
+  ): Promise<void>;
+  /** Guarded by the run's resourceVersion (409 when it changed); returns the updated run. */
+  patchStatus(run: ScriptRun, status: ScriptRunStatus): Promise<ScriptRun>;
   createEvent(run: ScriptRun, note: EventNote): Promise<void>;
 }
 
@@ -67,26 +86,113 @@ const PAGE = 500;
 export const REQUEST_TIMEOUT_MS = 30_000;
 
 /**
- * `kc.makeApiClient(Api)`, plus a timeout on every request: a hung connection must neither stall
- * a cycle for minutes nor keep the process from shutting down.
+ * Longest the TCP connection and TLS handshake may take, well inside the request timeout: a
+ * stopped or black-holed API server is reported unreachable quickly.
+ */
+export const CONNECT_TIMEOUT_MS = 5_000;
+
+/** Options of {@linkcode makeClient}; timeouts in milliseconds. */
+export interface ClientOptions {
+  /** Whole request (default {@linkcode REQUEST_TIMEOUT_MS}). */
+  requestMs?: number;
+  /** Connection and TLS handshake (default {@linkcode CONNECT_TIMEOUT_MS}, capped at requestMs). */
+  connectMs?: number;
+  /**
+   * Asked right before each write (any method but GET) is sent; false refuses it with a
+   * {@linkcode NotLeaderError}. The last check before the wire, e.g. for a leader that was frozen
+   * between deciding a write and sending it.
+   */
+  canWrite?: () => boolean;
+  /** Logs "Sending request" (debug) for every request that passed the checks. */
+  log?: Logger;
+}
+
+/** A write refused because this process may not write now (no longer the leader). */
+export class NotLeaderError extends KubeError {
+  override name = "NotLeaderError";
+  /** `action` names the refused request. */
+  constructor(action: string) {
+    super(`not the leader: ${action} not sent`, { code: 0, kind: "transient", action });
+  }
+}
+
+/** The HTTP status codes of the responses received inside {@linkcode recordStatuses}. */
+const statuses = new AsyncLocalStorage<number[]>();
+
+/** What {@linkcode recordStatuses} saw. */
+export interface RecordedCall<T> {
+  /** Status codes of every response received (several for a paged LIST, none without one). */
+  codes: number[];
+  ok: boolean;
+  result?: T;
+  error?: unknown;
+}
+
+/**
+ * Runs `fn` and returns the HTTP status codes of every response a {@linkcode makeClient} client
+ * received during it, with its result or error.
+ */
+export async function recordStatuses<T>(fn: () => Promise<T>): Promise<RecordedCall<T>> {
+  const codes: number[] = [];
+  try {
+    const result = await statuses.run(codes, fn);
+    return { codes, result, ok: true };
+  } catch (error) {
+    return { codes, error, ok: false };
+  }
+}
+
+/**
+ * The kubeconfig with a connect timeout on its dispatcher: client-node builds an undici Agent
+ * from `createDispatcherOptions` for every request, and undici's `connect.timeout` covers the
+ * TCP connection and the TLS handshake. `kc` itself is left unchanged.
+ */
+function withConnectTimeout(kc: KubeConfig, connectMs: number): KubeConfig {
+  const wrapped = Object.create(kc) as KubeConfig;
+  wrapped.createDispatcherOptions = (cluster, agentOptions) => {
+    const options = kc.createDispatcherOptions.call(wrapped, cluster, agentOptions);
+    if (options.type === "agent" || options.type === "proxy") {
+      return { ...options, connect: { ...options.connect, timeout: connectMs } };
+    }
+    if (options.type === "none") return { type: "agent", connect: { timeout: connectMs } };
+    return options;
+  };
+  return wrapped;
+}
+
+/**
+ * `kc.makeApiClient(Api)`, plus a timeout on every request and a shorter one on connecting: a
+ * hung connection must neither stall a cycle for minutes nor keep the process from shutting
+ * down. Response status codes are available through {@linkcode recordStatuses}.
  */
 export function makeClient<T>(
   kc: KubeConfig,
   Api: new (config: ReturnType<typeof createConfiguration>) => T,
-  timeoutMs: number = REQUEST_TIMEOUT_MS,
+  options: number | ClientOptions = {},
 ): T {
   const cluster = kc.getCurrentCluster();
   if (!cluster) throw new Error("the kubeconfig has no current cluster");
+  const t = typeof options === "number" ? { requestMs: options } as ClientOptions : options;
+  const requestMs = t.requestMs ?? REQUEST_TIMEOUT_MS;
+  const connectMs = Math.min(t.connectMs ?? CONNECT_TIMEOUT_MS, requestMs);
   return new Api(createConfiguration({
     baseServer: new ServerConfiguration(cluster.server, {}),
-    authMethods: { default: kc },
+    authMethods: { default: withConnectTimeout(kc, connectMs) },
     promiseMiddleware: [{
       pre: (request: RequestContext) => {
-        request.setSignal(AbortSignal.timeout(timeoutMs));
+        const method = String(request.getHttpMethod());
+        if (method !== "GET" && t.canWrite && !t.canWrite()) {
+          return Promise.reject(new NotLeaderError(`${method} ${request.getUrl()}`));
+        }
+        t.log?.debug("Sending request", { method, url: request.getUrl() });
+        request.setSignal(AbortSignal.timeout(requestMs));
         request.setHeaderParam("User-Agent", `${MANAGER}/${OPERATOR_VERSION}`);
         return Promise.resolve(request);
       },
-      post: (response: ResponseContext) => Promise.resolve(response),
+      post: (response: ResponseContext) => {
+        statuses.getStore()?.push(response.httpStatusCode);
+        return Promise.resolve(response);
+      },
     }],
   }));
 }
@@ -117,33 +223,40 @@ async function allPages<T>(
   return items;
 }
 
+/** Options of {@linkcode ClientNodeKube}. */
+export interface ClientNodeKubeOptions {
+  /** Sees every request (for metrics and request counting in tests). */
+  observe?: RequestObserver;
+  /** `reportingInstance` of the Events. */
+  instance?: string;
+  /**
+   * Told the outcome of every request: false when no response arrived (connection error or
+   * timeout), true on any HTTP response, error statuses included.
+   */
+  onReachability?: (reachable: boolean) => void;
+  /** Request and connect timeouts, write gate and request log of every client. */
+  client?: ClientOptions;
+}
+
 /** The Kube implementation over client-node. */
 export class ClientNodeKube implements Kube {
   #core: CoreV1Api;
   #batch: BatchV1Api;
   #custom: CustomObjectsApi;
-  #observe: RequestObserver;
+  #hooks: RequestHooks;
   #reportingInstance: string;
 
-  /** `observe` sees every request (for metrics and request counting in tests). */
-  constructor(kc: KubeConfig, options: { observe?: RequestObserver; instance?: string } = {}) {
-    this.#core = makeClient(kc, CoreV1Api);
-    this.#batch = makeClient(kc, BatchV1Api);
-    this.#custom = makeClient(kc, CustomObjectsApi);
-    this.#observe = options.observe ?? (() => {});
+  /** A client of `kc`'s current context. */
+  constructor(kc: KubeConfig, options: ClientNodeKubeOptions = {}) {
+    this.#core = makeClient(kc, CoreV1Api, options.client);
+    this.#batch = makeClient(kc, BatchV1Api, options.client);
+    this.#custom = makeClient(kc, CustomObjectsApi, options.client);
+    this.#hooks = { observe: options.observe, onReachability: options.onReachability };
     this.#reportingInstance = options.instance ?? MANAGER;
   }
 
-  async #call<T>(verb: string, resource: string, where: string, fn: () => Promise<T>): Promise<T> {
-    try {
-      const result = await fn();
-      this.#observe(verb, resource, verb === "POST" ? "201" : "200");
-      return result;
-    } catch (error) {
-      const e = error as { code?: unknown };
-      this.#observe(verb, resource, typeof e.code === "number" ? String(e.code) : "<error>");
-      throw classify(error, `${verb.toLowerCase()} ${resource}${where}`);
-    }
+  #call<T>(verb: string, resource: string, where: string, fn: () => Promise<T>): Promise<T> {
+    return observed(this.#hooks, verb, resource, `${verb.toLowerCase()} ${resource}${where}`, fn);
   }
 
   listScriptRuns(namespace?: string): Promise<ScriptRun[]> {
@@ -219,7 +332,7 @@ export class ClientNodeKube implements Kube {
     );
   }
 
-  async podTermination(namespace: string, jobName: string): Promise<PodTermination | undefined> {
+  async listRunPods(namespace: string, runUid: string): Promise<PodSummary[]> {
     const pods = await this.#call(
       "LIST",
       "pods",
@@ -228,31 +341,95 @@ export class ClientNodeKube implements Kube {
         allPages<PodLike>((cont) =>
           this.#core.listNamespacedPod({
             namespace,
-            labelSelector: `batch.kubernetes.io/job-name=${jobName}`,
+            labelSelector: `${LABELS.scriptRunUid}=${runUid}`,
             limit: PAGE,
             _continue: cont,
           })
         ),
     );
-    return lastTermination(pods);
+    return pods.map(podSummary);
   }
 
-  async otherPodsActive(namespace: string, runUid: string, hash: string): Promise<boolean> {
-    const pods = await this.#call(
+  async listJobEvents(namespace: string, jobName: string): Promise<JobEvent[]> {
+    const events = await this.#call(
       "LIST",
-      "pods",
+      "events",
       inNs(namespace),
       () =>
-        allPages<{ status?: { phase?: string } }>((cont) =>
-          this.#core.listNamespacedPod({
+        allPages<{ reason?: string; message?: string; lastTimestamp?: string }>((cont) =>
+          this.#core.listNamespacedEvent({
             namespace,
-            labelSelector: `${LABELS.scriptRunUid}=${runUid},${LABELS.hash}!=${hash}`,
+            fieldSelector: `involvedObject.kind=Job,involvedObject.name=${jobName},type=Warning`,
             limit: PAGE,
             _continue: cont,
           })
         ),
     );
-    return pods.some((p) => p.status?.phase !== "Succeeded" && p.status?.phase !== "Failed");
+    return events
+      .sort((a, b) => (a.lastTimestamp ?? "").localeCompare(b.lastTimestamp ?? ""))
+      .map((e) => ({ reason: e.reason ?? "", message: e.message ?? "" }));
+  }
+
+  async getConfigMap(namespace: string, name: string): Promise<ConfigMap | undefined> {
+    try {
+      const cm = await this.#call(
+        "GET",
+        "configmaps",
+        inNs(namespace),
+        () => this.#core.readNamespacedConfigMap({ namespace, name }),
+      );
+      const plain = toPlain<ConfigMap>(cm);
+      return { apiVersion: "v1", kind: "ConfigMap", metadata: compactMeta(plain.metadata) };
+    } catch (error) {
+      if (error instanceof KubeError && error.kind === "notFound") return undefined;
+      throw error;
+    }
+  }
+
+  async getJob(namespace: string, name: string): Promise<Job | undefined> {
+    try {
+      const job = await this.#call(
+        "GET",
+        "jobs",
+        inNs(namespace),
+        () => this.#batch.readNamespacedJob({ namespace, name }),
+      );
+      const plain = toPlain<Job>(job);
+      return {
+        apiVersion: "batch/v1",
+        kind: "Job",
+        metadata: compactMeta(plain.metadata),
+        status: plain.status,
+      };
+    } catch (error) {
+      if (error instanceof KubeError && error.kind === "notFound") return undefined;
+      throw error;
+    }
+  }
+
+  async relabel(
+    kind: "ConfigMap" | "Job",
+    namespace: string,
+    name: string,
+    labels: Record<string, string>,
+  ): Promise<void> {
+    const body = { metadata: { labels } };
+    const options = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
+    if (kind === "ConfigMap") {
+      await this.#call(
+        "PATCH",
+        "configmaps",
+        inNs(namespace),
+        () => this.#core.patchNamespacedConfigMap({ namespace, name, body }, options),
+      );
+    } else {
+      await this.#call(
+        "PATCH",
+        "jobs",
+        inNs(namespace),
+        () => this.#batch.patchNamespacedJob({ namespace, name, body }, options),
+      );
+    }
   }
 
   async createConfigMap(object: ConfigMap): Promise<void> {
@@ -287,8 +464,9 @@ export class ClientNodeKube implements Kube {
 
   async deleteJob(namespace: string, name: string): Promise<void> {
     await this.#call("DELETE", "jobs", inNs(namespace), () =>
-      // Background: the Job goes now, the garbage collector removes its pods; none is orphaned.
-      this.#batch.deleteNamespacedJob({ namespace, name, propagationPolicy: "Background" }));
+      // Foreground: the Job stays (terminating) until the garbage collector has removed its pods,
+      // so a replacement can wait for it to be gone; no pod is orphaned.
+      this.#batch.deleteNamespacedJob({ namespace, name, propagationPolicy: "Foreground" }));
   }
 
   async deleteConfigMap(namespace: string, name: string): Promise<void> {
@@ -300,7 +478,7 @@ export class ClientNodeKube implements Kube {
     );
   }
 
-  async patchStatus(run: ScriptRun, status: ScriptRunStatus): Promise<void> {
+  async patchStatus(run: ScriptRun, status: ScriptRunStatus): Promise<ScriptRun> {
     const namespace = run.metadata.namespace ?? "default";
     // A merge patch of the whole status, guarded by the resourceVersion we planned from: if the
     // ScriptRun changed meanwhile the server answers 409 and the next cycle plans again.
@@ -308,7 +486,7 @@ export class ClientNodeKube implements Kube {
       metadata: { resourceVersion: run.metadata.resourceVersion },
       status: { ...nullsForMissing(run.status, status), ...status },
     };
-    await this.#call(
+    const updated = await this.#call(
       "PATCH",
       `${PLURAL}/status`,
       inNs(namespace),
@@ -325,6 +503,7 @@ export class ClientNodeKube implements Kube {
           setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
         ),
     );
+    return compactRun(updated as ScriptRun);
   }
 
   async createEvent(run: ScriptRun, note: EventNote): Promise<void> {
@@ -357,6 +536,40 @@ export class ClientNodeKube implements Kube {
   }
 }
 
+/** Who hears about each request's outcome. */
+export interface RequestHooks {
+  observe?: RequestObserver;
+  onReachability?: (reachable: boolean) => void;
+}
+
+/**
+ * Runs one client-node call: tells `observe` each response's real HTTP status code ("<error>"
+ * when none arrived) and `onReachability` whether the server answered; errors become KubeErrors
+ * naming `action`.
+ */
+export async function observed<T>(
+  hooks: RequestHooks,
+  verb: string,
+  resource: string,
+  action: string,
+  fn: () => Promise<T>,
+): Promise<T> {
+  const outcome = await recordStatuses(fn);
+  // Refused before it was sent: not a request, and says nothing about the server.
+  if (outcome.error instanceof NotLeaderError) throw outcome.error;
+  const codes = [...outcome.codes];
+  if (!outcome.ok && codes.length === 0) {
+    // An ApiException carries the status even if the middleware did not see the response.
+    const code = (outcome.error as { code?: unknown } | undefined)?.code;
+    if (typeof code === "number" && code >= 100) codes.push(code);
+  }
+  for (const code of codes) hooks.observe?.(verb, resource, String(code));
+  if (codes.length === 0) hooks.observe?.(verb, resource, "<error>");
+  hooks.onReachability?.(codes.length > 0);
+  if (!outcome.ok) throw classify(outcome.error, action);
+  return outcome.result as T;
+}
+
 /** Our desired objects carry no timestamps, the only fields whose types differ from the models'. */
 function asModel<T>(object: ConfigMap | Job): T {
   return object as unknown as T;
@@ -379,31 +592,138 @@ function nullsForMissing(
 }
 
 interface PodLike {
-  metadata: { name: string; creationTimestamp?: string };
+  metadata: {
+    name: string;
+    namespace?: string;
+    creationTimestamp?: string;
+    deletionTimestamp?: string;
+    labels?: Record<string, string>;
+  };
   status?: {
+    phase?: string;
+    conditions?: { type: string; status: string; reason?: string; message?: string }[];
     containerStatuses?: {
       name: string;
-      state?: { terminated?: { exitCode?: number; reason?: string; message?: string } };
+      state?: {
+        waiting?: { reason?: string; message?: string };
+        terminated?: { exitCode?: number; reason?: string; message?: string };
+      };
     }[];
   };
 }
 
-/** The script container's termination in the newest pod that reports one. Pure. */
-export function lastTermination(pods: PodLike[]): PodTermination | undefined {
-  const sorted = [...pods].sort((a, b) =>
-    (b.metadata.creationTimestamp ?? "").localeCompare(a.metadata.creationTimestamp ?? "")
-  );
-  for (const pod of sorted) {
-    const status = pod.status?.containerStatuses?.find((c) => c.name === CONTAINER_NAME);
-    const t = status?.state?.terminated;
-    if (t) {
-      return {
-        podName: pod.metadata.name,
-        exitCode: t.exitCode,
-        reason: t.reason,
-        message: t.message,
-      };
+/** What the operator keeps of a pod (plain JSON as the API server sends it). Pure. */
+export function podSummary(pod: PodLike): PodSummary {
+  const scheduled = pod.status?.conditions?.find((c) => c.type === "PodScheduled");
+  const container = pod.status?.containerStatuses?.find((c) => c.name === CONTAINER_NAME);
+  const summary: PodSummary = {
+    name: pod.metadata.name,
+    namespace: pod.metadata.namespace,
+    hash: pod.metadata.labels?.[LABELS.hash],
+    jobName: pod.metadata.labels?.["batch.kubernetes.io/job-name"] ??
+      pod.metadata.labels?.["job-name"],
+    phase: pod.status?.phase,
+    creationTimestamp: pod.metadata.creationTimestamp,
+    deletionTimestamp: pod.metadata.deletionTimestamp,
+  };
+  if (scheduled?.status === "False" && scheduled.reason === "Unschedulable") {
+    summary.unschedulable = scheduled.message ?? "";
+  }
+  if (container?.state?.waiting) summary.waiting = { ...container.state.waiting };
+  if (container?.state?.terminated) {
+    const t = container.state.terminated;
+    summary.terminated = { exitCode: t.exitCode, reason: t.reason, message: t.message };
+  }
+  return JSON.parse(JSON.stringify(summary));
+}
+
+/** The metadata fields the operator reads; drops managedFields and the rest. Pure. */
+export function compactMeta(m: ObjectMeta): ObjectMeta {
+  const out: ObjectMeta = {
+    name: m.name,
+    namespace: m.namespace,
+    uid: m.uid,
+    generation: m.generation,
+    resourceVersion: m.resourceVersion,
+    creationTimestamp: m.creationTimestamp,
+    deletionTimestamp: m.deletionTimestamp,
+    labels: m.labels,
+    annotations: m.annotations,
+    ownerReferences: m.ownerReferences,
+  };
+  return JSON.parse(JSON.stringify(out));
+}
+
+/** A ScriptRun with only what the operator reads. Pure. */
+export function compactRun(run: ScriptRun): ScriptRun {
+  const plain = toPlain<ScriptRun>(run);
+  const { "kubectl.kubernetes.io/last-applied-configuration": _applied, ...annotations } =
+    plain.metadata.annotations ?? {};
+  return {
+    apiVersion: plain.apiVersion,
+    kind: plain.kind,
+    metadata: { ...compactMeta(plain.metadata), annotations },
+    spec: plain.spec,
+    status: plain.status,
+  };
+}
+
+const LEASES = { group: "coordination.k8s.io", version: "v1", plural: "leases" } as const;
+
+/** The leader election's Lease requests over client-node, counted like every other request. */
+export class ClientNodeLeases implements LeaseClient {
+  #api: CustomObjectsApi;
+  #hooks: RequestHooks;
+
+  /** Lease requests time out after `timeoutMs` (inside the renew deadline). */
+  constructor(kc: KubeConfig, options: {
+    timeoutMs: number;
+    observe?: RequestObserver;
+    onReachability?: (reachable: boolean) => void;
+    log?: Logger;
+  }) {
+    this.#api = makeClient(kc, CustomObjectsApi, {
+      requestMs: options.timeoutMs,
+      connectMs: Math.min(CONNECT_TIMEOUT_MS, options.timeoutMs / 2),
+      log: options.log,
+    });
+    this.#hooks = { observe: options.observe, onReachability: options.onReachability };
+  }
+
+  async get(namespace: string, name: string): Promise<Lease | undefined> {
+    try {
+      return await observed(
+        this.#hooks,
+        "GET",
+        "leases",
+        `get lease ${namespace}/${name}`,
+        () => this.#api.getNamespacedCustomObject({ ...LEASES, namespace, name }),
+      ) as Lease;
+    } catch (error) {
+      if (error instanceof KubeError && error.kind === "notFound") return undefined;
+      throw error;
     }
   }
-  return undefined;
+
+  async create(lease: Lease): Promise<void> {
+    const namespace = lease.metadata.namespace;
+    await observed(
+      this.#hooks,
+      "POST",
+      "leases",
+      `create lease ${namespace}/${lease.metadata.name}`,
+      () => this.#api.createNamespacedCustomObject({ ...LEASES, namespace, body: lease }),
+    );
+  }
+
+  async replace(lease: Lease): Promise<void> {
+    const { namespace, name } = lease.metadata;
+    await observed(
+      this.#hooks,
+      "PUT",
+      "leases",
+      `replace lease ${namespace}/${name}`,
+      () => this.#api.replaceNamespacedCustomObject({ ...LEASES, namespace, name, body: lease }),
+    );
+  }
 }

@@ -1,5 +1,8 @@
-import { deepStrictEqual as assertEquals } from "node:assert/strict";
-import { lastTermination, toPlain } from "./kube.ts";
+import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
+import { KubeConfig } from "@kubernetes/client-node";
+import { ClientNodeKube, observed, podSummary, toPlain } from "./kube.ts";
+import { lastTermination } from "./plan.ts";
+import type { PodSummary } from "./types.ts";
 
 Deno.test("toPlain() turns client-node Dates into RFC 3339 strings without milliseconds", () => {
   const plain = toPlain<{ t: string; n: { u: string } }>({
@@ -9,15 +12,47 @@ Deno.test("toPlain() turns client-node Dates into RFC 3339 strings without milli
   assertEquals(plain, { t: "2026-01-01T00:00:05Z", n: { u: "2026-01-01T00:00:00Z" } });
 });
 
-Deno.test("lastTermination() reads the script container of the newest terminated pod", () => {
-  const pod = (name: string, created: string, exitCode?: number) => ({
-    metadata: { name, creationTimestamp: created },
+Deno.test("podSummary() keeps what explains a wait or a failure, and drops the rest", () => {
+  const summary = podSummary({
+    metadata: {
+      name: "p",
+      namespace: "ns",
+      creationTimestamp: "2026-01-01T00:00:00Z",
+      labels: { "script-operator.dev/hash": "abc", "batch.kubernetes.io/job-name": "j" },
+    },
     status: {
-      containerStatuses: exitCode === undefined ? [] : [{
+      phase: "Pending",
+      conditions: [{
+        type: "PodScheduled",
+        status: "False",
+        reason: "Unschedulable",
+        message: "0/1 nodes are available: 1 Insufficient memory.",
+      }],
+      containerStatuses: [{
         name: "script",
-        state: { terminated: { exitCode, reason: "Error", message: `boom ${name}` } },
+        state: { waiting: { reason: "ErrImagePull", message: "not found" } },
       }],
     },
+  });
+  assertEquals(summary, {
+    name: "p",
+    namespace: "ns",
+    hash: "abc",
+    jobName: "j",
+    phase: "Pending",
+    creationTimestamp: "2026-01-01T00:00:00Z",
+    unschedulable: "0/1 nodes are available: 1 Insufficient memory.",
+    waiting: { reason: "ErrImagePull", message: "not found" },
+  });
+});
+
+Deno.test("lastTermination() reads the script container of the newest terminated pod", () => {
+  const pod = (name: string, created: string, exitCode?: number): PodSummary => ({
+    name,
+    creationTimestamp: created,
+    ...(exitCode === undefined
+      ? {}
+      : { terminated: { exitCode, reason: "Error", message: `boom ${name}` } }),
   });
   assertEquals(
     lastTermination([
@@ -28,4 +63,76 @@ Deno.test("lastTermination() reads the script container of the newest terminated
     { podName: "b", exitCode: 2, reason: "Error", message: "boom b" },
   );
   assertEquals(lastTermination([]), undefined);
+});
+
+Deno.test({
+  name:
+    "ClientNodeKube: a server that never completes the handshake is unreachable after the connect timeout, not the request timeout",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    // The kernel completes the TCP handshake for a listening socket nobody accepts on; the TLS
+    // handshake then hangs, as with a stopped (SIGSTOP) API server.
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    try {
+      const kc = new KubeConfig();
+      kc.loadFromOptions({
+        clusters: [{
+          name: "c",
+          server: `https://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
+          skipTLSVerify: true,
+        }],
+        users: [{ name: "u", token: "t" }],
+        contexts: [{ name: "x", cluster: "c", user: "u" }],
+        currentContext: "x",
+      });
+      const seen: string[] = [];
+      const kube = new ClientNodeKube(kc, {
+        observe: (verb, resource, code) => seen.push(`${verb} ${resource} ${code}`),
+        onReachability: (reachable) => seen.push(`reachable=${reachable}`),
+        client: { requestMs: 10_000, connectMs: 500 },
+      });
+      const started = performance.now();
+      const error = await kube.listJobs("default").then(() => undefined, (e) => e);
+      const seconds = (performance.now() - started) / 1000;
+      ok(error?.code === 0 && /cannot reach the API server/.test(error.message), String(error));
+      ok(seconds < 3, `took ${seconds.toFixed(1)}s: the 10 s request timeout, not 0.5 s connect`);
+      assertEquals(seen, ["LIST jobs <error>", "reachable=false"]);
+    } finally {
+      listener.close();
+    }
+  },
+});
+
+Deno.test("observed(): the status an error carries is counted and means reachable; no answer means unreachable", async () => {
+  const seen: string[] = [];
+  const hooks = {
+    observe: (verb: string, resource: string, code: string) =>
+      seen.push(`${verb} ${resource} ${code}`),
+    onReachability: (reachable: boolean) => seen.push(`reachable=${reachable}`),
+  };
+  const conflict = await observed(
+    hooks,
+    "PATCH",
+    "scriptruns/status",
+    "patch x",
+    () => Promise.reject(Object.assign(new Error("HTTP-Code: 409"), { code: 409, body: "{}" })),
+  )
+    .then(() => undefined, (e) => e);
+  assertEquals([conflict?.code, conflict?.kind], [409, "transient"]);
+  const down = await observed(
+    hooks,
+    "GET",
+    "leases",
+    "get lease",
+    () => Promise.reject(new TypeError("fetch failed")),
+  )
+    .then(() => undefined, (e) => e);
+  assertEquals(down?.code, 0);
+  assertEquals(seen, [
+    "PATCH scriptruns/status 409",
+    "reachable=true",
+    "GET leases <error>",
+    "reachable=false",
+  ]);
 });

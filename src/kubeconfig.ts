@@ -30,6 +30,27 @@ function loadFile(kc: KubeConfig, path: string): void {
   }
 }
 
+/**
+ * Adds `more`'s clusters, users and contexts to `kc` as kubectl merges KUBECONFIG files: a name
+ * already defined by an earlier file keeps its first definition (client-node's own mergeConfig
+ * throws "Duplicate …" instead), and the first current-context set wins.
+ */
+export function mergeFirstWins(kc: KubeConfig, more: KubeConfig): void {
+  const has = (list: { name: string }[], name: string) => list.some((x) => x.name === name);
+  for (const cluster of more.getClusters()) {
+    if (!has(kc.getClusters(), cluster.name)) kc.addCluster(cluster);
+  }
+  for (const user of more.getUsers()) {
+    if (!has(kc.getUsers(), user.name)) kc.addUser(user);
+  }
+  for (const context of more.getContexts()) {
+    if (!has(kc.getContexts(), context.name)) kc.addContext(context);
+  }
+  if (!kc.getCurrentContext() && more.getCurrentContext()) {
+    kc.setCurrentContext(more.getCurrentContext());
+  }
+}
+
 /** How the operator authenticated, for the start-up log line. */
 export interface LoadedConfig {
   kc: KubeConfig;
@@ -71,11 +92,7 @@ export function loadKubeConfig(options: { kubeconfig?: string; context?: string 
     for (const path of found.slice(1)) {
       const more = new KubeConfig();
       loadFile(more, path);
-      try {
-        kc.mergeConfig(more, true);
-      } catch (error) {
-        throw new KubeConfigError(`KUBECONFIG: merging ${path}: ${(error as Error).message}`);
-      }
+      mergeFirstWins(kc, more);
     }
     source = `KUBECONFIG=${found.join(":")}`;
   } else if (defaultPath && exists(defaultPath)) {

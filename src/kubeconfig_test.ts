@@ -64,3 +64,40 @@ Deno.test("loadKubeConfig(): with several KUBECONFIG files the first current-con
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("loadKubeConfig(): KUBECONFIG files sharing a cluster, user or context name: the first wins, as in kubectl", async () => {
+  const dir = await Deno.makeTempDir();
+  const before = Deno.env.get("KUBECONFIG");
+  try {
+    const second = {
+      apiVersion: "v1",
+      kind: "Config",
+      clusters: [
+        { name: "a", cluster: { server: "https://other-a.example:6443" } },
+        { name: "d", cluster: { server: "https://d.example:6443" } },
+      ],
+      users: [{ name: "u", user: { token: "other" } }, { name: "v", user: { token: "v" } }],
+      contexts: [
+        { name: "ctx-a", context: { cluster: "d", user: "v" } },
+        { name: "ctx-d", context: { cluster: "d", user: "v" } },
+      ],
+      "current-context": "ctx-d",
+    };
+    // The first file has no current-context: the second file's is used.
+    const first = { ...JSON.parse(KUBECONFIG), "current-context": undefined };
+    await Deno.writeTextFile(`${dir}/a`, JSON.stringify(first));
+    await Deno.writeTextFile(`${dir}/b`, JSON.stringify(second));
+    Deno.env.set("KUBECONFIG", `${dir}/a:${dir}/b`);
+    const loaded = loadKubeConfig({ context: "ctx-a" });
+    assertEquals(loaded.kc.getCurrentCluster()?.server, "https://a.example:6443");
+    assertEquals(loaded.kc.getCurrentUser()?.token, "t");
+    assertEquals(loaded.kc.getClusters().map((c) => c.name), ["a", "b", "d"]);
+    assertEquals(loaded.kc.getUsers().map((u) => u.name), ["u", "v"]);
+    assertEquals(loaded.kc.getContexts().map((c) => c.name), ["ctx-a", "ctx-b", "ctx-d"]);
+    assertEquals(loadKubeConfig({}).kc.getCurrentContext(), "ctx-d");
+  } finally {
+    if (before === undefined) Deno.env.delete("KUBECONFIG");
+    else Deno.env.set("KUBECONFIG", before);
+    await Deno.remove(dir, { recursive: true });
+  }
+});

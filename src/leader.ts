@@ -3,10 +3,14 @@
  * `retryPeriod`, give up leadership when renewal failed for `renewDeadline`, take over a Lease
  * whose holder has not renewed it for `leaseDuration` (timed by our own clock from when we saw
  * the record change, so clock skew between nodes does not matter), release it on shutdown.
+ *
+ * Every duration is measured on a monotonic clock (`performance.now()`), never the wall clock: a
+ * wall clock step cannot extend or cut a lease. `isLeader()` turns false as soon as the renew
+ * deadline has passed since the last successful renewal started, so a process that was frozen
+ * (SIGSTOP, a long GC pause) longer than that does not believe it still leads when it wakes up,
+ * before it has checked the Lease again.
  * @module
  */
-import { CustomObjectsApi, type KubeConfig } from "@kubernetes/client-node";
-import { makeClient } from "./kube.ts";
 import type { Logger } from "@logtape/logtape";
 import { classify } from "./errors.ts";
 
@@ -24,7 +28,10 @@ export const DEFAULT_LEADER_TIMINGS: LeaderTimings = {
   retryPeriodMs: 2_000,
 };
 
-interface Lease {
+/** A coordination.k8s.io/v1 Lease, as far as leader election reads and writes it. */
+export interface Lease {
+  apiVersion?: string;
+  kind?: string;
   metadata: { name: string; namespace: string; resourceVersion?: string };
   spec?: {
     holderIdentity?: string;
@@ -35,22 +42,59 @@ interface Lease {
   };
 }
 
+/** The Lease requests the elector makes (src/kube.ts implements it over client-node). */
+export interface LeaseClient {
+  /** The Lease, or undefined if it does not exist. */
+  get(namespace: string, name: string): Promise<Lease | undefined>;
+  /** Creates the Lease; fails (409) if it exists. */
+  create(lease: Lease): Promise<void>;
+  /** Replaces the Lease, guarded by its resourceVersion (409 if it changed). */
+  replace(lease: Lease): Promise<void>;
+}
+
+/** Time sources: `now()` is monotonic milliseconds, `wallNow()` only fills the Lease's fields. */
+export interface Clock {
+  now(): number;
+  wallNow(): Date;
+}
+
+/** `performance.now()` for durations, `new Date()` for the timestamps written in the Lease. */
+export const SYSTEM_CLOCK: Clock = {
+  now: () => performance.now(),
+  wallNow: () => new Date(),
+};
+
 /** Lease times are MicroTime: RFC 3339 with exactly six fractional digits. */
 export function microTime(date: Date): string {
   return date.toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
 }
 
+/** Options of {@linkcode LeaderElector}. */
+export interface LeaderElectorOptions {
+  leases: LeaseClient;
+  namespace: string;
+  name: string;
+  identity: string;
+  log: Logger;
+  timings?: LeaderTimings;
+  clock?: Clock;
+  /** Told whenever leadership is gained or lost. */
+  onChange?: (leading: boolean) => void;
+}
+
 /** Holds (or waits for) a Lease; `isLeader()` tells whether this process may write. */
 export class LeaderElector {
-  #api: CustomObjectsApi;
+  #leases: LeaseClient;
   #namespace: string;
   #name: string;
   #identity: string;
   #timings: LeaderTimings;
+  #clock: Clock;
   #log: Logger;
   #onChange: (leading: boolean) => void;
   #leading = false;
-  #lastRenew = 0;
+  /** Monotonic time at which the last successful acquire or renew started. */
+  #renewedAt = 0;
   #observedRecord = "";
   #observedAt = 0;
   #stopped = false;
@@ -58,42 +102,38 @@ export class LeaderElector {
   #wake?: () => void;
   #loop?: Promise<void>;
 
-  /** `onChange` is told whenever leadership is gained or lost. */
-  constructor(kc: KubeConfig, options: {
-    namespace: string;
-    name: string;
-    identity: string;
-    log: Logger;
-    timings?: LeaderTimings;
-    onChange?: (leading: boolean) => void;
-  }) {
+  /** An elector for Lease `namespace/name`; nothing happens before `start()`. */
+  constructor(options: LeaderElectorOptions) {
+    this.#leases = options.leases;
     this.#namespace = options.namespace;
     this.#name = options.name;
     this.#identity = options.identity;
     this.#timings = options.timings ?? DEFAULT_LEADER_TIMINGS;
-    // Lease requests time out well inside the renew deadline, so a hung call cannot hold the lock.
-    this.#api = makeClient(
-      kc,
-      CustomObjectsApi,
-      Math.min(5_000, this.#timings.renewDeadlineMs / 2),
-    );
+    this.#clock = options.clock ?? SYSTEM_CLOCK;
     this.#log = options.log;
     this.#onChange = options.onChange ?? (() => {});
   }
 
-  /** Whether this process holds the Lease and renewed it within the renew deadline. */
+  /**
+   * Whether this process holds the Lease and its last successful renewal started less than the
+   * renew deadline ago (monotonic clock). Turns false by itself when renewals stop.
+   */
   isLeader(): boolean {
-    return this.#leading && Date.now() - this.#lastRenew < this.#timings.renewDeadlineMs;
+    return this.#leading && this.#withinDeadline();
   }
 
-  /** Starts trying to acquire and renew in the background. */
+  #withinDeadline(): boolean {
+    return this.#clock.now() - this.#renewedAt < this.#timings.renewDeadlineMs;
+  }
+
+  /** Starts trying to acquire and renew in the background, every retry period. */
   start(): void {
     this.#loop = this.#run();
   }
 
   async #run(): Promise<void> {
     while (!this.#stopped) {
-      await this.#tryOnce();
+      await this.tick();
       if (this.#stopped) break;
       await new Promise<void>((resolve) => {
         this.#wake = resolve;
@@ -111,72 +151,57 @@ export class LeaderElector {
     this.#onChange(leading);
   }
 
-  async #tryOnce(): Promise<void> {
-    const ref = {
-      group: "coordination.k8s.io",
-      version: "v1",
-      plural: "leases",
-      namespace: this.#namespace,
-    };
-    const now = new Date();
+  /** One attempt to acquire or renew the Lease (the loop calls it every retry period). */
+  async tick(): Promise<void> {
+    // A renew deadline that passed (e.g. while the process was stopped) ends leadership first.
+    if (this.#leading && !this.#withinDeadline()) this.#setLeading(false);
+    const started = this.#clock.now();
     try {
-      let lease: Lease | undefined;
-      try {
-        lease = await this.#api.getNamespacedCustomObject({ ...ref, name: this.#name }) as Lease;
-      } catch (error) {
-        if (classify(error, "get lease").kind !== "notFound") throw error;
-      }
+      const lease = await this.#leases.get(this.#namespace, this.#name);
+      const wall = this.#clock.wallNow();
       const spec = {
         holderIdentity: this.#identity,
         leaseDurationSeconds: Math.round(this.#timings.leaseDurationMs / 1000),
-        renewTime: microTime(now),
+        renewTime: microTime(wall),
       };
       if (!lease) {
-        await this.#api.createNamespacedCustomObject({
-          ...ref,
-          body: {
-            apiVersion: "coordination.k8s.io/v1",
-            kind: "Lease",
-            metadata: { name: this.#name, namespace: this.#namespace },
-            spec: { ...spec, acquireTime: microTime(now), leaseTransitions: 0 },
-          },
+        await this.#leases.create({
+          apiVersion: "coordination.k8s.io/v1",
+          kind: "Lease",
+          metadata: { name: this.#name, namespace: this.#namespace },
+          spec: { ...spec, acquireTime: microTime(wall), leaseTransitions: 0 },
         });
       } else {
+        const observed = this.#clock.now();
         const record = JSON.stringify(lease.spec ?? {});
         if (record !== this.#observedRecord) {
           this.#observedRecord = record;
-          this.#observedAt = now.getTime();
+          this.#observedAt = observed;
         }
         const holder = lease.spec?.holderIdentity ?? "";
         const duration = (lease.spec?.leaseDurationSeconds ?? 0) * 1000;
         const mine = holder === this.#identity;
-        if (!mine && holder !== "" && this.#observedAt + duration > now.getTime()) {
+        if (!mine && holder !== "" && this.#observedAt + duration > observed) {
           this.#setLeading(false);
           return;
         }
-        await this.#api.replaceNamespacedCustomObject({
-          ...ref,
-          name: this.#name,
-          body: {
-            ...lease,
-            spec: {
-              ...lease.spec,
-              ...spec,
-              acquireTime: mine ? lease.spec?.acquireTime ?? microTime(now) : microTime(now),
-              leaseTransitions: (lease.spec?.leaseTransitions ?? 0) + (mine ? 0 : 1),
-            },
+        await this.#leases.replace({
+          ...lease,
+          spec: {
+            ...lease.spec,
+            ...spec,
+            acquireTime: mine ? lease.spec?.acquireTime ?? microTime(wall) : microTime(wall),
+            leaseTransitions: (lease.spec?.leaseTransitions ?? 0) + (mine ? 0 : 1),
           },
         });
       }
-      this.#lastRenew = now.getTime();
-      this.#setLeading(true);
+      this.#renewedAt = started;
+      this.#setLeading(this.#withinDeadline());
     } catch (error) {
       const e = classify(error, `acquire or renew lease ${this.#namespace}/${this.#name}`);
       // 409: someone else wrote the Lease first; we simply are not the leader this round.
       if (e.code !== 409) this.#log.warn("Leader election failed", { error: e.message });
-      if (this.#leading && Date.now() - this.#lastRenew >= this.#timings.renewDeadlineMs) {
-        this.#setLeading(false);
-      }
+      if (this.#leading && !this.#withinDeadline()) this.#setLeading(false);
     }
   }
 
@@ -186,27 +211,20 @@ export class LeaderElector {
     clearTimeout(this.#timer);
     this.#wake?.();
     await this.#loop;
-    if (!this.#leading) return;
+    if (!this.isLeader()) {
+      this.#setLeading(false);
+      return;
+    }
     try {
-      const ref = {
-        group: "coordination.k8s.io",
-        version: "v1",
-        plural: "leases",
-        namespace: this.#namespace,
-        name: this.#name,
-      };
-      const lease = await this.#api.getNamespacedCustomObject(ref) as Lease;
-      if (lease.spec?.holderIdentity === this.#identity) {
-        await this.#api.replaceNamespacedCustomObject({
-          ...ref,
-          body: {
-            ...lease,
-            spec: {
-              ...lease.spec,
-              holderIdentity: "",
-              leaseDurationSeconds: 1,
-              renewTime: microTime(new Date()),
-            },
+      const lease = await this.#leases.get(this.#namespace, this.#name);
+      if (lease?.spec?.holderIdentity === this.#identity) {
+        await this.#leases.replace({
+          ...lease,
+          spec: {
+            ...lease.spec,
+            holderIdentity: "",
+            leaseDurationSeconds: 1,
+            renewTime: microTime(this.#clock.wallNow()),
           },
         });
         this.#log.info("Released leader lease", { lease: `${this.#namespace}/${this.#name}` });

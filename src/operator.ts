@@ -4,17 +4,49 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
-import { type CliOptions, OPERATOR_VERSION, parseBindAddress } from "./cli.ts";
+import {
+  type CliOptions,
+  OPERATOR_VERSION,
+  parseBindAddress,
+  parseDuration,
+  UsageError,
+} from "./cli.ts";
 import { KubeError } from "./errors.ts";
-import { ClientNodeKube } from "./kube.ts";
+import { ClientNodeKube, ClientNodeLeases, type ClientOptions } from "./kube.ts";
 import type { LoadedConfig } from "./kubeconfig.ts";
-import { LeaderElector } from "./leader.ts";
+import { DEFAULT_LEADER_TIMINGS, LeaderElector } from "./leader.ts";
 import { Metrics } from "./metrics.ts";
-import { Reconciler } from "./reconciler.ts";
+import { type CycleResult, Reconciler } from "./reconciler.ts";
+import { Backoff } from "./backoff.ts";
+import { describePolicy } from "./policy.ts";
 import { GROUP, PLURAL, type Script } from "./types.ts";
 
 /** After SIGTERM, the process exits by this time whatever is still in flight. */
 export const SHUTDOWN_DEADLINE_MS = 9_000;
+
+/**
+ * Request and connect timeouts from the environment (`SCRIPT_OPERATOR_REQUEST_TIMEOUT`,
+ * `SCRIPT_OPERATOR_CONNECT_TIMEOUT`, durations such as `5s`), for tests that must not wait
+ * 30 s; unset, the defaults of src/kube.ts apply. A bad value is a UsageError.
+ */
+export function timeoutsFromEnv(env: (name: string) => string | undefined): ClientOptions {
+  const out: ClientOptions = {};
+  for (
+    const [name, key] of [
+      ["SCRIPT_OPERATOR_REQUEST_TIMEOUT", "requestMs"],
+      ["SCRIPT_OPERATOR_CONNECT_TIMEOUT", "connectMs"],
+    ] as const
+  ) {
+    const text = env(name);
+    if (text === undefined || text === "") continue;
+    const ms = parseDuration(text);
+    if (ms === undefined || ms < 100) {
+      throw new UsageError(`${name}="${text}" is not a duration of at least 100ms, e.g. 5s`);
+    }
+    out[key] = ms;
+  }
+  return out;
+}
 
 /** Exit codes. */
 export const EXIT = { ok: 0, runtime: 1, usage: 2 } as const;
@@ -67,7 +99,33 @@ export async function runOperator(options: {
   const server = config.kc.getCurrentCluster()?.server ?? "?";
   const metrics = new Metrics(new URL(server).host);
   const identity = `${Deno.hostname()}_${crypto.randomUUID().slice(0, 8)}`;
-  const kube = new ClientNodeKube(config.kc, { observe: metrics.request, instance: identity });
+  let elector: LeaderElector | undefined;
+  // /readyz: ready after a cycle that could list and reached the API server throughout; any
+  // request that gets no answer (connection error, timeout) makes it 503 at once.
+  let ready = false;
+  let following = false;
+  let unreachableInCycle = false;
+  let lastReachable = true;
+  const onReachability = (reachable: boolean) => {
+    lastReachable = reachable;
+    if (!reachable) {
+      ready = false;
+      unreachableInCycle = true;
+    } else if (following) {
+      ready = true;
+    }
+  };
+  const kube = new ClientNodeKube(config.kc, {
+    observe: metrics.request,
+    instance: identity,
+    onReachability,
+    client: {
+      ...timeoutsFromEnv((name) => Deno.env.get(name)),
+      // Last check before a write goes on the wire (e.g. after the process was frozen).
+      canWrite: () => elector === undefined || elector.isLeader(),
+      log,
+    },
+  });
   const stop = new AbortController();
   options.signal?.addEventListener("abort", () => stop.abort());
   const onSignal = () => {
@@ -76,15 +134,18 @@ export async function runOperator(options: {
     stop.abort();
     // In-flight writes finish and the Lease is released, but never past this deadline (the
     // kubelet's grace period is 30 s; we promise 10 s).
+    // Reaching it means work was cut short: not a clean exit.
     const deadline = setTimeout(() => {
-      log.warn("Shutdown deadline reached, exiting", { afterMs: SHUTDOWN_DEADLINE_MS });
-      Deno.exit(EXIT.ok);
+      log.error("Shutdown deadline reached, in-flight work cut short", {
+        afterMs: SHUTDOWN_DEADLINE_MS,
+        exitCode: EXIT.runtime,
+      });
+      Deno.exit(EXIT.runtime);
     }, SHUTDOWN_DEADLINE_MS);
     Deno.unrefTimer(Number(deadline));
   };
   const signals: Deno.Signal[] = ["SIGTERM", "SIGINT"];
   for (const s of signals) Deno.addSignalListener(s, onSignal);
-  let elector: LeaderElector | undefined;
   const reconciler = new Reconciler({
     kube,
     scripts,
@@ -94,6 +155,7 @@ export async function runOperator(options: {
     concurrency: cli.concurrency,
     observer: metrics.reconcile,
     signal: stop.signal,
+    policy: cli.policy,
     // Only the leader writes, checked before every write, not only at the start of a cycle.
     canWrite: () => elector === undefined || elector.isLeader(),
   });
@@ -107,8 +169,11 @@ export async function runOperator(options: {
     dryRun: cli.dryRun,
     once: cli.once,
   });
+  log.info("Policy in force", {
+    namespaces: cli.namespaces.length > 0 ? cli.namespaces : "all",
+    ...describePolicy(cli.policy),
+  });
 
-  let ready = false;
   const servers: Deno.HttpServer[] = [];
   try {
     if (!cli.once) {
@@ -154,7 +219,16 @@ export async function runOperator(options: {
 
     if (cli.leaderElect) {
       const namespace = cli.leaderElectionNamespace ?? config.inClusterNamespace ?? "default";
-      elector = new LeaderElector(config.kc, {
+      const timings = DEFAULT_LEADER_TIMINGS;
+      elector = new LeaderElector({
+        // Lease requests time out well inside the renew deadline: a hung call cannot hold it.
+        leases: new ClientNodeLeases(config.kc, {
+          timeoutMs: Math.min(5_000, timings.renewDeadlineMs / 2),
+          observe: metrics.request,
+          onReachability,
+          log,
+        }),
+        timings,
         namespace,
         name: cli.leaderElectionId,
         identity,
@@ -164,26 +238,41 @@ export async function runOperator(options: {
       metrics.leader(cli.leaderElectionId, false);
       elector.start();
     }
+    const listBackoff = new Backoff({ baseMs: 1_000, maxMs: Math.max(cli.intervalMs, 60_000) });
     let waitingLogged = false;
     while (!stop.signal.aborted) {
       if (elector && !elector.isLeader()) {
         if (!waitingLogged) log.info("Waiting to become leader", { lease: cli.leaderElectionId });
         waitingLogged = true;
-        // Followers are ready: they serve probes and take over when the leader goes.
-        ready = true;
+        // Followers are ready while they reach the API server: they take over when the leader
+        // goes (set by the Lease requests' outcome).
+        following = true;
+        ready = lastReachable;
         if (await sleep(500, stop.signal)) break;
         continue;
       }
       waitingLogged = false;
+      following = false;
+      unreachableInCycle = false;
       const result = await reconciler.cycle();
-      // Not ready while the API server cannot be listed; ready after a cycle that could.
-      ready = result.scopeErrors.length === 0;
+      // Not ready while the API server cannot be listed or answered no request; ready after a
+      // cycle that could list and got an answer to every request.
+      ready = result.scopeErrors.length === 0 && !result.unreachable && !unreachableInCycle;
       log.debug("Cycle done", {
         scriptRuns: result.scriptRuns,
         writes: result.writes,
         errors: result.errors,
+        source: result.source,
       });
-      if (await sleep(cli.intervalMs, stop.signal)) break;
+      const wait = nextCycleDelay(result, listBackoff, cli.intervalMs, Date.now());
+      if (result.scopeErrors.length > 0 || result.unreachable) {
+        log.warn("Listing failed", {
+          error: result.scopeErrors[0]?.message ?? "the API server did not answer",
+          code: result.scopeErrors[0]?.code,
+          retryInMs: wait,
+        });
+      }
+      if (await sleep(wait, stop.signal)) break;
     }
     return EXIT.ok;
   } finally {
@@ -192,6 +281,28 @@ export async function runOperator(options: {
     for (const s of signals) Deno.removeSignalListener(s, onSignal);
     log.info("Stopped", {});
   }
+}
+
+/**
+ * How long to wait before the next cycle: the interval after a cycle that could list, otherwise a
+ * jittered backoff from 1 s (doubling, capped at the larger of the interval and 1 min), never
+ * shorter than a Retry-After the API server sent.
+ */
+export function nextCycleDelay(
+  result: Pick<CycleResult, "scopeErrors" | "unreachable">,
+  backoff: Backoff,
+  intervalMs: number,
+  nowMs: number,
+): number {
+  if (result.scopeErrors.length === 0 && !result.unreachable) {
+    backoff.success("list");
+    return intervalMs;
+  }
+  const retryAfterMs = Math.max(
+    0,
+    ...result.scopeErrors.map((e) => (e.retryAfterSeconds ?? 0) * 1000),
+  );
+  return backoff.failure("list", nowMs, { retryAfterMs });
 }
 
 async function preflight(

@@ -1,6 +1,8 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { KubeError } from "./errors.ts";
-import { EXIT, explainStartError } from "./operator.ts";
+import { Backoff } from "./backoff.ts";
+import { EXIT, explainStartError, nextCycleDelay, timeoutsFromEnv } from "./operator.ts";
+import { UsageError } from "./cli.ts";
 
 const err = (code: number, kind: KubeError["kind"], message = "m") =>
   new KubeError(message, { code, kind, action: "list scriptruns in all namespaces" });
@@ -26,4 +28,43 @@ Deno.test("explainStartError(): an unreachable server is a runtime error naming 
   const p = explainStartError(err(0, "transient", "ECONNREFUSED"), "https://k:6443");
   assertEquals(p.exitCode, EXIT.runtime);
   assert(p.message!.includes("https://k:6443 unreachable"), String(p.message));
+});
+
+Deno.test("nextCycleDelay(): list failures back off (doubling, jittered) and honour Retry-After", () => {
+  const backoff = new Backoff({ baseMs: 1_000, maxMs: 60_000 }, () => 0.5);
+  const failed = { scopeErrors: [err(0, "transient")], unreachable: true };
+  const delays = [0, 1, 2, 3].map(() => nextCycleDelay(failed, backoff, 2_000, 0));
+  assertEquals(delays, [1_000, 2_000, 4_000, 8_000]);
+  const throttled = new KubeError("slow down", {
+    code: 429,
+    kind: "transient",
+    action: "list",
+    retryAfterSeconds: 30,
+  });
+  assertEquals(
+    nextCycleDelay({ scopeErrors: [throttled], unreachable: false }, backoff, 2_000, 0),
+    30_000,
+  );
+  // A cycle that could list resets the backoff and waits the interval.
+  assertEquals(nextCycleDelay({ scopeErrors: [], unreachable: false }, backoff, 2_000, 0), 2_000);
+  assertEquals(nextCycleDelay(failed, backoff, 2_000, 0), 1_000);
+});
+
+Deno.test("timeoutsFromEnv(): request and connect timeouts as durations; a bad one is a usage error", () => {
+  const env = (values: Record<string, string>) => (name: string) => values[name];
+  assertEquals(timeoutsFromEnv(env({})), {});
+  assertEquals(
+    timeoutsFromEnv(env({
+      SCRIPT_OPERATOR_REQUEST_TIMEOUT: "10s",
+      SCRIPT_OPERATOR_CONNECT_TIMEOUT: "500ms",
+    })),
+    { requestMs: 10_000, connectMs: 500 },
+  );
+  let error: unknown;
+  try {
+    timeoutsFromEnv(env({ SCRIPT_OPERATOR_CONNECT_TIMEOUT: "soon" }));
+  } catch (e) {
+    error = e;
+  }
+  assert(error instanceof UsageError && error.message.includes("SCRIPT_OPERATOR_CONNECT_TIMEOUT"));
 });

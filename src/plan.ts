@@ -1,44 +1,54 @@
 /**
  * The plan: what to write so the cluster matches a ScriptRun, and the status it should show.
  * Pure. No I/O, no clock (the caller passes `now`). Level-triggered: the phase is derived from
- * the objects that exist, never from what the operator did last time.
+ * the objects that exist, never from what the operator did last time. Every status the operator
+ * writes is decided here; the reconciler builds none.
  * @module
  */
 import { canonicalJson } from "./hash.ts";
 import { childName, DEFAULTS, desiredConfigMap, desiredJob, runHash } from "./desired.ts";
-import type {
-  Condition,
-  ConfigMap,
-  Job,
-  Phase,
-  PodTermination,
-  Script,
-  ScriptRun,
-  ScriptRunStatus,
+import { checkPolicy, type Policy } from "./policy.ts";
+import { CONDITION, NOT_RUN_REASONS, REASON, STUCK_WAITING_REASONS } from "./reasons.ts";
+import {
+  type Condition,
+  type ConfigMap,
+  type Job,
+  type JobEvent,
+  LABELS,
+  MANAGER,
+  type Phase,
+  type PodSummary,
+  type Script,
+  type ScriptRun,
+  type ScriptRunStatus,
 } from "./types.ts";
 
-/** One write the reconciler performs; `message` is the log line and Event note. */
+/** One write the reconciler performs; `message` is the log line, `event` the Event it earns. */
 export type Action =
-  | { type: "createConfigMap"; object: ConfigMap; message: string; reason: string }
-  | { type: "createJob"; object: Job; message: string; reason: string }
-  | { type: "deleteJob"; name: string; message: string; reason: string }
-  | { type: "deleteConfigMap"; name: string; message: string; reason: string };
+  & { message: string; reason: string; event: boolean }
+  & (
+    | { type: "createConfigMap"; object: ConfigMap }
+    | { type: "createJob"; object: Job }
+    | { type: "deleteJob"; name: string }
+    | { type: "deleteConfigMap"; name: string }
+    /** Puts back the managed-by label that someone removed from one of our children. */
+    | { type: "relabel"; kind: "ConfigMap" | "Job"; name: string; labels: Record<string, string> }
+  );
 
 /** What the cluster holds that concerns one ScriptRun. */
 export interface Observed {
-  /** ConfigMaps and Jobs whose controller ownerReference is this ScriptRun. */
+  /** ConfigMaps and Jobs whose controller ownerReference is this ScriptRun (terminating too). */
   configMaps: ConfigMap[];
   jobs: Job[];
   /** Whether a ConfigMap or Job of that name exists that this ScriptRun does not control. */
   foreignConfigMaps: NameLookup;
   foreignJobs: NameLookup;
-  /** What the failed pod reported, when the reconciler looked it up. */
-  podTermination?: PodTermination;
-  /**
-   * During a rollout, whether pods of the replaced Jobs are still running (undefined: not looked
-   * up yet; the plan then asks for it with `needsOldPods`).
-   */
-  oldPodsActive?: boolean;
+  /** The run's pods, of every Job it had; undefined when not looked up (the plan may ask). */
+  pods?: PodSummary[];
+  /** Warning Events of the current Job; undefined when not looked up (the plan may ask). */
+  jobEvents?: JobEvent[];
+  /** The current Job was looked up by name (it has pods but was not in the lists). */
+  jobLookedUp?: boolean;
 }
 
 /** A set of names, as far as the plan needs one. */
@@ -46,17 +56,36 @@ export interface NameLookup {
   has(name: string): boolean;
 }
 
+/** What the plan needs looked up before it can decide: look it up and plan again. */
+export type Need = "pods" | "jobEvents" | "job";
+
 /** The result of planning one ScriptRun. */
 export interface Plan {
   hash?: string;
   childName?: string;
   actions: Action[];
   status: ScriptRunStatus;
-  /** True when the current Job is running or waiting: the log says "Waiting for Job to complete". */
-  waiting: boolean;
-  /** The plan waits for the replaced Jobs' pods: look them up and plan again. */
-  needsOldPods?: boolean;
+  /** Look these up and plan again (only asked while undefined in Observed). */
+  needs: Need[];
+  /** Plan again at this time (RFC 3339) even if nothing changes: a TTL or a wait is due. */
+  recheckAt?: string;
 }
+
+/** Options of {@linkcode plan}. */
+export interface PlanOptions {
+  scripts: Map<string, Script>;
+  observed: Observed;
+  /** RFC 3339 time of this plan. */
+  now: string;
+  /** What ScriptRuns may ask for; none: no policy check. */
+  policy?: Policy;
+}
+
+/** A pod that has not started this long after its Job was created is looked at (ms). */
+export const POD_CHECK_AFTER_MS = 10_000;
+
+/** Longest script output copied into status.message and Events. */
+export const MAX_OUTPUT = 512;
 
 /** Outcome of a Job read from its status conditions (never from `spec.completions`). */
 export interface JobOutcome {
@@ -66,7 +95,10 @@ export interface JobOutcome {
   completionTime?: string;
 }
 
-/** Reads a Job's phase from its conditions: Complete/SuccessCriteriaMet, Failed/FailureTarget. */
+/**
+ * Reads a Job's phase from its conditions: Complete/SuccessCriteriaMet, Failed/FailureTarget.
+ * Running needs a ready pod: `active` also counts pods that are still pending.
+ */
 export function jobOutcome(job: Job): JobOutcome {
   const conditions = job.status?.conditions ?? [];
   const isTrue = (type: string) => conditions.find((c) => c.type === type && c.status === "True");
@@ -90,35 +122,93 @@ export function jobOutcome(job: Job): JobOutcome {
       completionTime: failed.type === "Failed" ? failed.lastTransitionTime : undefined,
     };
   }
-  if ((job.status?.active ?? 0) > 0 || (job.status?.ready ?? 0) > 0) return { phase: "Running" };
+  if ((job.status?.ready ?? 0) > 0) return { phase: "Running" };
   return { phase: "Pending" };
 }
 
-/**
- * True when a Job failed and the run's status does not yet tell why: look at its pods. That is
- * once when the failure is first seen and once more when the final Failed condition arrives after
- * FailureTarget (pods stopped by a deadline report their exit code only then).
- */
-export function needsPodDetails(run: ScriptRun, job: Job): boolean {
-  const outcome = jobOutcome(job);
-  if (outcome.phase !== "Failed") return false;
-  const status = run.status ?? {};
-  const recorded = status.jobName === job.metadata.name && status.phase === "Failed";
-  return !recorded || (status.completionTime === undefined && outcome.completionTime !== undefined);
+/** Whether a pod may still run: not finished, whatever its deletion state. */
+export function podActive(pod: PodSummary): boolean {
+  return pod.phase !== "Succeeded" && pod.phase !== "Failed";
 }
 
-function failureMessage(jobName: string, outcome: JobOutcome, pod?: PodTermination): string {
+function terminal(job: Job): boolean {
+  const phase = jobOutcome(job).phase;
+  return phase === "Succeeded" || phase === "Failed";
+}
+
+function finishedReason(status: ScriptRunStatus): boolean {
+  return (status.phase === "Succeeded" || status.phase === "Failed") && !!status.jobName &&
+    !NOT_RUN_REASONS.has(status.reason ?? "");
+}
+
+/** The script container's termination in the newest of `pods` that reports one. */
+export function lastTermination(
+  pods: PodSummary[],
+): (PodSummary["terminated"] & { podName: string }) | undefined {
+  const sorted = [...pods].sort((a, b) =>
+    (b.creationTimestamp ?? "").localeCompare(a.creationTimestamp ?? "")
+  );
+  for (const pod of sorted) {
+    if (pod.terminated) return { ...pod.terminated, podName: pod.name };
+  }
+  return undefined;
+}
+
+function failureMessage(
+  jobName: string,
+  outcome: JobOutcome,
+  pods: PodSummary[] | undefined,
+  reportOutput: boolean,
+): string {
   const parts = [`Job ${jobName} failed`];
   if (outcome.reason) parts[0] += `: ${outcome.reason}`;
   if (outcome.message) parts[0] += ` (${outcome.message})`;
-  if (pod && (pod.exitCode !== undefined || pod.message)) {
-    let text = `container in pod ${pod.podName}`;
-    if (pod.exitCode !== undefined) text += ` exited with code ${pod.exitCode}`;
-    if (pod.reason && pod.reason !== "Error") text += ` (${pod.reason})`;
-    if (pod.message) text += `: ${pod.message.trim().slice(-512)}`;
+  const t = pods ? lastTermination(pods.filter((p) => p.jobName === jobName)) : undefined;
+  if (t && (t.exitCode !== undefined || t.message)) {
+    let text = `container in pod ${t.podName}`;
+    if (t.exitCode !== undefined) text += ` exited with code ${t.exitCode}`;
+    if (t.reason && t.reason !== "Error") text += ` (${t.reason})`;
+    const output = t.message?.trim();
+    if (output && !reportOutput) text += "; script output not reported (spec.reportOutput: false)";
+    else if (output && output.length > MAX_OUTPUT) {
+      // The end of the output says most about a failure; the label says whose words these are.
+      text += `; script output (last ${MAX_OUTPUT} characters): ${output.slice(-MAX_OUTPUT)}`;
+    } else if (output) text += `; script output: ${output}`;
     parts.push(text);
   }
   return parts.join("; ");
+}
+
+/** Why a pod that should have started has not, in Kubernetes' words; undefined: no problem seen. */
+function podProblem(
+  jobName: string,
+  pods: PodSummary[] | undefined,
+  events: JobEvent[] | undefined,
+): { reason: string; message: string } | undefined {
+  const mine = (pods ?? []).filter((p) => p.jobName === jobName && podActive(p));
+  for (const pod of mine) {
+    if (pod.unschedulable !== undefined) {
+      return {
+        reason: REASON.Unschedulable,
+        message: `pod ${pod.name} cannot be scheduled: ${pod.unschedulable}`,
+      };
+    }
+    const w = pod.waiting;
+    if (w?.reason && STUCK_WAITING_REASONS.has(w.reason)) {
+      return {
+        reason: w.reason,
+        message: `pod ${pod.name} cannot start: ${w.reason}${w.message ? `: ${w.message}` : ""}`,
+      };
+    }
+  }
+  if (mine.length === 0 && events && events.length > 0) {
+    const e = events[events.length - 1];
+    return {
+      reason: REASON.FailedCreate,
+      message: `Job ${jobName} cannot create its pod: ${e.message}`,
+    };
+  }
+  return undefined;
 }
 
 function condition(
@@ -133,105 +223,325 @@ function condition(
   return { ...wanted, lastTransitionTime };
 }
 
-function conditionsFor(
-  phase: Phase,
-  reason: string,
-  message: string,
+/** The outcome condition (Complete or Failed) of a finished phase, none otherwise. */
+function outcomeConditions(
+  status: ScriptRunStatus,
   previous: Condition[] | undefined,
   generation: number | undefined,
   now: string,
 ): Condition[] {
-  if (phase === "Succeeded") {
-    return [condition(previous, {
-      type: "Complete",
-      status: "True",
-      reason,
-      message,
-      observedGeneration: generation,
-    }, now)];
-  }
-  if (phase === "Failed") {
-    return [condition(previous, {
-      type: "Failed",
-      status: "True",
-      reason,
-      message,
-      observedGeneration: generation,
-    }, now)];
-  }
-  return [];
+  const type = status.phase === "Succeeded"
+    ? CONDITION.Complete
+    : status.phase === "Failed"
+    ? CONDITION.Failed
+    : undefined;
+  if (!type) return [];
+  return [condition(previous, {
+    type,
+    status: "True",
+    reason: status.reason ?? "",
+    message: status.message ?? "",
+    observedGeneration: generation,
+  }, now)];
+}
+
+function deleteJob(name: string, reason: string, message: string): Action {
+  return { type: "deleteJob", name, reason, message, event: true };
+}
+
+function deleteConfigMap(name: string): Action {
+  return {
+    type: "deleteConfigMap",
+    name,
+    reason: "DeletingConfigMap",
+    message: "Deleting outdated ConfigMap",
+    event: false,
+  };
+}
+
+/** Our children that lost the managed-by label (so the label-selected lists miss them). */
+function relabels(observed: Observed): Action[] {
+  const out: Action[] = [];
+  const check = (kind: "ConfigMap" | "Job", o: ConfigMap | Job) => {
+    if (o.metadata.labels?.[LABELS.managedBy] === MANAGER || o.metadata.deletionTimestamp) return;
+    out.push({
+      type: "relabel",
+      kind,
+      name: o.metadata.name,
+      labels: { [LABELS.managedBy]: MANAGER },
+      reason: "RepairingLabels",
+      message: `Repairing the labels of ${kind}`,
+      event: false,
+    });
+  };
+  for (const c of observed.configMaps) check("ConfigMap", c);
+  for (const j of observed.jobs) check("Job", j);
+  return out;
 }
 
 /** Builds the plan for one ScriptRun from what the cluster holds. */
-export function plan(
+export function plan(run: ScriptRun, options: PlanOptions): Plan {
+  const { scripts, observed } = options;
+  const previous = run.status ?? {};
+  const script = scripts.get(run.spec.script);
+  const policy = run.spec.rerunPolicy ?? DEFAULTS.rerunPolicy;
+  const hash = script ? runHash(run, script) : undefined;
+  const name = hash ? childName(run.metadata.name, hash) : undefined;
+
+  // A finished run keeps its outcome: under rerunPolicy Never whatever changed, and always when its
+  // script is gone from this build. Without a status (lost), a finished Job still says so.
+  let over: string | undefined;
+  if (finishedReason(previous) && (policy === "Never" || !script || previous.jobName === name)) {
+    over = previous.jobName;
+  } else if (policy === "Never" || !script) {
+    over = observed.jobs.find((j) => !j.metadata.deletionTimestamp && terminal(j))?.metadata.name;
+  }
+  const refusal = options.policy && checkPolicy(run, options.policy);
+  const p = over !== undefined
+    ? planFinished(run, options, over, script, name)
+    : !script || !hash || !name
+    ? planScriptNotFound(run, options)
+    : refusal
+    ? planRefused(run, options, refusal.message)
+    : planRun(run, options, script, hash, name);
+  p.actions.unshift(...relabels(observed));
+  p.status = dropUndefined(p.status);
+  return p;
+}
+
+/** The run is over: keep (or read) its outcome, apply the TTL, never start it again. */
+function planFinished(
   run: ScriptRun,
-  options: { scripts: Map<string, Script>; observed: Observed; now: string },
+  options: PlanOptions,
+  jobName: string,
+  script: Script | undefined,
+  currentName: string | undefined,
 ): Plan {
+  const { observed, now } = options;
+  const previous = run.status ?? {};
+  const generation = run.metadata.generation;
+  const job = observed.jobs.find((j) => j.metadata.name === jobName);
+  const actions: Action[] = [];
+  const needs: Need[] = [];
+  let status: ScriptRunStatus;
+  if (job && terminal(job)) {
+    status = jobStatus(run, options, job, jobName, job.metadata.labels?.[LABELS.hash], needs);
+  } else {
+    status = { ...previous };
+  }
+  status.observedGeneration = generation;
+  // Other Jobs can only be leftovers of a race: the run is over, so they go.
+  for (const other of observed.jobs) {
+    if (other.metadata.name === jobName || other.metadata.deletionTimestamp) continue;
+    actions.push(deleteJob(other.metadata.name, "DeletingJob", "Deleting Job of a finished run"));
+  }
+  for (const cm of observed.configMaps) {
+    if (cm.metadata.name !== jobName && !cm.metadata.deletionTimestamp) {
+      actions.push(deleteConfigMap(cm.metadata.name));
+    }
+  }
+  let recheckAt: string | undefined;
+  if (job && terminal(job) && !job.metadata.deletionTimestamp) {
+    const ttl = ttlDue(run, previous, job, jobName, now);
+    if (ttl.due) {
+      actions.push(
+        deleteJob(
+          jobName,
+          "DeletingFinishedJob",
+          "Deleting finished Job (ttlSecondsAfterFinished)",
+        ),
+      );
+    }
+    recheckAt = ttl.at;
+  }
+  const conditions = [...(status.conditions ?? [])].filter((c) =>
+    c.type === CONDITION.Complete || c.type === CONDITION.Failed
+  );
+  if (!script) {
+    conditions.push(condition(previous.conditions, {
+      type: CONDITION.ScriptAvailable,
+      status: "False",
+      reason: REASON.ScriptNotFound,
+      message: `script "${run.spec.script}" is no longer embedded in this operator; ` +
+        `the finished run keeps its outcome`,
+      observedGeneration: generation,
+    }, now));
+  } else if (currentName !== jobName) {
+    conditions.push(condition(previous.conditions, {
+      type: CONDITION.Outdated,
+      status: "True",
+      reason: "RerunPolicyNever",
+      message: `spec or script changed after the run finished; rerunPolicy Never keeps this ` +
+        `outcome. Create a new ScriptRun, or set spec.rerunPolicy: OnChange, to run it again`,
+      observedGeneration: generation,
+    }, now));
+  }
+  status.conditions = conditions;
+  return { hash: status.runHash, childName: jobName, actions, status, needs, recheckAt };
+}
+
+/** spec.script names no embedded script and the run has not finished. */
+function planScriptNotFound(run: ScriptRun, options: PlanOptions): Plan {
   const { scripts, observed, now } = options;
   const previous = run.status ?? {};
   const generation = run.metadata.generation;
-  const script = scripts.get(run.spec.script);
-  if (!script) {
-    const message = `script "${run.spec.script}" is not embedded in this operator; ` +
-      `embedded scripts: ${[...scripts.keys()].join(", ")}. Set spec.script to one of them.`;
-    // The spec asks for something that cannot run: what ran before for it is outdated.
-    const actions: Action[] = [
-      ...observed.jobs.map((j): Action => ({
-        type: "deleteJob",
-        name: j.metadata.name,
-        reason: "DeletingJob",
-        message: "Deleting Job of a previous spec",
-      })),
-      ...observed.configMaps.map((c): Action => ({
-        type: "deleteConfigMap",
-        name: c.metadata.name,
-        reason: "DeletingConfigMap",
-        message: "Deleting outdated ConfigMap",
-      })),
-    ];
-    const status: ScriptRunStatus = {
-      phase: "Failed",
-      reason: "ScriptNotFound",
-      message,
-      observedGeneration: generation,
-      conditions: conditionsFor(
-        "Failed",
-        "ScriptNotFound",
-        message,
-        previous.conditions,
-        generation,
-        now,
-      ),
-    };
-    return { actions, status, waiting: false };
-  }
-
-  const hash = runHash(run, script);
-  const name = childName(run.metadata.name, hash);
+  const message = `script "${run.spec.script}" is not embedded in this operator; ` +
+    `embedded scripts: ${[...scripts.keys()].join(", ")}. Set spec.script to one of them.`;
   const actions: Action[] = [];
+  // A spec changed to an unknown script makes what ran for the old spec outdated. A script that
+  // left the build with the spec unchanged leaves the running Job alone.
+  const specChanged = previous.observedGeneration !== undefined &&
+    previous.observedGeneration !== generation;
+  if (specChanged || observed.jobs.length === 0) {
+    for (const j of observed.jobs) {
+      if (j.metadata.deletionTimestamp) continue;
+      actions.push(deleteJob(j.metadata.name, "DeletingJob", "Deleting Job of a previous spec"));
+    }
+    for (const c of observed.configMaps) {
+      if (!c.metadata.deletionTimestamp) actions.push(deleteConfigMap(c.metadata.name));
+    }
+  }
+  const status: ScriptRunStatus = {
+    phase: "Failed",
+    reason: REASON.ScriptNotFound,
+    message,
+    observedGeneration: generation,
+  };
+  status.conditions = outcomeConditions(status, previous.conditions, generation, now);
+  return { actions, status, needs: [] };
+}
+
+/** The operator's policy refuses the spec: nothing is created, what ran for an earlier spec goes. */
+function planRefused(run: ScriptRun, options: PlanOptions, message: string): Plan {
+  const { observed, now } = options;
+  const generation = run.metadata.generation;
+  const actions: Action[] = [];
+  for (const j of observed.jobs) {
+    if (!j.metadata.deletionTimestamp) {
+      actions.push(deleteJob(j.metadata.name, "DeletingJob", "Deleting Job of a previous spec"));
+    }
+  }
+  for (const c of observed.configMaps) {
+    if (!c.metadata.deletionTimestamp) actions.push(deleteConfigMap(c.metadata.name));
+  }
+  const status: ScriptRunStatus = {
+    phase: "Failed",
+    reason: REASON.PolicyViolation,
+    message,
+    observedGeneration: generation,
+  };
+  status.conditions = outcomeConditions(status, run.status?.conditions, generation, now);
+  return { actions, status, needs: [] };
+}
+
+/** Whether the TTL of a finished Job is due, once the status has recorded its outcome. */
+function ttlDue(
+  run: ScriptRun,
+  previous: ScriptRunStatus,
+  job: Job,
+  jobName: string,
+  now: string,
+): { due: boolean; at?: string } {
+  const outcome = jobOutcome(job);
+  const recorded = previous.jobName === jobName && previous.phase === outcome.phase &&
+    previous.completionTime;
+  if (!recorded) return { due: false };
+  const ttl = (run.spec.ttlSecondsAfterFinished ?? DEFAULTS.ttlSecondsAfterFinished) * 1000;
+  const atMs = Date.parse(previous.completionTime!) + ttl;
+  return { due: Date.parse(now) >= atMs, at: new Date(atMs).toISOString() };
+}
+
+/** The status a Job of this run shows. Adds to `needs` what would explain it better. */
+function jobStatus(
+  run: ScriptRun,
+  options: PlanOptions,
+  job: Job,
+  name: string,
+  hash: string | undefined,
+  needs: Need[],
+): ScriptRunStatus {
+  const { observed, now } = options;
+  const previous = run.status ?? {};
+  const generation = run.metadata.generation;
+  const outcome = jobOutcome(job);
+  const sameRun = previous.jobName === name;
+  const reportOutput = run.spec.reportOutput !== false;
+  let reason: string;
+  let message: string;
+  switch (outcome.phase) {
+    case "Succeeded":
+      reason = outcome.reason ?? REASON.Completed;
+      message = `Job ${name} completed`;
+      break;
+    case "Failed": {
+      reason = outcome.reason ?? REASON.Failed;
+      // The exit code is read once when the failure is first seen, and once more when the final
+      // Failed condition arrives after FailureTarget (a deadline's pods report only then).
+      const recorded = sameRun && previous.phase === "Failed" &&
+        (previous.completionTime !== undefined || outcome.completionTime === undefined);
+      if (recorded && previous.message) {
+        message = previous.message;
+      } else if (observed.pods === undefined) {
+        needs.push("pods");
+        message = failureMessage(name, outcome, undefined, reportOutput);
+      } else {
+        message = failureMessage(name, outcome, observed.pods, reportOutput);
+      }
+      break;
+    }
+    case "Running":
+      reason = REASON.JobRunning;
+      message = `Job ${name} is running`;
+      break;
+    default: {
+      reason = REASON.JobPending;
+      message = `Job ${name} is waiting for its pod to start`;
+      const created = Date.parse(job.metadata.creationTimestamp ?? now);
+      if (Date.parse(now) - created >= POD_CHECK_AFTER_MS) {
+        // Waited longer than a pod takes to start: ask the pods, then the Job's events, why.
+        if (observed.pods === undefined) needs.push("pods");
+        const hasPod = (observed.pods ?? []).some((p) => p.jobName === name && podActive(p));
+        if (observed.pods !== undefined && !hasPod && observed.jobEvents === undefined) {
+          needs.push("jobEvents");
+        }
+        const problem = podProblem(name, observed.pods, observed.jobEvents);
+        if (problem) ({ reason, message } = problem);
+      }
+    }
+  }
+  const terminalPhase = outcome.phase === "Succeeded" || outcome.phase === "Failed";
+  const status: ScriptRunStatus = {
+    phase: outcome.phase,
+    reason,
+    message,
+    scriptHash: job.metadata.annotations?.["script-operator.dev/script-sha256"] ??
+      (sameRun ? previous.scriptHash : undefined),
+    runHash: hash ?? (sameRun ? previous.runHash : undefined),
+    configMapName: name,
+    jobName: name,
+    startTime: job.status?.startTime ?? (sameRun ? previous.startTime : undefined),
+    completionTime: terminalPhase ? outcome.completionTime : undefined,
+    observedGeneration: generation,
+  };
+  status.conditions = outcomeConditions(status, previous.conditions, generation, now);
+  return status;
+}
+
+/** The run's current spec and script: roll out, create, repair or track its Job. */
+function planRun(
+  run: ScriptRun,
+  options: PlanOptions,
+  script: Script,
+  hash: string,
+  name: string,
+): Plan {
+  const { observed, now } = options;
+  const previous = run.status ?? {};
+  const generation = run.metadata.generation;
+  const actions: Action[] = [];
+  const needs: Need[] = [];
   const job = observed.jobs.find((j) => j.metadata.name === name);
   const configMap = observed.configMaps.find((c) => c.metadata.name === name);
-  const sameRun = previous.jobName === name;
-  const finished = sameRun && (previous.phase === "Succeeded" || previous.phase === "Failed") &&
-    previous.reason !== "ScriptNotFound";
-
-  for (const old of observed.jobs.filter((j) => j.metadata.name !== name)) {
-    actions.push({
-      type: "deleteJob",
-      name: old.metadata.name,
-      reason: "ReplacingJob",
-      message: "Replacing outdated Job",
-    });
-  }
-  for (const old of observed.configMaps.filter((c) => c.metadata.name !== name)) {
-    actions.push({
-      type: "deleteConfigMap",
-      name: old.metadata.name,
-      reason: "DeletingConfigMap",
-      message: "Deleting outdated ConfigMap",
-    });
-  }
-
   const base: ScriptRunStatus = {
     scriptHash: script.sha256,
     runHash: hash,
@@ -240,128 +550,171 @@ export function plan(
     observedGeneration: generation,
   };
 
-  const conflict = observed.foreignConfigMaps.has(name)
-    ? `ConfigMap ${name}`
-    : observed.foreignJobs.has(name)
-    ? `Job ${name}`
-    : undefined;
-  if (conflict && !job) {
-    const message = `${conflict} already exists and is not controlled by this ScriptRun; ` +
-      `the operator leaves it alone. Delete or rename it, or rename the ScriptRun.`;
-    return {
-      hash,
-      childName: name,
-      actions,
-      status: { ...base, phase: "Pending", reason: "NameConflict", message, conditions: [] },
-      waiting: false,
-    };
+  // Jobs of another spec or script go first. Foreground deletion keeps a Job visible until its
+  // pods are gone, so "no other Job" and "no other pod still running" guard the new Job's start.
+  const others = observed.jobs.filter((j) => j.metadata.name !== name);
+  for (const old of others) {
+    if (old.metadata.deletionTimestamp) continue;
+    actions.push(deleteJob(old.metadata.name, REASON.ReplacingJob, "Replacing outdated Job"));
+  }
+  for (const old of observed.configMaps) {
+    if (old.metadata.name !== name && !old.metadata.deletionTimestamp) {
+      actions.push(deleteConfigMap(old.metadata.name));
+    }
   }
 
-  if (!job && finished) {
-    // The Job was deleted, or the operator removed it after ttlSecondsAfterFinished: the run is
-    // over and its status stays.
-    return {
-      hash,
-      childName: name,
-      actions,
-      status: { ...previous, observedGeneration: generation },
-      waiting: false,
-    };
-  }
-
-  // A rollout: the replaced Jobs go first, and the new Job starts only once their pods stopped,
-  // so two Jobs of one ScriptRun never run at once.
-  const replaced = observed.jobs.filter((j) => j.metadata.name !== name).map((j) =>
-    j.metadata.name
-  );
-  const rollingOut = !job && (replaced.length > 0 || previous.reason === "ReplacingJob");
-  if (rollingOut && (replaced.length > 0 || observed.oldPodsActive !== false)) {
-    const waitingStatus: ScriptRunStatus = {
-      ...base,
-      phase: "Pending",
-      reason: "ReplacingJob",
-      message: replaced.length > 0
-        ? `replacing Job ${replaced.join(", ")}; Job ${name} starts when its pods have stopped`
-        : previous.message ?? `Job ${name} starts when the replaced Job's pods have stopped`,
-      conditions: [],
-    };
-    return {
-      hash,
-      childName: name,
-      actions,
-      status: waitingStatus,
-      waiting: false,
-      needsOldPods: replaced.length === 0 && observed.oldPodsActive === undefined,
-    };
-  }
-
-  const outcome = job ? jobOutcome(job) : { phase: "Pending" as Phase };
-  const terminal = outcome.phase === "Succeeded" || outcome.phase === "Failed";
-  if (!configMap && !terminal) {
-    const again = previous.configMapName === name;
-    actions.push({
-      type: "createConfigMap",
-      object: desiredConfigMap(run, script, hash),
-      reason: again ? "RecreatingConfigMap" : "CreatingConfigMap",
-      message: again ? "Recreating missing ConfigMap" : "Creating ConfigMap",
-    });
-  }
   if (!job) {
-    const again = sameRun;
+    const conflict = observed.foreignConfigMaps.has(name)
+      ? `ConfigMap ${name}`
+      : observed.foreignJobs.has(name)
+      ? `Job ${name}`
+      : undefined;
+    if (conflict) {
+      const message = `${conflict} already exists and is not controlled by this ScriptRun; ` +
+        `the operator leaves it alone. Delete or rename it, or rename the ScriptRun.`;
+      return {
+        hash,
+        childName: name,
+        actions,
+        status: { ...base, phase: "Pending", reason: REASON.NameConflict, message, conditions: [] },
+        needs,
+      };
+    }
+    if (finishedReason(previous) && previous.jobName === name) {
+      // The Job was deleted, or the operator removed it after ttlSecondsAfterFinished: the run is
+      // over and its status stays (planFinished handles it; this is the OnChange same-hash case).
+      return {
+        hash,
+        childName: name,
+        actions,
+        status: { ...previous, observedGeneration: generation },
+        needs,
+      };
+    }
+    // One Job of a ScriptRun at a time, whatever the status says: no other Job may exist and no
+    // pod of the run may be pending or running (our Job does not exist, so any such pod belongs to
+    // another Job: of another run hash, or an earlier Job of this one deleted by someone).
+    const otherPods = observed.pods?.filter(podActive) ?? [];
+    if (!observed.jobLookedUp && otherPods.some((p) => p.jobName === name)) {
+      // Pods of a Job with our child's name, and no such Job in the lists: it may be ours with
+      // its labels removed. Look it up by name before deciding anything.
+      return {
+        hash,
+        childName: name,
+        actions,
+        status: pendingStatus(base, previous, name),
+        needs: ["job"],
+      };
+    }
+    if (others.length > 0 || otherPods.length > 0) {
+      const waitingFor = others.length > 0
+        ? `Job ${others.map((j) => j.metadata.name).join(", ")}`
+        : `pod ${otherPods.map((p) => p.name).join(", ")}`;
+      return {
+        hash,
+        childName: name,
+        actions,
+        status: {
+          ...base,
+          phase: "Pending",
+          reason: REASON.ReplacingJob,
+          message:
+            `replacing ${waitingFor}; Job ${name} starts when the replaced pods have stopped`,
+          conditions: [],
+        },
+        needs,
+      };
+    }
+    if (observed.pods === undefined) {
+      // Not known yet whether an old pod still runs: look before creating anything.
+      return {
+        hash,
+        childName: name,
+        actions,
+        status: pendingStatus(base, previous, name),
+        needs: ["pods"],
+      };
+    }
+    const again = previous.jobName === name && previous.reason !== REASON.ReplacingJob &&
+      previous.phase !== undefined;
+    if (!configMap) {
+      actions.push({
+        type: "createConfigMap",
+        object: desiredConfigMap(run, script, hash),
+        reason: again ? "RecreatingConfigMap" : "CreatingConfigMap",
+        message: again ? "Recreating missing ConfigMap" : "Creating ConfigMap",
+        event: false,
+      });
+    }
     actions.push({
       type: "createJob",
       object: desiredJob(run, script, hash),
       reason: again ? "RecreatingJob" : "CreatingJob",
       message: again ? "Recreating missing Job" : "Creating Job",
+      event: true,
+    });
+    return { hash, childName: name, actions, status: pendingStatus(base, previous, name), needs };
+  }
+
+  if (job.metadata.deletionTimestamp) {
+    // Our Job of this very spec is being deleted (by a previous spec change, or by someone):
+    // a new one starts once it is gone.
+    return {
+      hash,
+      childName: name,
+      actions,
+      status: {
+        ...base,
+        phase: "Pending",
+        reason: REASON.ReplacingJob,
+        message: `Job ${name} is being deleted; it starts again when its pods have stopped`,
+        conditions: [],
+      },
+      needs,
+    };
+  }
+
+  const status = { ...jobStatus(run, options, job, name, hash, needs), scriptHash: script.sha256 };
+  const isTerminal = status.phase === "Succeeded" || status.phase === "Failed";
+  if (!configMap && !isTerminal) {
+    actions.push({
+      type: "createConfigMap",
+      object: desiredConfigMap(run, script, hash),
+      reason: "RecreatingConfigMap",
+      message: "Recreating missing ConfigMap",
+      event: true,
     });
   }
-
-  // ttlSecondsAfterFinished, applied by the operator once the status records the outcome.
-  const recorded = sameRun && previous.phase === outcome.phase && previous.completionTime;
-  if (job && terminal && recorded) {
-    const ttl = (run.spec.ttlSecondsAfterFinished ?? DEFAULTS.ttlSecondsAfterFinished) * 1000;
-    if (Date.parse(now) >= Date.parse(previous.completionTime!) + ttl) {
-      actions.push({
-        type: "deleteJob",
-        name,
-        reason: "DeletingFinishedJob",
-        message: "Deleting finished Job (ttlSecondsAfterFinished)",
-      });
+  let recheckAt: string | undefined;
+  if (isTerminal) {
+    const ttl = ttlDue(run, previous, job, name, now);
+    if (ttl.due) {
+      actions.push(
+        deleteJob(name, "DeletingFinishedJob", "Deleting finished Job (ttlSecondsAfterFinished)"),
+      );
+    }
+    recheckAt = ttl.at;
+  } else if (status.phase === "Pending") {
+    const created = Date.parse(job.metadata.creationTimestamp ?? now);
+    if (Date.parse(now) - created < POD_CHECK_AFTER_MS) {
+      recheckAt = new Date(created + POD_CHECK_AFTER_MS).toISOString();
     }
   }
+  return { hash, childName: name, actions, status, needs, recheckAt };
+}
 
-  let reason: string;
-  let message: string;
-  switch (outcome.phase) {
-    case "Succeeded":
-      reason = outcome.reason ?? "Completed";
-      message = `Job ${name} completed`;
-      break;
-    case "Failed":
-      reason = outcome.reason ?? "Failed";
-      message =
-        sameRun && previous.phase === "Failed" && previous.message && !observed.podTermination
-          ? previous.message
-          : failureMessage(name, outcome, observed.podTermination);
-      break;
-    case "Running":
-      reason = "JobRunning";
-      message = `Job ${name} is running`;
-      break;
-    default:
-      reason = job ? "JobPending" : "JobCreated";
-      message = `Job ${name} is waiting for its pod to start`;
-  }
-  const status: ScriptRunStatus = {
+function pendingStatus(
+  base: ScriptRunStatus,
+  _previous: ScriptRunStatus,
+  name: string,
+): ScriptRunStatus {
+  return {
     ...base,
-    phase: outcome.phase,
-    reason,
-    message,
-    startTime: job?.status?.startTime ?? (sameRun ? previous.startTime : undefined),
-    completionTime: terminal ? outcome.completionTime : undefined,
-    conditions: conditionsFor(outcome.phase, reason, message, previous.conditions, generation, now),
+    phase: "Pending",
+    reason: REASON.JobPending,
+    message: `Job ${name} is waiting for its pod to start`,
+    conditions: [],
   };
-  return { hash, childName: name, actions, status: dropUndefined(status), waiting: !terminal };
 }
 
 function dropUndefined<T extends object>(value: T): T {
@@ -371,4 +724,24 @@ function dropUndefined<T extends object>(value: T): T {
 /** True when two statuses are the same, so writing `next` would change nothing. */
 export function statusEqual(a: ScriptRunStatus | undefined, b: ScriptRunStatus): boolean {
   return canonicalJson(dropUndefined(a ?? {})) === canonicalJson(dropUndefined(b));
+}
+
+/** The status of a run whose objects the API server refused: the spec must change. */
+export function invalidSpecStatus(
+  run: ScriptRun,
+  planned: ScriptRunStatus,
+  detail: string,
+  now: string,
+): ScriptRunStatus {
+  const generation = run.metadata.generation;
+  const status: ScriptRunStatus = {
+    ...planned,
+    phase: "Failed",
+    reason: REASON.InvalidSpec,
+    message: `the API server refused the objects built from this spec: ${detail}. ` +
+      `Fix the ScriptRun's spec.`,
+    observedGeneration: generation,
+  };
+  status.conditions = outcomeConditions(status, run.status?.conditions, generation, now);
+  return dropUndefined(status);
 }

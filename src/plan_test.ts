@@ -1,10 +1,12 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { childName, desiredConfigMap, runHash } from "./desired.ts";
-import { jobOutcome, needsPodDetails, type Observed, plan, statusEqual } from "./plan.ts";
+import { jobOutcome, MAX_OUTPUT, type Observed, plan, statusEqual } from "./plan.ts";
+import { DEFAULT_POLICY, POLICY_VIOLATION } from "./policy.ts";
 import { job, script, scriptRun, scripts } from "./test_fixtures.ts";
-import type { ScriptRun } from "./types.ts";
+import type { PodSummary, ScriptRun } from "./types.ts";
 
 const NOW = "2026-01-01T00:00:00Z";
+const SOON = "2026-01-01T00:00:05Z";
 const LATER = "2026-01-01T00:05:00Z";
 
 function observed(part: Partial<Observed> = {}): Observed {
@@ -13,52 +15,76 @@ function observed(part: Partial<Observed> = {}): Observed {
     jobs: [],
     foreignConfigMaps: new Set(),
     foreignJobs: new Set(),
+    pods: [],
     ...part,
   };
 }
 
-function current(run: ScriptRun = scriptRun()) {
-  const hash = runHash(run, script());
-  return {
-    hash,
-    name: childName(run.metadata.name, hash),
-    cm: desiredConfigMap(run, script(), hash),
-  };
+function current(run: ScriptRun = scriptRun(), s = script()) {
+  const hash = runHash(run, s);
+  return { hash, name: childName(run.metadata.name, hash), cm: desiredConfigMap(run, s, hash) };
 }
 
-/** Runs plan() and writes its status back, as a cycle would. */
+function pod(name: string, part: Partial<PodSummary> = {}): PodSummary {
+  return { name, phase: "Running", creationTimestamp: NOW, ...part };
+}
+
+/** Runs plan() and writes its status back, as a reconcile would. */
 function settle(run: ScriptRun, obs: Observed, now = NOW): ScriptRun {
   return { ...run, status: plan(run, { scripts: scripts(), observed: obs, now }).status };
 }
 
-Deno.test("plan(): a new ScriptRun creates its ConfigMap, then its Job, and is Pending", () => {
-  const run = scriptRun();
-  const p = plan(run, { scripts: scripts(), observed: observed(), now: NOW });
+function edited(run: ScriptRun): ScriptRun {
+  return {
+    ...run,
+    metadata: { ...run.metadata, generation: 2 },
+    spec: { ...run.spec, args: ["x"] },
+  };
+}
+
+Deno.test("plan(): a new ScriptRun creates its ConfigMap and Job and is Pending", () => {
+  const p = plan(scriptRun(), { scripts: scripts(), observed: observed(), now: NOW });
   assertEquals(p.actions.map((a) => a.type), ["createConfigMap", "createJob"]);
   assertEquals(p.actions.map((a) => a.message), ["Creating ConfigMap", "Creating Job"]);
-  assertEquals(p.status.phase, "Pending");
+  // One Event for the step (the Job), none for the ConfigMap that belongs to it.
+  assertEquals(p.actions.map((a) => a.event), [false, true]);
+  assertEquals([p.status.phase, p.status.reason], ["Pending", "JobPending"]);
   assertEquals(p.status.jobName, current().name);
   assertEquals(p.status.scriptHash, script().sha256);
-  assertEquals(p.status.conditions, []);
+});
+
+Deno.test("plan(): no Job is created before the run's pods are known", () => {
+  const p = plan(scriptRun(), {
+    scripts: scripts(),
+    observed: observed({ pods: undefined }),
+    now: NOW,
+  });
+  assertEquals(p.actions, []);
+  assertEquals(p.needs, ["pods"]);
 });
 
 Deno.test("plan(): nothing changed means no actions and an equal status", () => {
   const { name, cm } = current();
-  const obs = observed({ configMaps: [cm], jobs: [job(name, { active: 1, startTime: NOW })] });
+  const obs = observed({
+    configMaps: [cm],
+    jobs: [job(name, { active: 1, ready: 1, startTime: NOW })],
+  });
   const run = settle(scriptRun(), obs);
   const p = plan(run, { scripts: scripts(), observed: obs, now: LATER });
   assertEquals(p.actions, []);
+  assertEquals(p.needs, []);
   assert(statusEqual(run.status, p.status));
   assertEquals(p.status.phase, "Running");
-  assertEquals(p.waiting, true);
 });
 
-Deno.test("plan(): completion comes from the Job's conditions, not from spec.completions", () => {
+Deno.test("plan(): completion comes from the Job's conditions; Running needs a ready pod", () => {
   assertEquals(jobOutcome(job("j", { conditions: ["Complete"] })).phase, "Succeeded");
   assertEquals(jobOutcome(job("j", { conditions: ["SuccessCriteriaMet"] })).phase, "Succeeded");
   assertEquals(jobOutcome(job("j", { conditions: ["Failed"] })).phase, "Failed");
   assertEquals(jobOutcome(job("j", { conditions: ["FailureTarget"] })).phase, "Failed");
-  assertEquals(jobOutcome(job("j", { active: 1 })).phase, "Running");
+  assertEquals(jobOutcome(job("j", { active: 1, ready: 1 })).phase, "Running");
+  // `active` counts a pod that is still pending (unschedulable, pulling): not Running.
+  assertEquals(jobOutcome(job("j", { active: 1 })).phase, "Pending");
   const completionsZero = job("j");
   completionsZero.spec = { completions: 0 };
   assertEquals(jobOutcome(completionsZero).phase, "Pending");
@@ -74,36 +100,50 @@ Deno.test("plan(): a succeeded Job sets phase Succeeded and condition Complete=T
   assertEquals(p.actions, []);
 });
 
-Deno.test("plan(): a failed Job's message names the reason, exit code and termination message", () => {
-  const { name, cm } = current();
+Deno.test("plan(): a failed Job's message names the reason, exit code and labelled, capped output", () => {
+  const { name, cm, hash } = current();
   const failed = job(name, { conditions: ["Failed"] });
   const run = scriptRun();
-  assert(needsPodDetails(run, failed));
+  const ask = plan(run, {
+    scripts: scripts(),
+    observed: observed({ configMaps: [cm], jobs: [failed], pods: undefined }),
+    now: NOW,
+  });
+  assertEquals(ask.needs, ["pods"]);
+  const output = "x".repeat(2000) + "disk full";
   const obs = observed({
     configMaps: [cm],
     jobs: [failed],
-    podTermination: { podName: "p-1", exitCode: 3, reason: "Error", message: "disk full" },
+    pods: [pod("p-1", {
+      hash,
+      jobName: name,
+      phase: "Failed",
+      terminated: { exitCode: 3, reason: "Error", message: output },
+    })],
   });
   const p = plan(run, { scripts: scripts(), observed: obs, now: NOW });
-  assertEquals(p.status.phase, "Failed");
-  assertEquals(p.status.reason, "BackoffLimitExceeded");
-  assert(p.status.message!.includes("BackoffLimitExceeded"), String(p.status.message));
-  assert(p.status.message!.includes("exited with code 3: disk full"), String(p.status.message));
-  assertEquals(p.status.conditions?.map((c) => [c.type, c.status]), [["Failed", "True"]]);
-  // Once recorded, the next cycle keeps the message without looking at pods again.
+  assertEquals([p.status.phase, p.status.reason], ["Failed", "BackoffLimitExceeded"]);
+  const message = p.status.message!;
+  assert(
+    message.includes(`exited with code 3; script output (last ${MAX_OUTPUT} characters): `),
+    message,
+  );
+  assert(message.endsWith("disk full"), message);
+  assert(message.length < MAX_OUTPUT + 200, `capped: ${message.length}`);
+  // Once recorded, later plans keep the message without asking for pods again.
   const after = { ...run, status: p.status };
-  assert(!needsPodDetails(after, failed));
   const again = plan(after, {
     scripts: scripts(),
-    observed: { ...obs, podTermination: undefined },
+    observed: { ...obs, pods: undefined },
     now: LATER,
   });
+  assertEquals(again.needs, []);
   assert(statusEqual(after.status, again.status));
 });
 
 Deno.test("plan(): a deleted ConfigMap or Job of an unfinished run is recreated", () => {
   const { name, cm } = current();
-  const running = observed({ configMaps: [cm], jobs: [job(name, { active: 1 })] });
+  const running = observed({ configMaps: [cm], jobs: [job(name, { active: 1, ready: 1 })] });
   const run = settle(scriptRun(), running);
   const noJob = plan(run, {
     scripts: scripts(),
@@ -116,7 +156,7 @@ Deno.test("plan(): a deleted ConfigMap or Job of an unfinished run is recreated"
   ]]);
   const noCm = plan(run, {
     scripts: scripts(),
-    observed: observed({ jobs: [job(name, { active: 1 })] }),
+    observed: observed({ jobs: [job(name, { active: 1, ready: 1 })] }),
     now: LATER,
   });
   assertEquals(noCm.actions.map((a) => [a.type, a.message]), [[
@@ -128,27 +168,24 @@ Deno.test("plan(): a deleted ConfigMap or Job of an unfinished run is recreated"
 Deno.test("plan(): a finished run whose Job was deleted or expired is not rerun; status stays", () => {
   const { name, cm } = current();
   for (const outcome of ["Complete", "Failed"]) {
-    const run = settle(
-      scriptRun(),
-      observed({ configMaps: [cm], jobs: [job(name, { conditions: [outcome] })] }),
-    );
-    const p = plan(run, { scripts: scripts(), observed: observed(), now: LATER });
-    assertEquals(p.actions, []);
-    assert(statusEqual(run.status, p.status), outcome);
+    for (const rerunPolicy of ["Never", "OnChange"] as const) {
+      const run = settle(
+        scriptRun({ rerunPolicy }),
+        observed({ configMaps: [cm], jobs: [job(name, { conditions: [outcome] })] }),
+      );
+      const p = plan(run, { scripts: scripts(), observed: observed(), now: LATER });
+      assertEquals(p.actions, []);
+      assert(statusEqual(run.status, p.status), `${outcome} ${rerunPolicy}`);
+    }
   }
 });
 
-Deno.test("plan(): a changed spec replaces the Job: deletes first, creates once old pods stopped", () => {
+Deno.test("plan(): a changed spec replaces the Job: deletes first, creates once no old pod runs", () => {
   const old = current();
-  const oldJob = job(old.name, { active: 1 });
+  const oldJob = job(old.name, { active: 1, ready: 1 });
   const run = settle(scriptRun(), observed({ configMaps: [old.cm], jobs: [oldJob] }));
-  const edited: ScriptRun = {
-    ...run,
-    metadata: { ...run.metadata, generation: 2 },
-    spec: { ...run.spec, args: ["new"] },
-  };
-  // Cycle 1: only the deletes; the status says what it waits for.
-  const p = plan(edited, {
+  const next = edited(run);
+  const p = plan(next, {
     scripts: scripts(),
     observed: observed({ configMaps: [old.cm], jobs: [oldJob] }),
     now: LATER,
@@ -158,32 +195,81 @@ Deno.test("plan(): a changed spec replaces the Job: deletes first, creates once 
     ["deleteConfigMap", "Deleting outdated ConfigMap"],
   ]);
   assertEquals([p.status.phase, p.status.reason], ["Pending", "ReplacingJob"]);
-  assert(p.status.jobName !== old.name);
   assertEquals(p.status.observedGeneration, 2);
-  // Cycle 2: the old Job is gone; the plan asks whether its pods still run.
-  const after = { ...edited, status: p.status };
-  const ask = plan(after, { scripts: scripts(), observed: observed(), now: LATER });
-  assertEquals([ask.actions, ask.needsOldPods], [[], true]);
-  const still = plan(after, {
+  // The old Job is terminating (foreground deletion): wait, delete nothing twice.
+  const terminating = { ...oldJob, metadata: { ...oldJob.metadata, deletionTimestamp: LATER } };
+  const waiting = plan({ ...next, status: p.status }, {
     scripts: scripts(),
-    observed: observed({ oldPodsActive: true }),
+    observed: observed({ jobs: [terminating] }),
     now: LATER,
   });
-  assertEquals(still.actions, []);
-  assert(statusEqual(after.status, still.status));
-  const gone = plan(after, {
+  assertEquals(waiting.actions, []);
+  assertEquals(waiting.status.reason, "ReplacingJob");
+  // The old Job is gone: create, and say so without "Recreating".
+  const gone = plan({ ...next, status: waiting.status }, {
     scripts: scripts(),
-    observed: observed({ oldPodsActive: false }),
+    observed: observed(),
     now: LATER,
   });
-  assertEquals(gone.actions.map((a) => a.type), ["createConfigMap", "createJob"]);
-  assertEquals([gone.status.phase, gone.status.reason], ["Pending", "JobCreated"]);
+  assertEquals(gone.actions.map((a) => a.message), ["Creating ConfigMap", "Creating Job"]);
 });
 
-Deno.test("plan(): a new script version rolls out even after the old run finished", () => {
+Deno.test("plan(): never a second Job while a pod of another run hash runs, whatever the status says", () => {
+  const old = current();
+  const oldPod = pod("old-pod", { hash: old.hash, jobName: old.name, phase: "Running" });
+  const next = edited(scriptRun());
+  const statuses = [
+    undefined, // lost
+    { phase: "Running" as const, reason: "JobRunning", jobName: old.name }, // refused write
+    { phase: "Pending" as const, reason: "JobPending", jobName: current(next).name }, // stale
+    { phase: "Failed" as const, reason: "ScriptNotFound" }, // unknown script, then back
+  ];
+  for (const status of statuses) {
+    const run = { ...next, status, spec: { ...next.spec, rerunPolicy: "OnChange" as const } };
+    const p = plan(run, { scripts: scripts(), observed: observed({ pods: [oldPod] }), now: LATER });
+    assert(!p.actions.some((a) => a.type === "createJob"), JSON.stringify(status));
+    assertEquals(p.status.reason, "ReplacingJob", JSON.stringify(status));
+    const done = plan(run, {
+      scripts: scripts(),
+      observed: observed({ pods: [{ ...oldPod, phase: "Failed" }] }),
+      now: LATER,
+    });
+    assert(done.actions.some((a) => a.type === "createJob"), JSON.stringify(status));
+  }
+});
+
+Deno.test("plan(): rerunPolicy Never keeps a finished outcome when script or spec change", () => {
   const old = current();
   const done = job(old.name, { conditions: ["Complete"] });
   const run = settle(scriptRun(), observed({ configMaps: [old.cm], jobs: [done] }));
+  const v2 = scripts(script("task.sh", "#!/bin/sh\necho v2\n"));
+  for (const changed of [run, edited(run)]) {
+    const p = plan(changed, {
+      scripts: v2,
+      observed: observed({ configMaps: [old.cm], jobs: [done] }),
+      now: LATER,
+    });
+    assertEquals(p.actions, []);
+    assertEquals([p.status.phase, p.status.jobName], ["Succeeded", old.name]);
+    const outdated = p.status.conditions?.find((c) => c.type === "Outdated");
+    assertEquals(outdated?.status, "True");
+    assert(outdated?.message.includes("rerunPolicy"));
+  }
+  // Even with the status lost, a finished Job is the run's outcome.
+  const lost = plan({ ...run, status: undefined }, {
+    scripts: v2,
+    observed: observed({ configMaps: [old.cm], jobs: [done] }),
+    now: LATER,
+  });
+  assertEquals(lost.actions, []);
+  assertEquals(lost.status.phase, "Succeeded");
+});
+
+Deno.test("plan(): rerunPolicy OnChange rolls out a new script version after the run finished", () => {
+  const base = scriptRun({ rerunPolicy: "OnChange" });
+  const old = current(base);
+  const done = job(old.name, { conditions: ["Complete"] });
+  const run = settle(base, observed({ configMaps: [old.cm], jobs: [done] }));
   const v2 = scripts(script("task.sh", "#!/bin/sh\necho v2\n"));
   const p = plan(run, {
     scripts: v2,
@@ -192,6 +278,33 @@ Deno.test("plan(): a new script version rolls out even after the old run finishe
   });
   assertEquals(p.actions.map((a) => a.type), ["deleteJob", "deleteConfigMap"]);
   assertEquals([p.status.phase, p.status.reason], ["Pending", "ReplacingJob"]);
+  // rerunPolicy is not part of the run's identity: setting it reruns nothing by itself.
+  assertEquals(runHash(base, script()), runHash(scriptRun(), script()));
+});
+
+Deno.test("plan(): a script removed from the build keeps finished outcomes and deletes nothing", () => {
+  const { name, cm } = current();
+  const done = job(name, { conditions: ["Complete"] });
+  const run = settle(scriptRun(), observed({ configMaps: [cm], jobs: [done] }));
+  const p = plan(run, {
+    scripts: scripts(script("other.sh")),
+    observed: observed({ configMaps: [cm], jobs: [done] }),
+    now: LATER,
+  });
+  assertEquals(p.actions, []);
+  assertEquals(p.status.phase, "Succeeded");
+  const c = p.status.conditions?.find((c) => c.type === "ScriptAvailable");
+  assertEquals([c?.status, c?.reason], ["False", "ScriptNotFound"]);
+  // An unfinished run whose spec did not change keeps its running Job.
+  const running = job(name, { active: 1, ready: 1 });
+  const live = settle(scriptRun(), observed({ configMaps: [cm], jobs: [running] }));
+  const q = plan(live, {
+    scripts: scripts(script("other.sh")),
+    observed: observed({ configMaps: [cm], jobs: [running] }),
+    now: LATER,
+  });
+  assertEquals(q.actions, []);
+  assertEquals(q.status.reason, "ScriptNotFound");
 });
 
 Deno.test("plan(): the operator deletes a finished Job after ttlSecondsAfterFinished, never before the status has it", () => {
@@ -200,14 +313,12 @@ Deno.test("plan(): the operator deletes a finished Job after ttlSecondsAfterFini
   done.status!.completionTime = "2026-01-01T00:01:00Z";
   const obs = observed({ configMaps: [cm], jobs: [done] });
   const run = scriptRun({ ttlSecondsAfterFinished: 60 });
-  // Not recorded yet: record first, delete nothing, even long after the TTL.
   const first = plan(run, { scripts: scripts(), observed: obs, now: "2026-01-02T00:00:00Z" });
   assertEquals(first.actions, []);
   const recorded = { ...run, status: first.status };
-  assertEquals(
-    plan(recorded, { scripts: scripts(), observed: obs, now: "2026-01-01T00:01:59Z" }).actions,
-    [],
-  );
+  const early = plan(recorded, { scripts: scripts(), observed: obs, now: "2026-01-01T00:01:59Z" });
+  assertEquals(early.actions, []);
+  assertEquals(early.recheckAt, "2026-01-01T00:02:00.000Z");
   const expired = plan(recorded, {
     scripts: scripts(),
     observed: obs,
@@ -218,11 +329,10 @@ Deno.test("plan(): the operator deletes a finished Job after ttlSecondsAfterFini
     "DeletingFinishedJob",
   ]]);
   assert(statusEqual(recorded.status, expired.status));
-  // ttlSecondsAfterFinished is not part of the run's identity: editing it reruns nothing.
   assert(runHash(run, script()) === runHash(scriptRun({ ttlSecondsAfterFinished: 5 }), script()));
 });
 
-Deno.test("plan(): FailureTarget is Failed without a completion time; the final Failed adds it", () => {
+Deno.test("plan(): FailureTarget is Failed without a completion time; the final Failed reads the pods again", () => {
   const { name, cm } = current();
   const target = job(name, { conditions: ["FailureTarget"] });
   const p = plan(scriptRun(), {
@@ -232,16 +342,27 @@ Deno.test("plan(): FailureTarget is Failed without a completion time; the final 
   });
   assertEquals([p.status.phase, p.status.completionTime], ["Failed", undefined]);
   const run = { ...scriptRun(), status: p.status };
-  assert(!needsPodDetails(run, target));
   const final = job(name, { conditions: ["Failed"] });
-  assert(needsPodDetails(run, final), "the final Failed condition should look at the pods again");
+  const q = plan(run, {
+    scripts: scripts(),
+    observed: observed({ configMaps: [cm], jobs: [final], pods: undefined }),
+    now: NOW,
+  });
+  assertEquals(q.needs, ["pods"]);
 });
 
 Deno.test("plan(): ScriptNotFound after a spec change deletes the previous spec's Job and ConfigMap", () => {
   const { name, cm } = current();
-  const p = plan(scriptRun({ script: "gone.sh" }), {
+  const running = job(name, { active: 1, ready: 1 });
+  const run = settle(scriptRun(), observed({ configMaps: [cm], jobs: [running] }));
+  const changed = {
+    ...run,
+    metadata: { ...run.metadata, generation: 2 },
+    spec: { ...run.spec, script: "gone.sh" },
+  };
+  const p = plan(changed, {
     scripts: scripts(),
-    observed: observed({ configMaps: [cm], jobs: [job(name, { active: 1 })] }),
+    observed: observed({ configMaps: [cm], jobs: [running] }),
     now: NOW,
   });
   assertEquals(p.actions.map((a) => a.type), ["deleteJob", "deleteConfigMap"]);
@@ -258,10 +379,41 @@ Deno.test("plan(): an object with our name that we do not control is a NameConfl
   ) {
     const p = plan(scriptRun(), { scripts: scripts(), observed: obs, now: NOW });
     assertEquals(p.actions, []);
-    assertEquals(p.status.reason, "NameConflict");
-    assertEquals(p.status.phase, "Pending");
+    assertEquals([p.status.phase, p.status.reason], ["Pending", "NameConflict"]);
     assert(p.status.message!.includes(name));
   }
+});
+
+Deno.test("plan(): our Job without the managed-by label is ours: relabel it, no conflict", () => {
+  const { name, cm } = current();
+  const unlabelled = job(name, { active: 1, ready: 1, labels: {} });
+  const p = plan(scriptRun(), {
+    scripts: scripts(),
+    observed: observed({ configMaps: [cm], jobs: [unlabelled] }),
+    now: NOW,
+  });
+  assertEquals(p.actions.map((a) => [a.type, a.type === "relabel" ? a.labels : {}]), [[
+    "relabel",
+    { "app.kubernetes.io/managed-by": "script-operator" },
+  ]]);
+  assertEquals(p.status.reason, "JobRunning");
+});
+
+Deno.test("plan(): pods of our child's Job but no Job in the lists: look the Job up by name", () => {
+  const { name, hash } = current();
+  const p = plan(scriptRun(), {
+    scripts: scripts(),
+    observed: observed({ pods: [pod("p", { hash, jobName: name })] }),
+    now: NOW,
+  });
+  assertEquals([p.actions, p.needs], [[], ["job"]]);
+  // Not found: its pod still runs, so wait for it.
+  const q = plan(scriptRun(), {
+    scripts: scripts(),
+    observed: observed({ pods: [pod("p", { hash, jobName: name })], jobLookedUp: true }),
+    now: NOW,
+  });
+  assertEquals([q.actions, q.status.reason], [[], "ReplacingJob"]);
 });
 
 Deno.test("plan(): an unknown script fails with ScriptNotFound, lists the scripts, creates nothing", () => {
@@ -271,14 +423,81 @@ Deno.test("plan(): an unknown script fails with ScriptNotFound, lists the script
     now: NOW,
   });
   assertEquals(p.actions, []);
-  assertEquals(p.status.phase, "Failed");
-  assertEquals(p.status.reason, "ScriptNotFound");
+  assertEquals([p.status.phase, p.status.reason], ["Failed", "ScriptNotFound"]);
   assert(p.status.message!.includes("a.sh, b.sh"), String(p.status.message));
-  // Fixing the spec recovers.
   const fixed = { ...scriptRun({ script: "a.sh" }), status: p.status };
   const q = plan(fixed, { scripts: scripts(script("a.sh")), observed: observed(), now: LATER });
   assertEquals(q.actions.map((a) => a.type), ["createConfigMap", "createJob"]);
-  assertEquals(q.status.phase, "Pending");
+});
+
+Deno.test("plan(): a pod that does not start says why, in Kubernetes' words, once it waited", () => {
+  const { name, cm, hash } = current();
+  const pending = job(name, { active: 1, creationTimestamp: NOW });
+  const base = observed({ configMaps: [cm], jobs: [pending] });
+  // Early: no lookups, a recheck when the wait becomes long.
+  const early = plan(scriptRun(), {
+    scripts: scripts(),
+    observed: { ...base, pods: undefined },
+    now: SOON,
+  });
+  assertEquals([early.needs, early.status.reason, early.recheckAt], [
+    [],
+    "JobPending",
+    "2026-01-01T00:00:10.000Z",
+  ]);
+  // Late: ask for the pods.
+  const late = plan(scriptRun(), {
+    scripts: scripts(),
+    observed: { ...base, pods: undefined },
+    now: LATER,
+  });
+  assertEquals(late.needs, ["pods"]);
+  const cases: [Partial<PodSummary>, string, string][] = [
+    [
+      { phase: "Pending", unschedulable: "0/1 nodes are available: 1 Insufficient memory." },
+      "Unschedulable",
+      "Insufficient memory",
+    ],
+    [
+      {
+        phase: "Pending",
+        waiting: { reason: "ImagePullBackOff", message: 'Back-off pulling image "nope"' },
+      },
+      "ImagePullBackOff",
+      "Back-off pulling image",
+    ],
+    [
+      { phase: "Pending", waiting: { reason: "ErrImagePull", message: "failed to pull" } },
+      "ErrImagePull",
+      "failed to pull",
+    ],
+  ];
+  for (const [part, reason, text] of cases) {
+    const p = plan(scriptRun(), {
+      scripts: scripts(),
+      observed: { ...base, pods: [pod("p", { hash, jobName: name, ...part })] },
+      now: LATER,
+    });
+    assertEquals([p.status.phase, p.status.reason], ["Pending", reason]);
+    assert(p.status.message!.includes(text), String(p.status.message));
+  }
+  // No pod at all: the Job's events say why.
+  const noPod = plan(scriptRun(), { scripts: scripts(), observed: base, now: LATER });
+  assertEquals(noPod.needs, ["jobEvents"]);
+  const refused = plan(scriptRun(), {
+    scripts: scripts(),
+    observed: {
+      ...base,
+      jobEvents: [{
+        reason: "FailedCreate",
+        message:
+          'pods "x" is forbidden: error looking up service account ns/robot: serviceaccount "robot" not found',
+      }],
+    },
+    now: LATER,
+  });
+  assertEquals([refused.status.phase, refused.status.reason], ["Pending", "FailedCreate"]);
+  assert(refused.status.message!.includes('serviceaccount "robot" not found'));
 });
 
 Deno.test("plan(): condition transition times stay put while the status does not change", () => {
@@ -287,4 +506,64 @@ Deno.test("plan(): condition transition times stay put while the status does not
   const run = settle(scriptRun(), obs, NOW);
   const p = plan(run, { scripts: scripts(), observed: obs, now: LATER });
   assertEquals(p.status.conditions?.[0].lastTransitionTime, NOW);
+});
+
+Deno.test("plan(): reportOutput false leaves the script output out of the message", () => {
+  const run = scriptRun({ reportOutput: false });
+  const { name, cm, hash } = current(run);
+  const obs = observed({
+    configMaps: [cm],
+    jobs: [job(name, { conditions: ["Failed"] })],
+    pods: [pod("p-1", {
+      hash,
+      jobName: name,
+      phase: "Failed",
+      terminated: { exitCode: 4, reason: "Error", message: "password=hunter2" },
+    })],
+  });
+  const p = plan(run, { scripts: scripts(), observed: obs, now: NOW });
+  const message = p.status.message!;
+  assert(message.includes("exited with code 4"), message);
+  assert(message.includes("script output not reported (spec.reportOutput: false)"), message);
+  assert(!message.includes("hunter2"), message);
+  assertEquals(p.status.conditions?.[0].message, message);
+});
+
+Deno.test("plan(): a run the policy refuses creates nothing and fails naming the field", () => {
+  const run = scriptRun({ securityContext: { runAsUser: 0 } });
+  const p = plan(run, {
+    scripts: scripts(),
+    observed: observed(),
+    now: NOW,
+    policy: DEFAULT_POLICY,
+  });
+  assertEquals(p.actions, []);
+  assertEquals([p.status.phase, p.status.reason], ["Failed", POLICY_VIOLATION]);
+  assert(p.status.message!.includes("spec.securityContext.runAsUser"), p.status.message!);
+  assert(p.status.message!.includes("--allow-privileged-scripts"), p.status.message!);
+  assertEquals(p.status.conditions?.map((c) => [c.type, c.status, c.reason]), [[
+    "Failed",
+    "True",
+    POLICY_VIOLATION,
+  ]]);
+  assertEquals(p.status.jobName, undefined);
+  // Children of an earlier, allowed spec are removed; without a policy nothing is checked.
+  const earlier = current();
+  const withChildren = plan(run, {
+    scripts: scripts(),
+    observed: observed({ configMaps: [earlier.cm], jobs: [job(earlier.name, { active: 1 })] }),
+    now: NOW,
+    policy: DEFAULT_POLICY,
+  });
+  assertEquals(withChildren.actions.map((a) => a.type), ["deleteJob", "deleteConfigMap"]);
+  const unchecked = plan(run, { scripts: scripts(), observed: observed(), now: NOW });
+  assertEquals(unchecked.actions.map((a) => a.type), ["createConfigMap", "createJob"]);
+  // Fixing the spec lets the run start.
+  const fixed = plan({ ...run, spec: { script: "task.sh" }, status: p.status }, {
+    scripts: scripts(),
+    observed: observed(),
+    now: LATER,
+    policy: DEFAULT_POLICY,
+  });
+  assertEquals(fixed.actions.map((a) => a.type), ["createConfigMap", "createJob"]);
 });

@@ -1,21 +1,39 @@
 /**
- * The polling reconciler: per cycle and per namespace scope, one LIST each of ScriptRuns, our
- * ConfigMaps and our Jobs; a plan per ScriptRun; writes only where the cluster differs.
+ * The reconciler: observe → plan → apply → record, for one ScriptRun at a time.
+ *
+ * - observe: what the cluster holds for the run, from the watched view when it is current, else
+ *   from one LIST each of ScriptRuns, our ConfigMaps and our Jobs per cycle; pods and Job events
+ *   only when the plan asks for them.
+ * - plan: the pure `plan()` decides the writes and the status.
+ * - apply: each write, checked against leadership just before it is sent.
+ * - record: the status, guarded by the resourceVersion it was planned from, and an Event for each
+ *   real step.
  * @module
  */
 import type { Logger } from "@logtape/logtape";
 import { Backoff, mapLimit } from "./backoff.ts";
 import { KubeError } from "./errors.ts";
 import type { EventNote, Kube } from "./kube.ts";
-import { type Action, needsPodDetails, type Observed, plan, statusEqual } from "./plan.ts";
+import {
+  type Action,
+  invalidSpecStatus,
+  type Observed,
+  type Plan,
+  plan,
+  statusEqual,
+} from "./plan.ts";
+import { DEFAULT_POLICY, type Policy } from "./policy.ts";
+import { REASON } from "./reasons.ts";
 import {
   type ConfigMap,
   GROUP,
   type Job,
   KIND,
   type Phase,
+  type PodSummary,
   type Script,
   type ScriptRun,
+  type ScriptRunStatus,
 } from "./types.ts";
 
 /** Hooks for metrics; every one optional. */
@@ -25,23 +43,41 @@ export interface ReconcileObserver {
   phases?(counts: Record<Phase, number>): void;
 }
 
+/** The watched view, as far as the reconciler reads it (see src/view.ts). */
+export interface RunView {
+  /** "list" once watching failed for good: the reconciler then LISTs every cycle. */
+  readonly mode: "watch" | "list";
+  /** True once every stream has listed and is watching. */
+  synced(): boolean;
+  scriptRuns(namespace?: string): ScriptRun[];
+  scriptRun(namespace: string, name: string): ScriptRun | undefined;
+  /** Children by controller ownerReference uid; pods by the run-uid label. */
+  children(runUid: string): { configMaps: ConfigMap[]; jobs: Job[]; pods: PodSummary[] };
+  /** name → controller ScriptRun uid ("" for none) of every managed object in a namespace. */
+  names(namespace: string): { configMaps: Map<string, string>; jobs: Map<string, string> };
+}
+
 /** What the reconciler needs. */
 export interface ReconcilerOptions {
   kube: Kube;
   scripts: Map<string, Script>;
   log: Logger;
-  /** Namespaces to watch; empty means all namespaces. */
+  /** Namespaces to serve; empty means all namespaces. */
   namespaces: string[];
+  /** The watched view; without one (or while it is not current) every cycle LISTs. */
+  view?: RunView;
   dryRun?: boolean;
-  /** ScriptRuns reconciled at once (and so writes in flight). */
+  /** ScriptRuns reconciled at once by a cycle (and so writes in flight). */
   concurrency?: number;
   backoff?: Backoff;
   now?: () => Date;
   observer?: ReconcileObserver;
   /** When aborted, ScriptRuns not yet started in this cycle are left for later. */
   signal?: AbortSignal;
-  /** Asked before every write: false once this process lost the leader Lease. */
+  /** Asked before every write: false once this process lost (or may have lost) the Lease. */
   canWrite?: () => boolean;
+  /** What ScriptRuns may ask for (default: DEFAULT_POLICY). */
+  policy?: Policy;
 }
 
 /** Totals of one cycle. */
@@ -52,6 +88,21 @@ export interface CycleResult {
   errors: number;
   /** Errors that stopped a whole scope (listing failed), with their messages. */
   scopeErrors: KubeError[];
+  /** The API server did not answer (connection error or timeout): the cycle ended early. */
+  unreachable: boolean;
+  /** Where `source` came from: the watched view or plain LISTs. */
+  source: "view" | "list";
+}
+
+/** What reconciling one ScriptRun came to. */
+export interface RunResult {
+  result: "success" | "error" | "requeue";
+  writes: number;
+  phase?: Phase;
+  /** Reconcile this run again after this long, even if nothing changes (ms). */
+  retryAfterMs?: number;
+  /** The error was that the API server could not be reached. */
+  unreachable?: boolean;
 }
 
 interface Fields {
@@ -62,9 +113,38 @@ interface Fields {
   [key: string]: unknown;
 }
 
-/** Reconciles every ScriptRun in its scopes, once per `cycle()` call. */
+/** How long a write of ours may take to show in the watched view before we stop assuming it. */
+const EXPECT_MS = 30_000;
+/** A status patch refused with 409 (the run changed meanwhile) is planned again after this. */
+const CONFLICT_RETRY_MS = 200;
+
+/** Reasons worth an Event when the status takes them (others are Normal steps or none). */
+const EVENT_REASONS: ReadonlySet<string> = new Set([
+  REASON.NameConflict,
+  REASON.Unschedulable,
+  REASON.FailedCreate,
+  REASON.ScriptNotFound,
+  REASON.InvalidSpec,
+  REASON.PolicyViolation,
+]);
+
+/** Our own writes not yet seen in the watched view, per run uid. */
+interface Expectation {
+  at: number;
+  created: Map<string, ConfigMap | Job>;
+  deleted: Set<string>;
+  /** The status patch: the resourceVersion it was planned from and the run it returned. */
+  written?: { from?: string; run: ScriptRun };
+}
+
+/** Reconciles ScriptRuns: all of them per `cycle()`, or one per `reconcileKey()`. */
 export class Reconciler {
-  #o: Required<Omit<ReconcilerOptions, "observer">> & { observer: ReconcileObserver };
+  #o: Required<Omit<ReconcilerOptions, "observer" | "view">> & {
+    observer: ReconcileObserver;
+    view?: RunView;
+  };
+  #busy = new Set<string>();
+  #expect = new Map<string, Expectation>();
 
   /** See ReconcilerOptions. */
   constructor(options: ReconcilerOptions) {
@@ -76,66 +156,197 @@ export class Reconciler {
       backoff: new Backoff(),
       now: () => new Date(),
       observer: {},
+      policy: DEFAULT_POLICY,
       ...options,
     };
   }
 
-  /** One pass over every scope. Never throws: failures are logged and counted. */
+  /** Whether the watched view can serve this cycle. */
+  #fromView(): RunView | undefined {
+    const view = this.#o.view;
+    return view && view.mode === "watch" && view.synced() ? view : undefined;
+  }
+
+  /**
+   * One pass over every ScriptRun. Never throws: failures are logged and counted. Ends early when
+   * the API server cannot be reached: trying every run would only wait out every timeout.
+   */
   async cycle(): Promise<CycleResult> {
     const started = performance.now();
-    const result: CycleResult = { ok: true, scriptRuns: 0, writes: 0, errors: 0, scopeErrors: [] };
+    const view = this.#fromView();
+    const result: CycleResult = {
+      ok: true,
+      scriptRuns: 0,
+      writes: 0,
+      errors: 0,
+      scopeErrors: [],
+      unreachable: false,
+      source: view ? "view" : "list",
+    };
     const scopes = this.#o.namespaces.length > 0 ? this.#o.namespaces : [undefined];
     const phases: Record<Phase, number> = { Pending: 0, Running: 0, Succeeded: 0, Failed: 0 };
     const alive = new Set<string>();
-    for (const namespace of scopes) {
-      if (this.#o.signal.aborted) break;
-      let runs: ScriptRun[], configMaps: ConfigMap[], jobs: Job[];
-      try {
-        [runs, configMaps, jobs] = await Promise.all([
-          this.#o.kube.listScriptRuns(namespace),
-          this.#o.kube.listConfigMaps(namespace),
-          this.#o.kube.listJobs(namespace),
-        ]);
-      } catch (error) {
-        const e = error instanceof KubeError ? error : new KubeError(String(error), {
-          code: 0,
-          kind: "transient",
-          action: "list",
-        });
-        this.#o.log.error("Listing failed", { namespace: namespace ?? "*", error: e.message });
-        result.ok = false;
-        result.scopeErrors.push(e);
-        continue;
-      }
-      result.scriptRuns += runs.length;
-      for (const run of runs) alive.add(run.metadata.uid ?? "");
-      const byOwner = groupByController(configMaps, jobs);
-      const names = namesByNamespace(configMaps, jobs);
-      await mapLimit(runs, this.#o.concurrency, async (run) => {
-        if (this.#o.signal.aborted || !this.#o.canWrite()) return;
-        const t0 = performance.now();
-        const outcome = await this.#reconcileRun(run, byOwner, names);
-        if (outcome.phase) phases[outcome.phase]++;
-        result.writes += outcome.writes;
-        if (outcome.result === "error") {
-          result.errors++;
-          result.ok = false;
+    const stop = new AbortController();
+    const onAbort = () => stop.abort();
+    this.#o.signal.addEventListener("abort", onAbort);
+    try {
+      for (const namespace of scopes) {
+        if (stop.signal.aborted) break;
+        let runs: ScriptRun[];
+        let observe: (run: ScriptRun) => Observed;
+        if (view) {
+          runs = view.scriptRuns(namespace);
+          observe = (run) => this.#observeFromView(view, run);
+        } else {
+          try {
+            const [r, configMaps, jobs] = await Promise.all([
+              this.#o.kube.listScriptRuns(namespace),
+              this.#o.kube.listConfigMaps(namespace),
+              this.#o.kube.listJobs(namespace),
+            ]);
+            runs = r;
+            const byOwner = groupByController(configMaps, jobs);
+            const names = namesByNamespace(configMaps, jobs);
+            observe = (run) => observeFromLists(run, byOwner, names);
+          } catch (error) {
+            const e = asKubeError(error, "list");
+            // The operator's loop logs the failure once, with when it retries.
+            this.#o.log.debug("Listing failed", {
+              namespace: namespace ?? "*",
+              error: e.message,
+              code: e.code,
+            });
+            result.ok = false;
+            result.scopeErrors.push(e);
+            if (e.code === 0) {
+              result.unreachable = true;
+              break;
+            }
+            continue;
+          }
         }
-        this.#o.observer.reconciled?.(outcome.result, (performance.now() - t0) / 1000);
-      });
+        result.scriptRuns += runs.length;
+        for (const run of runs) alive.add(run.metadata.uid ?? "");
+        let throttled = 0;
+        await mapLimit(runs, this.#o.concurrency, async (run) => {
+          if (stop.signal.aborted || !this.#o.canWrite()) return;
+          const outcome = await this.#locked(run, () => observe(run));
+          if (outcome.phase) phases[outcome.phase]++;
+          result.writes += outcome.writes;
+          if (outcome.result === "error") {
+            result.errors++;
+            result.ok = false;
+          }
+          if (outcome.unreachable) {
+            result.unreachable = true;
+            stop.abort();
+          }
+          if (outcome.retryAfterMs !== undefined && outcome.result === "error") throttled++;
+        });
+        if (throttled > 0) {
+          this.#o.log.warn("Some ScriptRuns are backing off after API errors", {
+            namespace: namespace ?? "*",
+            count: throttled,
+          });
+        }
+      }
+    } finally {
+      this.#o.signal.removeEventListener("abort", onAbort);
     }
-    this.#o.backoff.retain(alive);
-    this.#o.observer.phases?.(phases);
+    if (!result.unreachable && result.scopeErrors.length === 0) {
+      this.#o.backoff.retain(alive);
+      for (const uid of this.#expect.keys()) if (!alive.has(uid)) this.#expect.delete(uid);
+      this.#o.observer.phases?.(phases);
+    }
     this.#o.observer.cycle?.((performance.now() - started) / 1000, result.ok);
     return result;
   }
 
-  async #reconcileRun(
-    run: ScriptRun,
-    byOwner: Map<string, { configMaps: ConfigMap[]; jobs: Job[] }>,
-    names: Map<string, { configMaps: Map<string, string>; jobs: Map<string, string> }>,
-  ): Promise<{ result: "success" | "error" | "requeue"; writes: number; phase?: Phase }> {
-    const { kube, log, backoff, scripts } = this.#o;
+  /**
+   * Reconciles one ScriptRun from the watched view (a change woke it). Returns undefined when the
+   * view does not serve (the next cycle will) or the run is gone.
+   */
+  async reconcileKey(namespace: string, name: string): Promise<RunResult | undefined> {
+    const view = this.#fromView();
+    if (!view || !this.#o.canWrite()) return undefined;
+    const run = view.scriptRun(namespace, name);
+    if (!run) return undefined;
+    return await this.#locked(run, () => this.#observeFromView(view, run));
+  }
+
+  /** One reconcile per run at a time: a cycle and a wake-up never plan the same run at once. */
+  async #locked(run: ScriptRun, observe: () => Observed): Promise<RunResult> {
+    const key = run.metadata.uid ?? `${run.metadata.namespace}/${run.metadata.name}`;
+    if (this.#busy.has(key)) return { result: "requeue", writes: 0, retryAfterMs: 100 };
+    this.#busy.add(key);
+    const t0 = performance.now();
+    try {
+      const current = this.#written(run);
+      const outcome = await this.#reconcileRun(current, observe());
+      this.#o.observer.reconciled?.(outcome.result, (performance.now() - t0) / 1000);
+      return outcome;
+    } finally {
+      this.#busy.delete(key);
+    }
+  }
+
+  /** The run as our last status patch left it, while the view has not caught up with it. */
+  #written(run: ScriptRun): ScriptRun {
+    const e = this.#expect.get(run.metadata.uid ?? "");
+    if (!e?.written) return run;
+    if (e.written.from === run.metadata.resourceVersion) return e.written.run;
+    e.written = undefined;
+    return run;
+  }
+
+  #observeFromView(view: RunView, run: ScriptRun): Observed {
+    const uid = run.metadata.uid ?? "";
+    const children = view.children(uid);
+    const names = view.names(run.metadata.namespace ?? "");
+    const observed: Observed = {
+      configMaps: [...children.configMaps],
+      jobs: [...children.jobs],
+      foreignConfigMaps: new ForeignNames(names.configMaps, uid),
+      foreignJobs: new ForeignNames(names.jobs, uid),
+      pods: children.pods,
+    };
+    // Our own writes that the watch has not delivered yet count as done.
+    const e = this.#expect.get(uid);
+    if (e && Date.now() - e.at < EXPECT_MS) {
+      for (const [name, object] of e.created) {
+        const list: (ConfigMap | Job)[] = object.kind === "Job"
+          ? observed.jobs
+          : observed.configMaps;
+        if (list.some((o) => o.metadata.name === name)) e.created.delete(name);
+        else list.push(object);
+      }
+      for (const name of e.deleted) {
+        const i = observed.jobs.findIndex((j) => j.metadata.name === name);
+        const job = observed.jobs[i];
+        if (!job || job.metadata.deletionTimestamp) {
+          e.deleted.delete(name);
+        } else {
+          // A copy: the view's object stays as the watch delivered it.
+          const deletionTimestamp = new Date(e.at).toISOString();
+          observed.jobs[i] = { ...job, metadata: { ...job.metadata, deletionTimestamp } };
+        }
+      }
+    } else if (e) {
+      e.created.clear();
+      e.deleted.clear();
+    }
+    return observed;
+  }
+
+  #expectation(uid: string): Expectation {
+    let e = this.#expect.get(uid);
+    if (!e) this.#expect.set(uid, e = { at: Date.now(), created: new Map(), deleted: new Set() });
+    e.at = Date.now();
+    return e;
+  }
+
+  async #reconcileRun(run: ScriptRun, observed: Observed): Promise<RunResult> {
+    const { log, backoff } = this.#o;
     const namespace = run.metadata.namespace ?? "default";
     const fields: Fields = { group: GROUP, kind: KIND, namespace, name: run.metadata.name };
     const key = run.metadata.uid ?? `${namespace}/${run.metadata.name}`;
@@ -149,171 +360,183 @@ export class Reconciler {
       log.debug("Backing off", fields);
       return { result: "requeue", writes: 0, phase: run.status?.phase };
     }
-    const mine = byOwner.get(run.metadata.uid ?? "") ?? { configMaps: [], jobs: [] };
-    const inNs = names.get(namespace);
-    const foreignConfigMaps = new ForeignNames(inNs?.configMaps, run.metadata.uid);
-    const foreignJobs = new ForeignNames(inNs?.jobs, run.metadata.uid);
-    const observed: Observed = {
-      configMaps: mine.configMaps,
-      jobs: mine.jobs,
-      foreignConfigMaps,
-      foreignJobs,
-    };
-    const now = () => this.#o.now().toISOString().replace(/\.\d{3}Z$/, "Z");
     let writes = 0;
     try {
-      let p = plan(run, { scripts, observed, now: now() });
-      const current = mine.jobs.find((j) => j.metadata.name === p.childName);
-      if (current && needsPodDetails(run, current)) {
-        try {
-          observed.podTermination = await kube.podTermination(namespace, current.metadata.name);
-        } catch (error) {
-          // The exit code is a detail: without it the failure is still recorded.
-          log.warn("Pod lookup failed", { ...fields, error: (error as Error).message });
-        }
-        p = plan(run, { scripts, observed, now: now() });
-      }
-      if (p.needsOldPods && p.hash) {
-        observed.oldPodsActive = await kube.otherPodsActive(
-          namespace,
-          run.metadata.uid ?? "",
-          p.hash,
-        );
-        if (observed.oldPodsActive) {
-          log.info("Waiting for pods of the replaced Job to stop", { ...fields, hash: p.hash });
-        }
-        p = plan(run, { scripts, observed, now: now() });
-      }
+      // observe + plan: look up what the plan asks for, at most once each.
+      let p = await this.#plan(run, observed, fields);
       const childFields = { ...fields, child: p.childName, hash: p.hash };
-      for (const action of p.actions) {
-        const target = action.type === "createConfigMap" || action.type === "createJob"
-          ? action.object.metadata.name
-          : action.name;
-        const what = action.type.endsWith("ConfigMap") ? "configMap" : "job";
-        log.info(action.message, {
-          ...childFields,
-          [what]: target,
-          dryRun: this.#o.dryRun || undefined,
-        });
-        if (this.#o.dryRun) continue;
-        if (!this.#o.canWrite()) return { result: "requeue", writes, phase: run.status?.phase };
-        try {
-          await this.#execute(run, action);
-          writes++;
-        } catch (error) {
-          if (error instanceof KubeError && error.kind === "alreadyExists") {
-            // A ConfigMap or Job with our name that we do not control, and without our labels.
-            if (action.type === "createConfigMap") foreignConfigMaps.add(target);
-            else foreignJobs.add(target);
-            p = plan(run, { scripts, observed, now: now() });
-            break;
-          }
-          if (
-            error instanceof KubeError && error.kind === "invalid" && action.type !== "deleteJob" &&
-            action.type !== "deleteConfigMap"
-          ) {
-            p.status = {
-              ...p.status,
-              phase: "Failed",
-              reason: "InvalidSpec",
-              message: `the API server refused the ${
-                what === "job" ? "Job" : "ConfigMap"
-              } built from this spec: ${error.message}. Fix the ScriptRun's spec.`,
-              conditions: [{
-                type: "Failed",
-                status: "True",
-                reason: "InvalidSpec",
-                message: "the API server refused the objects built from this spec",
-                lastTransitionTime: now(),
-                observedGeneration: generation,
-              }],
-            };
-            backoff.untilChanged(key, generation);
-            break;
-          }
-          throw error;
+
+      // apply
+      let applied = 0;
+      let replans = 0;
+      while (applied < p.actions.length) {
+        const action = p.actions[applied++];
+        if (this.#o.dryRun) {
+          log.info(action.message, { ...childFields, ...target(action), dryRun: true });
+          continue;
         }
-        await this.#event(run, {
-          type: "Normal",
-          reason: action.reason,
-          message: `${action.message} ${target}`,
-        }, fields);
+        if (!this.#o.canWrite()) return { result: "requeue", writes, phase: run.status?.phase };
+        log.info(action.message, { ...childFields, ...target(action) });
+        const outcome = await this.#execute(run, action, observed, fields);
+        if (outcome === "replan") {
+          if (++replans > 3) throw new Error("the cluster keeps changing under this ScriptRun");
+          p = await this.#plan(run, observed, fields);
+          applied = 0;
+          continue;
+        }
+        if (outcome instanceof KubeError) {
+          p.status = invalidSpecStatus(run, p.status, outcome.message, this.#now());
+          backoff.untilChanged(key, generation);
+          log.warn("Spec refused by the API server", {
+            ...childFields,
+            reason: REASON.InvalidSpec,
+            error: outcome.message,
+          });
+          break;
+        }
+        writes++;
+        this.#remember(run, action);
+        applyToObserved(observed, action, this.#now());
+        if (action.event) {
+          await this.#event(run, {
+            type: "Normal",
+            reason: action.reason,
+            message: `${action.message} ${targetName(action)}`,
+          }, fields);
+        }
       }
-      if (p.waiting && p.actions.length === 0) {
-        log.info("Waiting for Job to complete", {
-          ...childFields,
-          job: p.childName,
-          phase: p.status.phase,
-        });
+
+      // record
+      const before = run.status ?? {};
+      const transition = before.phase !== p.status.phase || before.reason !== p.status.reason;
+      if (transition) this.#logTransition(p.status, childFields);
+      else if (p.status.phase === "Pending" || p.status.phase === "Running") {
+        log.debug("Waiting for Job to complete", { ...childFields, phase: p.status.phase });
       }
       if (!statusEqual(run.status, p.status)) {
-        const before = run.status?.phase;
-        const after = p.status.phase;
-        const reasonChanged = run.status?.reason !== p.status.reason;
-        if (after !== before || reasonChanged) {
-          this.#logTransition(p.status.phase, p.status.reason, p.status.message, childFields);
-        }
-        log.debug("Updating status", { ...childFields, phase: after, reason: p.status.reason });
-        if (!this.#o.dryRun && this.#o.canWrite()) {
-          await kube.patchStatus(run, p.status);
+        if (this.#o.dryRun) {
+          log.info("Updating status", {
+            ...childFields,
+            phase: p.status.phase,
+            reason: p.status.reason,
+            dryRun: true,
+          });
+        } else {
+          if (!this.#o.canWrite()) return { result: "requeue", writes, phase: run.status?.phase };
+          const recorded = await this.#patchStatus(run, p.status, childFields);
+          if (!recorded) {
+            return {
+              result: "requeue",
+              writes,
+              phase: run.status?.phase,
+              retryAfterMs: CONFLICT_RETRY_MS,
+            };
+          }
           writes++;
-          if (after !== before || reasonChanged) {
-            const warning = after === "Failed" || p.status.reason === "NameConflict";
+          if (transition && eventWorthy(p.status, before)) {
+            const warning = p.status.phase === "Failed" || EVENT_REASONS.has(p.status.reason ?? "");
             await this.#event(run, {
               type: warning ? "Warning" : "Normal",
-              reason: p.status.reason ?? after ?? "Updated",
-              message: p.status.message ?? `phase ${after}`,
+              reason: p.status.reason ?? p.status.phase ?? "Updated",
+              message: p.status.message ?? `phase ${p.status.phase}`,
             }, fields);
           }
         }
       }
-      if (p.status.reason === "NameConflict") {
+      const retryAfterMs = p.recheckAt
+        ? Math.max(0, Date.parse(p.recheckAt) - this.#o.now().getTime()) + 50
+        : undefined;
+      if (p.status.reason === REASON.NameConflict) {
         // Retry slowly: the foreign object may go away, but creating again every cycle is noise.
-        backoff.failure(key, nowMs, { generation });
-        return { result: "requeue", writes, phase: p.status.phase };
+        const delay = backoff.failure(key, nowMs, { generation });
+        return { result: "requeue", writes, phase: p.status.phase, retryAfterMs: delay };
       }
-      if (p.status.reason !== "InvalidSpec") backoff.success(key);
-      return { result: "success", writes, phase: p.status.phase };
+      if (p.status.reason !== REASON.InvalidSpec) backoff.success(key);
+      return { result: "success", writes, phase: p.status.phase, retryAfterMs };
     } catch (error) {
-      const e = error instanceof KubeError ? error : new KubeError(String(error), {
-        code: 0,
-        kind: "transient",
-        action: "reconcile",
-      });
+      const e = asKubeError(error, "reconcile");
       const delay = backoff.failure(key, nowMs, {
         generation,
         retryAfterMs: e.retryAfterSeconds !== undefined ? e.retryAfterSeconds * 1000 : undefined,
       });
-      const hint = e.kind === "forbidden"
-        ? "the operator's identity lacks this permission; apply deploy/rbac.yaml or grant it"
-        : undefined;
-      log.error("Reconcile failed", {
-        ...fields,
-        error: e.message,
-        code: e.code,
-        retryInMs: delay,
-        hint,
-      });
-      return { result: "error", writes, phase: run.status?.phase };
+      const unreachable = e.code === 0;
+      if (e.code === 429 || e.code >= 500 || unreachable) {
+        // Throttling and outages are the cycle's news (one line), not one error line per run.
+        log.debug("Reconcile failed, retrying", {
+          ...fields,
+          error: e.message,
+          code: e.code,
+          retryInMs: delay,
+        });
+      } else {
+        const hint = e.kind === "forbidden"
+          ? "the operator's identity lacks this permission; apply deploy/rbac.yaml or grant it"
+          : undefined;
+        log.error("Reconcile failed", {
+          ...fields,
+          error: e.message,
+          code: e.code,
+          retryInMs: delay,
+          hint,
+        });
+      }
+      return {
+        result: "error",
+        writes,
+        phase: run.status?.phase,
+        retryAfterMs: delay,
+        unreachable,
+      };
     }
   }
 
-  #logTransition(
-    phase: Phase | undefined,
-    reason: string | undefined,
-    message: string | undefined,
-    fields: Record<string, unknown>,
-  ): void {
-    const log = this.#o.log;
-    if (phase === "Succeeded") log.info("Job succeeded", { ...fields, reason });
-    else if (phase === "Failed" && reason === "ScriptNotFound") {
-      log.warn("Script not found", { ...fields, reason, message });
-    } else if (phase === "Failed") log.warn("Job failed", { ...fields, reason, message });
-    else if (reason === "NameConflict") log.warn("Name conflict", { ...fields, reason, message });
-    else if (phase === "Running") log.info("Job running", { ...fields, reason });
+  #now(): string {
+    return this.#o.now().toISOString().replace(/\.\d{3}Z$/, "Z");
   }
 
-  async #execute(run: ScriptRun, action: Action): Promise<void> {
+  /** plan(), then the lookups it asks for (pods, Job events), then plan() again. */
+  async #plan(run: ScriptRun, observed: Observed, fields: Fields): Promise<Plan> {
+    const namespace = run.metadata.namespace ?? "default";
+    const { scripts, policy } = this.#o;
+    let p = plan(run, { scripts, observed, now: this.#now(), policy });
+    for (let round = 0; round < 3 && p.needs.length > 0; round++) {
+      for (const need of p.needs) {
+        if (need === "job" && !observed.jobLookedUp && p.childName) {
+          observed.jobLookedUp = true;
+          const job = await this.#o.kube.getJob(namespace, p.childName);
+          if (job && controllerUid(job) === run.metadata.uid) observed.jobs.push(job);
+          else if (job) observed.foreignJobs = withName(observed.foreignJobs, p.childName);
+        } else if (need === "pods" && observed.pods === undefined) {
+          observed.pods = await this.#o.kube.listRunPods(namespace, run.metadata.uid ?? "");
+        } else if (need === "jobEvents" && observed.jobEvents === undefined && p.childName) {
+          try {
+            observed.jobEvents = await this.#o.kube.listJobEvents(namespace, p.childName);
+          } catch (error) {
+            // Events explain a wait; without them the status still says the pod has not started.
+            this.#o.log.debug("Job events not readable", {
+              ...fields,
+              error: (error as Error).message,
+            });
+            observed.jobEvents = [];
+          }
+        }
+      }
+      p = plan(run, { scripts, observed, now: this.#now(), policy });
+    }
+    return p;
+  }
+
+  /**
+   * Performs one write. Returns "replan" when the cluster turned out to differ from what was
+   * observed (a create met an existing object), a KubeError when the API server refused the
+   * object as invalid, and throws on anything else.
+   */
+  async #execute(
+    run: ScriptRun,
+    action: Action,
+    observed: Observed,
+    fields: Fields,
+  ): Promise<void | "replan" | KubeError> {
     const kube = this.#o.kube;
     const namespace = run.metadata.namespace ?? "default";
     try {
@@ -326,17 +549,94 @@ export class Reconciler {
           return await kube.deleteJob(namespace, action.name);
         case "deleteConfigMap":
           return await kube.deleteConfigMap(namespace, action.name);
+        case "relabel":
+          return await kube.relabel(action.kind, namespace, action.name, action.labels);
       }
     } catch (error) {
+      if (!(error instanceof KubeError)) throw error;
       // Already gone is what a delete wanted.
+      if (error.kind === "notFound" && action.type.startsWith("delete")) return;
       if (
-        error instanceof KubeError && error.kind === "notFound" && action.type.startsWith("delete")
-      ) return;
+        error.kind === "alreadyExists" &&
+        (action.type === "createConfigMap" || action.type === "createJob")
+      ) {
+        // Ours with its labels removed (so our lists missed it), or someone else's.
+        const name = action.object.metadata.name;
+        const existing = action.type === "createJob"
+          ? await kube.getJob(namespace, name)
+          : await kube.getConfigMap(namespace, name);
+        const ours = existing && controllerUid(existing) === run.metadata.uid;
+        this.#o.log.debug("Create met an existing object", { ...fields, child: name, ours });
+        if (action.type === "createJob") {
+          if (ours) observed.jobs.push(existing as Job);
+          else observed.foreignJobs = withName(observed.foreignJobs, name);
+        } else {
+          if (ours) observed.configMaps.push(existing as ConfigMap);
+          else observed.foreignConfigMaps = withName(observed.foreignConfigMaps, name);
+        }
+        return "replan";
+      }
+      if (error.kind === "invalid" && action.type.startsWith("create")) return error;
       throw error;
     }
   }
 
+  /** Records a write so a view that has not caught up does not make us repeat it. */
+  #remember(run: ScriptRun, action: Action): void {
+    if (!this.#o.view) return;
+    const e = this.#expectation(run.metadata.uid ?? "");
+    if (action.type === "createConfigMap" || action.type === "createJob") {
+      const object = structuredClone(action.object);
+      object.metadata.creationTimestamp = this.#now();
+      e.created.set(action.object.metadata.name, object);
+    } else if (action.type === "deleteJob") {
+      e.deleted.add(action.name);
+    }
+  }
+
+  /** Writes the status; false when the run changed since it was read (409): plan again. */
+  async #patchStatus(run: ScriptRun, status: ScriptRunStatus, fields: Fields): Promise<boolean> {
+    this.#o.log.debug("Updating status", { ...fields, phase: status.phase, reason: status.reason });
+    try {
+      const updated = await this.#o.kube.patchStatus(run, status);
+      if (this.#o.view) {
+        this.#expectation(run.metadata.uid ?? "").written = {
+          from: run.metadata.resourceVersion,
+          run: updated,
+        };
+      }
+      return true;
+    } catch (error) {
+      if (error instanceof KubeError && error.code === 409) {
+        // A normal race: the ScriptRun changed after we read it. Read it again and plan again.
+        this.#o.log.debug("Status changed meanwhile, planning again", fields);
+        return false;
+      }
+      throw error;
+    }
+  }
+
+  #logTransition(status: ScriptRunStatus, fields: Record<string, unknown>): void {
+    const log = this.#o.log;
+    const { phase, reason, message } = status;
+    if (phase === "Succeeded") log.info("Job succeeded", { ...fields, reason });
+    else if (phase === "Failed" && reason === REASON.ScriptNotFound) {
+      log.warn("Script not found", { ...fields, reason, message });
+    } else if (phase === "Failed" && reason === REASON.PolicyViolation) {
+      log.warn("Refused by policy", { ...fields, reason, message });
+    } else if (phase === "Failed") log.warn("Job failed", { ...fields, reason, message });
+    else if (reason === REASON.NameConflict) {
+      log.warn("Name conflict", { ...fields, reason, message });
+    } else if (reason === REASON.ReplacingJob) {
+      log.info("Waiting for the replaced Job's pods to stop", { ...fields, reason, message });
+    } else if (phase === "Pending" && reason !== REASON.JobPending) {
+      log.warn("Pod not starting", { ...fields, reason, message });
+    } else if (phase === "Running") log.info("Job running", { ...fields, reason });
+  }
+
   async #event(run: ScriptRun, note: EventNote, fields: Fields): Promise<void> {
+    // A deposed leader records nothing, Events included.
+    if (!this.#o.canWrite()) return;
     try {
       await this.#o.kube.createEvent(run, note);
     } catch (error) {
@@ -344,6 +644,86 @@ export class Reconciler {
       this.#o.log.debug("Event not recorded", { ...fields, error: (error as Error).message });
     }
   }
+}
+
+/** A status change a user wants an Event for: an outcome or a problem, not every step. */
+function eventWorthy(status: ScriptRunStatus, before: ScriptRunStatus): boolean {
+  if (status.phase === "Succeeded" || status.phase === "Failed") {
+    return before.phase !== status.phase || before.reason !== status.reason;
+  }
+  return EVENT_REASONS.has(status.reason ?? "");
+}
+
+/** What a successful write changed, so a replan in the same reconcile sees it. */
+function applyToObserved(observed: Observed, action: Action, now: string): void {
+  if (action.type === "createJob") {
+    observed.jobs.push({
+      ...action.object,
+      metadata: { ...action.object.metadata, creationTimestamp: now },
+    });
+  } else if (action.type === "createConfigMap") {
+    observed.configMaps.push(action.object);
+  } else if (action.type === "deleteJob") {
+    observed.jobs = observed.jobs.map((j) =>
+      j.metadata.name === action.name
+        ? {
+          ...j,
+          metadata: { ...j.metadata, deletionTimestamp: j.metadata.deletionTimestamp ?? now },
+        }
+        : j
+    );
+  } else if (action.type === "deleteConfigMap") {
+    observed.configMaps = observed.configMaps.filter((c) => c.metadata.name !== action.name);
+  } else {
+    // Copies: the observed objects may be the watched view's own.
+    const relabel = <T extends ConfigMap | Job>(o: T): T =>
+      o.metadata.name === action.name
+        ? { ...o, metadata: { ...o.metadata, labels: { ...o.metadata.labels, ...action.labels } } }
+        : o;
+    if (action.kind === "Job") observed.jobs = observed.jobs.map(relabel);
+    else observed.configMaps = observed.configMaps.map(relabel);
+  }
+}
+
+function asKubeError(error: unknown, action: string): KubeError {
+  return error instanceof KubeError
+    ? error
+    : new KubeError(String(error), { code: 0, kind: "transient", action });
+}
+
+function targetName(action: Action): string {
+  return action.type === "createConfigMap" || action.type === "createJob"
+    ? action.object.metadata.name
+    : action.name;
+}
+
+function target(action: Action): Record<string, string> {
+  const kind = action.type === "relabel"
+    ? action.kind
+    : action.type.endsWith("ConfigMap")
+    ? "ConfigMap"
+    : "Job";
+  return { [kind === "ConfigMap" ? "configMap" : "job"]: targetName(action) };
+}
+
+function withName(lookup: { has(name: string): boolean }, name: string) {
+  return { has: (n: string) => n === name || lookup.has(n) };
+}
+
+function observeFromLists(
+  run: ScriptRun,
+  byOwner: Map<string, { configMaps: ConfigMap[]; jobs: Job[] }>,
+  names: Map<string, { configMaps: Map<string, string>; jobs: Map<string, string> }>,
+): Observed {
+  const uid = run.metadata.uid ?? "";
+  const mine = byOwner.get(uid) ?? { configMaps: [], jobs: [] };
+  const inNs = names.get(run.metadata.namespace ?? "");
+  return {
+    configMaps: [...mine.configMaps],
+    jobs: [...mine.jobs],
+    foreignConfigMaps: new ForeignNames(inNs?.configMaps, uid),
+    foreignJobs: new ForeignNames(inNs?.jobs, uid),
+  };
 }
 
 function groupByController(
@@ -367,7 +747,8 @@ function groupByController(
   return out;
 }
 
-function controllerUid(
+/** The uid of the ScriptRun that controls an object, if one does. */
+export function controllerUid(
   obj: { metadata: { ownerReferences?: { uid: string; controller?: boolean; kind: string }[] } },
 ): string | undefined {
   return obj.metadata.ownerReferences?.find((o) => o.controller && o.kind === KIND)?.uid;
@@ -397,7 +778,6 @@ function namesByNamespace(
 class ForeignNames {
   #owners: Map<string, string> | undefined;
   #uid: string | undefined;
-  #added = new Set<string>();
 
   constructor(owners: Map<string, string> | undefined, uid: string | undefined) {
     this.#owners = owners;
@@ -406,11 +786,6 @@ class ForeignNames {
 
   has(name: string): boolean {
     const owner = this.#owners?.get(name);
-    return (owner !== undefined && owner !== this.#uid) || this.#added.has(name);
-  }
-
-  /** A create answered AlreadyExists: the name is held by an object we did not list. */
-  add(name: string): void {
-    this.#added.add(name);
+    return owner !== undefined && owner !== this.#uid;
   }
 }

@@ -28,7 +28,14 @@ export function scriptRun(spec: Partial<ScriptRunSpec> = {}, name = "demo"): Scr
 /** A Job with the given name, status counters and true conditions. */
 export function job(
   name: string,
-  status: { active?: number; conditions?: string[]; startTime?: string } = {},
+  status: {
+    active?: number;
+    ready?: number;
+    conditions?: string[];
+    startTime?: string;
+    creationTimestamp?: string;
+    labels?: Record<string, string>;
+  } = {},
   ownerUid = "uid-1",
 ): Job {
   const conditions: JobCondition[] = (status.conditions ?? []).map((type) => ({
@@ -46,6 +53,8 @@ export function job(
     metadata: {
       name,
       namespace: "ns",
+      creationTimestamp: status.creationTimestamp ?? "2026-01-01T00:00:00Z",
+      labels: status.labels ?? { "app.kubernetes.io/managed-by": "script-operator" },
       ownerReferences: [{
         apiVersion: "script-operator.dev/v1alpha1",
         kind: "ScriptRun",
@@ -54,6 +63,11 @@ export function job(
         controller: true,
       }],
     },
-    status: { active: status.active, startTime: status.startTime, conditions },
+    status: {
+      active: status.active,
+      ready: status.ready,
+      startTime: status.startTime,
+      conditions,
+    },
   };
 }

@@ -34,10 +34,18 @@ export const ANNOTATIONS = {
 /** Label selector matching every ConfigMap and Job the operator manages. */
 export const MANAGED_SELECTOR = `${LABELS.managedBy}=${MANAGER}`;
 
-/** A name/value environment variable of the script's container. */
+/** A key of a Secret or ConfigMap in the ScriptRun's own namespace. */
+export interface KeyRef {
+  name: string;
+  key: string;
+  optional?: boolean;
+}
+
+/** An environment variable of the script's container: a value, or a key of a Secret/ConfigMap. */
 export interface EnvVar {
   name: string;
   value?: string;
+  valueFrom?: { secretKeyRef?: KeyRef; configMapKeyRef?: KeyRef };
 }
 
 /** CPU and memory quantities (`100m`, `500M`). */
@@ -58,6 +66,7 @@ export interface SecurityContext {
   runAsGroup?: number;
   runAsNonRoot?: boolean;
   allowPrivilegeEscalation?: boolean;
+  privileged?: boolean;
   readOnlyRootFilesystem?: boolean;
   capabilities?: { add?: string[]; drop?: string[] };
   seccompProfile?: { type: string; localhostProfile?: string };
@@ -75,7 +84,17 @@ export interface ScriptRunSpec {
   ttlSecondsAfterFinished?: number;
   serviceAccountName?: string;
   securityContext?: SecurityContext;
+  /** What a finished run does when its spec or script changes (default `Never`). */
+  rerunPolicy?: RerunPolicy;
+  /** False: a failure's script output stays out of status.message and Events (default true). */
+  reportOutput?: boolean;
 }
+
+/**
+ * `Never`: a run that finished (its Job succeeded or failed) keeps its outcome; a later change of
+ * spec or script is reported, not run. `OnChange`: a new spec or script version runs again.
+ */
+export type RerunPolicy = "Never" | "OnChange";
 
 /** Phase of a ScriptRun. */
 export type Phase = "Pending" | "Running" | "Succeeded" | "Failed";
@@ -174,12 +193,30 @@ export interface Job {
   };
 }
 
-/** What a pod of a failed Job reported about its script's container. */
-export interface PodTermination {
-  podName: string;
-  exitCode?: number;
-  reason?: string;
-  message?: string;
+/** What the operator keeps of one pod of a run: enough to explain a wait or a failure. */
+export interface PodSummary {
+  name: string;
+  namespace?: string;
+  /** The run hash label: which Job generation of the ScriptRun the pod belongs to. */
+  hash?: string;
+  /** The `batch.kubernetes.io/job-name` label. */
+  jobName?: string;
+  /** Pending, Running, Succeeded, Failed or Unknown. */
+  phase?: string;
+  creationTimestamp?: string;
+  deletionTimestamp?: string;
+  /** Message of the PodScheduled=False condition with reason Unschedulable. */
+  unschedulable?: string;
+  /** The script container's waiting state (ErrImagePull, CreateContainerConfigError…). */
+  waiting?: { reason?: string; message?: string };
+  /** The script container's terminated state. */
+  terminated?: { exitCode?: number; reason?: string; message?: string };
+}
+
+/** A Warning Event of a Job (FailedCreate: the Job controller could not create its pod). */
+export interface JobEvent {
+  reason: string;
+  message: string;
 }
 
 /** One script embedded in the operator. */

@@ -30,6 +30,7 @@ import {
   waitFor,
 } from "./harness/test_env.ts";
 import { parseBindAddress, parseCli } from "../src/cli.ts";
+import { DEFAULT_POLICY } from "../src/policy.ts";
 import { SERVICE_ACCOUNT_DIR } from "../src/kubeconfig.ts";
 import { loadScripts } from "../src/scripts.ts";
 import { GROUP, KIND, PLURAL, VERSION } from "../src/types.ts";
@@ -86,8 +87,9 @@ const SCRIPTRUNS = [/plural: PLURAL/, /group: GROUP/];
 const LEASES = [/group: "coordination\.k8s\.io"/, /plural: "leases"/];
 
 /**
- * Every client-node API call in src/ ("file method") and the permission the API server checks
- * for it. A call that is not in this table fails the test until it is added here and granted.
+ * Custom-object calls in src/ ("file method"): the plural they act on is not in the method's
+ * name, so each is listed with the evidence that names it. Typed calls (CoreV1Api,
+ * BatchV1Api...) need no entry: {@linkcode conventionGrant} reads the grant from the name.
  */
 const CLIENT_CALLS: Record<string, Need> = {
   "src/kube.ts listClusterCustomObject": {
@@ -102,29 +104,84 @@ const CLIENT_CALLS: Record<string, Need> = {
     grant: grant(GROUP, `${PLURAL}/status`, "patch"),
     evidence: SCRIPTRUNS,
   },
-  "src/kube.ts listConfigMapForAllNamespaces": { grant: grant("", "configmaps", "list") },
-  "src/kube.ts listNamespacedConfigMap": { grant: grant("", "configmaps", "list") },
-  "src/kube.ts createNamespacedConfigMap": { grant: grant("", "configmaps", "create") },
-  "src/kube.ts deleteNamespacedConfigMap": { grant: grant("", "configmaps", "delete") },
-  "src/kube.ts listJobForAllNamespaces": { grant: grant("batch", "jobs", "list") },
-  "src/kube.ts listNamespacedJob": { grant: grant("batch", "jobs", "list") },
-  "src/kube.ts createNamespacedJob": { grant: grant("batch", "jobs", "create") },
-  "src/kube.ts deleteNamespacedJob": { grant: grant("batch", "jobs", "delete") },
-  "src/kube.ts listNamespacedPod": { grant: grant("", "pods", "list") },
-  "src/kube.ts createNamespacedEvent": { grant: grant("", "events", "create") },
-  "src/leader.ts getNamespacedCustomObject": {
+  "src/kube.ts getNamespacedCustomObject": {
     grant: grant("coordination.k8s.io", "leases", "get"),
     evidence: LEASES,
   },
-  "src/leader.ts createNamespacedCustomObject": {
+  "src/kube.ts createNamespacedCustomObject": {
     grant: grant("coordination.k8s.io", "leases", "create"),
     evidence: LEASES,
   },
-  "src/leader.ts replaceNamespacedCustomObject": {
+  "src/kube.ts replaceNamespacedCustomObject": {
     grant: grant("coordination.k8s.io", "leases", "update"),
     evidence: LEASES,
   },
 };
+
+/** API group of each typed client-node API class. */
+const API_GROUPS: Record<string, string> = {
+  CoreV1Api: "",
+  BatchV1Api: "batch",
+  CoordinationV1Api: "coordination.k8s.io",
+  EventsV1Api: "events.k8s.io",
+  AppsV1Api: "apps",
+};
+
+/** client-node method verb → RBAC verb. */
+const METHOD_VERBS: Record<string, string> = {
+  list: "list",
+  read: "get",
+  create: "create",
+  delete: "delete",
+  deleteCollection: "deletecollection",
+  patch: "patch",
+  replace: "update",
+};
+
+/** Kind → resource where the plural is not the kind in lowercase plus "s". */
+const PLURALS: Record<string, string> = { Endpoints: "endpoints" };
+
+/**
+ * The grant of a typed client-node call, from its name: `readNamespacedJob` on BatchV1Api is
+ * get batch/jobs, `listPodForAllNamespaces` on CoreV1Api list pods, `patchNamespacedJobStatus`
+ * patch jobs/status, `readNamespacedPodLog` get pods/log. Undefined for a name it cannot read.
+ */
+function conventionGrant(api: string, method: string): string | undefined {
+  const group = API_GROUPS[api];
+  if (group === undefined) return undefined;
+  const m =
+    /^(list|read|create|deleteCollection|delete|patch|replace)(Namespaced)?([A-Z]\w*?)(ForAllNamespaces)?(Status|Log)?$/
+      .exec(method);
+  if (!m) return undefined;
+  const kind = m[3];
+  const resource = (PLURALS[kind] ?? `${kind.toLowerCase()}s`) +
+    (m[5] ? `/${m[5].toLowerCase()}` : "");
+  return grant(group, resource, METHOD_VERBS[m[1]]);
+}
+
+/**
+ * Paths a file watches with client-node's `Watch` or `makeInformer` (`/api/v1/pods`,
+ * `/apis/batch/v1/namespaces/${ns}/jobs`, `/apis/${GROUP}/${VERSION}/.../${PLURAL}`): one
+ * `watch` grant per resource, keyed "file watch resource".
+ */
+function watchGrants(file: string, text: string): Map<string, Need> {
+  const out = new Map<string, Need>();
+  if (!/new Watch\(|makeInformer\(|[?&]watch=(true|1)/.test(text)) return out;
+  const constants: Record<string, string> = { GROUP, VERSION, PLURAL };
+  for (const m of text.matchAll(/[`"'](\/apis?\/[^`"'\s]+)[`"']/g)) {
+    const path = m[1].replace(/\$\{(\w+)\}/g, (_, name) => constants[name] ?? "$NS");
+    const parts = path.split("/").filter(Boolean);
+    const [group, rest] = parts[0] === "api" ? ["", parts.slice(2)] : [parts[1], parts.slice(3)];
+    const resource = rest[0] === "namespaces" && rest.length > 2 ? rest[2] : rest[0];
+    if (!resource || resource.startsWith("$")) continue;
+    out.set(`${file} watch ${resource}`, { grant: grant(group, resource, "watch") });
+  }
+  assert(
+    out.size > 0,
+    `${file} watches, but no API path literal was found; extend watchGrants in tests/deploy_test.ts`,
+  );
+  return out;
+}
 
 /**
  * Grants that follow from what the operator writes rather than from a call: children with
@@ -138,46 +195,65 @@ const DERIVED: Record<string, Need> = {
   },
 };
 
-const LEASE_GRANTS = new Set(
-  Object.values(CLIENT_CALLS).map((n) => n.grant).filter((g) => g.includes("/leases:")),
-);
+/** Leader election's grants: a Role in the operator's own namespace, never cluster-wide. */
+function leaseGrants(needs: Map<string, string[]>): Set<string> {
+  return new Set([...needs.keys()].filter((g) => g.startsWith("coordination.k8s.io/leases:")));
+}
 
-/** "file method" of every call on a client made with makeApiClient or makeClient in src/ (tests excluded). */
-async function clientCallsInSource(): Promise<Map<string, string>> {
-  const calls = new Map<string, string>();
+/** "file method" of every call on a client made with makeApiClient or makeClient in src/ (tests excluded), with the API class and the file's text. */
+async function clientCallsInSource(): Promise<Map<string, { api: string; text: string }>> {
+  const calls = new Map<string, { api: string; text: string }>();
   for (const entry of Deno.readDirSync(`${ROOT}src`)) {
     if (!entry.name.endsWith(".ts") || entry.name.endsWith("_test.ts")) continue;
     const file = `src/${entry.name}`;
     const text = await readText(file);
     if (!/makeApiClient\(|makeClient\(/.test(text)) continue;
     const fields = [
-      ...text.matchAll(/this\.(#?\w+)\s*=\s*(?:\w+\.makeApiClient\(|makeClient\()/g),
-    ].map((m) => m[1]);
+      ...text.matchAll(
+        /this\.(#?\w+)\s*=\s*(?:\w+\.makeApiClient\(|makeClient\()\s*(?:[\w.]+,\s*)?(\w+)/g,
+      ),
+    ].map((m) => ({ field: m[1], api: m[2] }));
     assert(
       fields.length > 0,
       `${file} calls makeApiClient in a way this test does not recognise; extend clientCallsInSource`,
     );
-    for (const field of fields) {
+    for (const { field, api } of fields) {
       const call = new RegExp(`this\\.${field.replace("#", "\\#")}\\s*\\.\\s*(\\w+)\\(`, "g");
-      for (const m of text.matchAll(call)) calls.set(`${file} ${m[1]}`, text);
+      for (const m of text.matchAll(call)) calls.set(`${file} ${m[1]}`, { api, text });
     }
   }
   return calls;
 }
 
-/** The grants src/ needs, checked against the tables above. */
+/** The grants src/ needs: grant → the calls ("file method") that need it. */
 async function neededGrants(): Promise<Map<string, string[]>> {
   const calls = await clientCallsInSource();
-  const unknown = [...calls.keys()].filter((c) => !(c in CLIENT_CALLS));
-  assertEquals(unknown, [], "client calls without an entry in CLIENT_CALLS (grant them)");
-  const stale = Object.keys(CLIENT_CALLS).filter((c) => !calls.has(c));
-  assertEquals(stale, [], "CLIENT_CALLS entries no longer called in src/ (revoke them)");
   const needs = new Map<string, string[]>();
   const add = (key: string, need: Need, text: string) => {
     for (const e of need.evidence ?? []) assert(e.test(text), `${key}: ${e} not found`);
     needs.set(need.grant, [...needs.get(need.grant) ?? [], key]);
   };
-  for (const [key, text] of calls) add(key, CLIENT_CALLS[key], text);
+  const unknown: string[] = [];
+  for (const [key, { api, text }] of calls) {
+    const listed = CLIENT_CALLS[key];
+    const byName = conventionGrant(api, key.split(" ")[1]);
+    if (listed) add(key, listed, text);
+    else if (byName) add(key, { grant: byName }, text);
+    else unknown.push(`${key} (${api})`);
+  }
+  assertEquals(
+    unknown,
+    [],
+    "client calls this test cannot map to a grant (add them to CLIENT_CALLS)",
+  );
+  const stale = Object.keys(CLIENT_CALLS).filter((c) => !calls.has(c));
+  assertEquals(stale, [], "CLIENT_CALLS entries no longer called in src/ (remove them)");
+  for (const entry of Deno.readDirSync(`${ROOT}src`)) {
+    if (!entry.name.endsWith(".ts") || entry.name.endsWith("_test.ts")) continue;
+    const file = `src/${entry.name}`;
+    const text = await readText(file);
+    for (const [key, need] of watchGrants(file, text)) add(key, need, text);
+  }
   for (const [key, need] of Object.entries(DERIVED)) {
     const file = key.split(" ")[0];
     add(key, need, await readText(file));
@@ -253,6 +329,42 @@ function checkBindings(objects: K8sObject[], path: string): void {
   }
 }
 
+Deno.test("deploy: the RBAC derivation reads gets, watches and pod listings from src/", () => {
+  // Calls other parts of the operator may add: each maps to its grant without a table entry.
+  assertEquals(conventionGrant("CoreV1Api", "readNamespacedConfigMap"), "core/configmaps:get");
+  assertEquals(conventionGrant("BatchV1Api", "readNamespacedJob"), "batch/jobs:get");
+  assertEquals(conventionGrant("CoreV1Api", "readNamespacedPod"), "core/pods:get");
+  assertEquals(conventionGrant("CoreV1Api", "listPodForAllNamespaces"), "core/pods:list");
+  assertEquals(conventionGrant("CoreV1Api", "readNamespacedPodLog"), "core/pods/log:get");
+  assertEquals(
+    conventionGrant("BatchV1Api", "patchNamespacedJobStatus"),
+    "batch/jobs/status:patch",
+  );
+  assertEquals(
+    conventionGrant("CoordinationV1Api", "replaceNamespacedLease"),
+    "coordination.k8s.io/leases:update",
+  );
+  assertEquals(conventionGrant("CustomObjectsApi", "listClusterCustomObject"), undefined);
+  assertEquals(conventionGrant("CoreV1Api", "connectGetNamespacedPodExec"), undefined);
+  const watcher = [
+    "const w = new Watch(kc);",
+    "w.watch(`/apis/${GROUP}/${VERSION}/namespaces/${ns}/${PLURAL}`, {}, on, done);",
+    'w.watch("/api/v1/configmaps", {}, on, done);',
+    "w.watch(`/apis/batch/v1/namespaces/${ns}/jobs`, {}, on, done);",
+    "makeInformer(kc, `/api/v1/pods`, list);",
+  ].join("\n");
+  assertEquals(
+    [...watchGrants("src/watch.ts", watcher)].map(([key, need]) => [key, need.grant]),
+    [
+      ["src/watch.ts watch scriptruns", `${GROUP}/${PLURAL}:watch`],
+      ["src/watch.ts watch configmaps", "core/configmaps:watch"],
+      ["src/watch.ts watch jobs", "batch/jobs:watch"],
+      ["src/watch.ts watch pods", "core/pods:watch"],
+    ],
+  );
+  assertEquals(watchGrants("src/plain.ts", 'get("/api/v1/pods")').size, 0);
+});
+
 Deno.test("deploy: rbac.yaml grants exactly the client calls in src/, leases only in a Role", async () => {
   const needs = await neededGrants();
   const objects = await manifests("deploy/rbac.yaml");
@@ -264,27 +376,95 @@ Deno.test("deploy: rbac.yaml grants exactly the client calls in src/, leases onl
   assertEquals(new Set(granted).size, granted.length, "a grant appears twice");
   assertEquals(new Set(granted), new Set(needs.keys()), "granted vs needed by src/");
   // Least privilege: leases in the operator's own namespace only, nothing else namespaced.
-  assertEquals(new Set(roles.flatMap(grantsOf)), LEASE_GRANTS, "Role grants");
+  assertEquals(new Set(roles.flatMap(grantsOf)), leaseGrants(needs), "Role grants");
   for (const r of roles) assertEquals(r.metadata.namespace, "script-operator");
 });
 
-Deno.test("deploy: rbac-namespaced.yaml grants the same, all in Roles", async () => {
+Deno.test("deploy: rbac-namespaced.yaml (the default install) grants the same, all in Roles", async () => {
   const needs = await neededGrants();
   const objects = await manifests("deploy/rbac-namespaced.yaml");
   checkBindings(objects, "deploy/rbac-namespaced.yaml");
   assertEquals(objects.filter((o) => o.kind.startsWith("Cluster")), [], "cluster-wide objects");
   const roles = only(objects, "Role");
   const granted = roles.flatMap(grantsOf);
+  assert(!granted.some((g) => g.includes("*")), `wildcards granted: ${granted}`);
   assertEquals(new Set(granted).size, granted.length, "a grant appears twice");
   assertEquals(new Set(granted), new Set(needs.keys()), "granted vs needed by src/");
-  const leaseRoles = roles.filter((r) => grantsOf(r).some((g) => LEASE_GRANTS.has(g)));
+  const lease = leaseGrants(needs);
+  const leaseRoles = roles.filter((r) => grantsOf(r).some((g) => lease.has(g)));
   assertEquals(leaseRoles.map((r) => r.metadata.namespace), ["script-operator"]);
-  assertEquals(new Set(leaseRoles.flatMap(grantsOf)), LEASE_GRANTS);
+  assertEquals(new Set(leaseRoles.flatMap(grantsOf)), lease);
+  // The served namespaces' Roles grant everything but leases, and the Deployment serves exactly
+  // those namespaces.
+  const served = roles.filter((r) => !leaseRoles.includes(r));
+  for (const r of served) {
+    assertEquals(
+      new Set(grantsOf(r)),
+      new Set([...needs.keys()].filter((g) => !lease.has(g))),
+      `Role ${r.metadata.name} in ${r.metadata.namespace}`,
+    );
+  }
+  const [deployment] = await manifests("deploy/deployment.yaml");
+  const cli = parseCli(deployment.spec.template.spec.containers[0].args);
+  assertEquals(cli.namespaces, served.map((r) => r.metadata.namespace));
+});
+
+Deno.test("deploy: cluster-wide/ swaps the served namespaces' Role for a ClusterRole and serves all", async () => {
+  const needs = await neededGrants();
+  const component = parse(await readText("deploy/cluster-wide/kustomization.yaml"));
+  assertEquals(component.kind, "Component");
+  assertEquals(component.resources, ["rbac.yaml"]);
+  const added = await manifests("deploy/cluster-wide/rbac.yaml");
+  assertEquals(added.map((o) => o.kind), ["ClusterRole", "ClusterRoleBinding"]);
+  const base = await manifests("deploy/rbac-namespaced.yaml");
+  const lease = leaseGrants(needs);
+  const servedRoles = only(base, "Role").filter((r) => !grantsOf(r).some((g) => lease.has(g)));
+  // The component deletes exactly the served namespaces' Roles and RoleBindings.
+  const deleted = (component.patches as { patch: string; target?: unknown }[])
+    .filter((p) => !p.target).map((p) => parse(p.patch) as K8sObject & { $patch?: string });
+  for (const d of deleted) assertEquals(d.$patch, "delete");
+  const key = (o: K8sObject) => `${o.kind} ${o.metadata.namespace}/${o.metadata.name}`;
+  const servedBindings = only(base, "RoleBinding").filter((b) =>
+    servedRoles.some((r) => r.metadata.name === b.roleRef.name)
+  );
+  assertEquals(
+    deleted.map(key).sort(),
+    [...servedRoles, ...servedBindings].map(key).sort(),
+  );
+  // What remains plus the ClusterRole is exactly what src/ needs: leases in a Role, the rest
+  // cluster-wide.
+  const [clusterRole] = added;
+  const granted = grantsOf(clusterRole);
+  assertEquals(new Set(granted).size, granted.length, "a grant appears twice");
+  assertEquals(new Set([...granted, ...lease]), new Set(needs.keys()), "granted vs needed by src/");
+  assert(!granted.some((g) => lease.has(g)), "leases are granted cluster-wide");
+  checkBindings([...only(base, "ServiceAccount"), ...added], "deploy/cluster-wide/rbac.yaml");
+  // The ClusterRole is the one of the plain file deploy/rbac.yaml.
+  const [plain] = only(await manifests("deploy/rbac.yaml"), "ClusterRole");
+  assertEquals(clusterRole.rules, plain.rules);
+  // The Deployment patch removes --namespace, so the operator serves every namespace.
+  const patch = (component.patches as { patch: string; target?: { kind: string } }[])
+    .find((p) => p.target?.kind === "Deployment");
+  assert(patch, "no Deployment patch");
+  const [deployment] = await manifests("deploy/deployment.yaml");
+  const args: string[] = structuredClone(deployment.spec.template.spec.containers[0].args);
+  for (const op of parse(patch.patch) as { op: string; path: string; value?: string }[]) {
+    const index = Number(op.path.split("/").at(-1));
+    assert(op.path.startsWith("/spec/template/spec/containers/0/args/"), op.path);
+    if (op.op === "test") assertEquals(args[index], op.value, "the patch removes another arg");
+    if (op.op === "remove") args.splice(index, 1);
+  }
+  assertEquals(parseCli(args).namespaces, []);
 });
 
 Deno.test("deploy: every RBAC rule has a comment naming the source file that needs it", async () => {
   const needs = await neededGrants();
-  for (const path of ["deploy/rbac.yaml", "deploy/rbac-namespaced.yaml"]) {
+  const files = [
+    "deploy/rbac.yaml",
+    "deploy/rbac-namespaced.yaml",
+    "deploy/cluster-wide/rbac.yaml",
+  ];
+  for (const path of files) {
     for (const { role, rule, comment } of await ruleComments(path)) {
       for (const g of grantsOf({ rules: [rule] })) {
         // "src/kube.ts listNamespacedPod" → the comment names the file and the call.
@@ -427,13 +607,61 @@ Deno.test("deploy: namespace.yaml enforces restricted; sample.yaml runs an embed
   assert((await loadScripts()).has(sample.spec.script), "task.sh is not an embedded script");
 });
 
-Deno.test("deploy: kustomization.yaml installs namespace, CRD, RBAC and Deployment only", async () => {
-  const k = parse(await readText("deploy/kustomization.yaml"));
+Deno.test("deploy: kustomization.yaml installs the namespaced operator; one line turns on cluster-wide", async () => {
+  const text = await readText("deploy/kustomization.yaml");
+  const k = parse(text);
   assertEquals(
     [...k.resources].sort(),
-    ["crd.yaml", "deployment.yaml", "namespace.yaml", "rbac.yaml"],
+    ["crd.yaml", "deployment.yaml", "namespace.yaml", "policy.yaml", "rbac-namespaced.yaml"],
   );
   for (const r of k.resources) assert(exists(`${ROOT}deploy/${r}`), `deploy/${r} missing`);
+  assertEquals(k.components, undefined, "cluster-wide mode is off by default");
+  // The line the README tells users to uncomment.
+  assert(text.includes("\n# components: [cluster-wide]\n"), text);
+  assert(exists(`${ROOT}deploy/cluster-wide/kustomization.yaml`), "deploy/cluster-wide/ missing");
+});
+
+Deno.test("deploy: policy.yaml's admission policy and the Deployment's flags hold one policy", async () => {
+  const [policy, binding] = await manifests("deploy/policy.yaml");
+  assertEquals([policy.kind, binding.kind], [
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+  ]);
+  assertEquals(binding.spec.policyName, policy.metadata.name);
+  assertEquals(binding.spec.validationActions, ["Deny"]);
+  assertEquals(binding.spec.paramRef, undefined);
+  assertEquals(policy.spec.failurePolicy, "Fail");
+  const variable = (name: string) => {
+    const v = policy.spec.variables.find((x: { name: string }) => x.name === name);
+    assert(v, `variable ${name} missing`);
+    // The constants are CEL list or bool literals, which read as JSON once quotes are swapped.
+    return JSON.parse(v.expression.replaceAll("'", '"'));
+  };
+  const [deployment] = await manifests("deploy/deployment.yaml");
+  const cli = parseCli(deployment.spec.template.spec.containers[0].args);
+  assertEquals(cli.policy, {
+    allowedImages: variable("allowedImages"),
+    allowedServiceAccounts: variable("allowedServiceAccounts"),
+    allowPrivileged: variable("allowPrivilegedScripts"),
+  });
+  assertEquals(cli.policy, DEFAULT_POLICY, "the shipped policy is the operator's default");
+  // Every privilege the operator refuses has a validation naming the same field.
+  const messages = policy.spec.validations.map((v: { messageExpression: string }) =>
+    v.messageExpression
+  ).join("\n");
+  for (
+    const field of [
+      "spec.image",
+      "spec.serviceAccountName",
+      "spec.securityContext.privileged",
+      "spec.securityContext.runAsUser",
+      "spec.securityContext.runAsNonRoot",
+      "spec.securityContext.allowPrivilegeEscalation",
+      "spec.securityContext.capabilities.add",
+      "spec.securityContext.capabilities.drop",
+      "spec.securityContext.seccompProfile.type",
+    ]
+  ) assert(messages.includes(`'${field}: `), `no validation names ${field}`);
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -747,7 +975,7 @@ clusterTest(
           const res = await kubectl(["apply", "--dry-run=server", ...args], { stdin });
           assertEquals(res.code, 0, `apply --dry-run=server ${args.join(" ")}: ${res.stderr}`);
         };
-        for (const f of ["crd.yaml", "namespace.yaml", "sample.yaml"]) {
+        for (const f of ["crd.yaml", "namespace.yaml", "sample.yaml", "policy.yaml"]) {
           await dryRun(["-f", `${ROOT}deploy/${f}`]);
         }
         // Namespaced objects need their namespace to exist, even for a dry run.
@@ -757,20 +985,60 @@ clusterTest(
         }
         const rendered = await kubectlOk(["kustomize", `${ROOT}deploy`]);
         const kinds = parseAllDocuments(rendered).map((d) => (d.toJS() as K8sObject).kind);
-        assertEquals(
-          new Set(kinds),
-          new Set([
-            "Namespace",
-            "CustomResourceDefinition",
-            "ServiceAccount",
-            "ClusterRole",
-            "ClusterRoleBinding",
-            "Role",
-            "RoleBinding",
-            "Deployment",
-          ]),
-        );
+        const base = [
+          "Namespace",
+          "CustomResourceDefinition",
+          "ServiceAccount",
+          "Role",
+          "RoleBinding",
+          "Deployment",
+          "ValidatingAdmissionPolicy",
+          "ValidatingAdmissionPolicyBinding",
+        ];
+        assertEquals(new Set(kinds), new Set(base));
         await dryRun(["-f", "-"], rendered);
+        // Cluster-wide mode: the one line of kustomization.yaml uncommented, in a copy.
+        const copy = await Deno.makeTempDir({ prefix: "script-operator-kustomize-" });
+        try {
+          await kubectlOk(["kustomize", `${ROOT}deploy`, "-o", `${copy}/base.yaml`]);
+          await Deno.mkdir(`${copy}/deploy/cluster-wide`, { recursive: true });
+          for (const e of Deno.readDirSync(`${ROOT}deploy`)) {
+            if (e.isFile) {
+              await Deno.copyFile(`${ROOT}deploy/${e.name}`, `${copy}/deploy/${e.name}`);
+            }
+          }
+          for (const e of Deno.readDirSync(`${ROOT}deploy/cluster-wide`)) {
+            await Deno.copyFile(
+              `${ROOT}deploy/cluster-wide/${e.name}`,
+              `${copy}/deploy/cluster-wide/${e.name}`,
+            );
+          }
+          const k = `${copy}/deploy/kustomization.yaml`;
+          const text = await Deno.readTextFile(k);
+          await Deno.writeTextFile(
+            k,
+            text.replace("\n# components: [cluster-wide]\n", "\ncomponents: [cluster-wide]\n"),
+          );
+          const wide = parseAllDocuments(await kubectlOk(["kustomize", `${copy}/deploy`]))
+            .map((d) => d.toJS() as K8sObject);
+          assertEquals(
+            new Set(wide.map((o) => o.kind)),
+            new Set([...base, "ClusterRole", "ClusterRoleBinding"]),
+          );
+          const roles = wide.filter((o) => o.kind === "Role" || o.kind === "RoleBinding");
+          assertEquals(roles.map((r) => r.metadata.namespace), [
+            "script-operator",
+            "script-operator",
+          ]);
+          const deployment = wide.find((o) => o.kind === "Deployment")!;
+          assertEquals(parseCli(deployment.spec.template.spec.containers[0].args).namespaces, []);
+          await dryRun(
+            ["-f", "-"],
+            JSON.stringify({ apiVersion: "v1", kind: "List", items: wide }),
+          );
+        } finally {
+          await Deno.remove(copy, { recursive: true });
+        }
       });
 
       await t.step("kubectl apply -k deploy/ without Pod Security warnings", async () => {
@@ -781,6 +1049,69 @@ clusterTest(
         const ns = await kubectlJson<K8sObject>(["get", "namespace", "script-operator"]);
         assertEquals(ns.metadata.labels?.["pod-security.kubernetes.io/enforce"], "restricted");
       });
+
+      await t.step(
+        "the namespaced operator can act in its namespaces only (auth can-i)",
+        async () => {
+          const as = "system:serviceaccount:script-operator:script-operator";
+          const can = async (verb: string, resource: string, where: string, sub?: string) => {
+            const scope = where === "*" ? ["--all-namespaces"] : ["-n", where];
+            const extra = sub ? [`--subresource=${sub}`] : [];
+            const res = await kubectl([
+              "auth",
+              "can-i",
+              verb,
+              resource,
+              ...scope,
+              ...extra,
+              "--as",
+              as,
+            ]);
+            const answer = res.stdout.trim();
+            assert(answer === "yes" || answer === "no", `can-i ${verb} ${resource}: ${res.stderr}`);
+            return answer === "yes";
+          };
+          const scriptruns = `${PLURAL}.${GROUP}`;
+          // The API server's RBAC view follows the applied Roles after a moment.
+          await waitFor(async () => await can("list", scriptruns, "default"), {
+            what: "the applied RoleBinding to take effect",
+          });
+          const served: [string, string, string?][] = [
+            ["list", scriptruns],
+            ["patch", scriptruns, "status"],
+            ["list", "configmaps"],
+            ["create", "configmaps"],
+            ["delete", "configmaps"],
+            ["list", "jobs.batch"],
+            ["create", "jobs.batch"],
+            ["delete", "jobs.batch"],
+            ["list", "pods"],
+            ["create", "events"],
+          ];
+          for (const [verb, resource, sub] of served) {
+            assert(
+              await can(verb, resource, "default", sub),
+              `cannot ${verb} ${resource} in default`,
+            );
+            for (const where of ["kube-system", "script-operator", "*"]) {
+              assert(
+                !(await can(verb, resource, where, sub)),
+                `can ${verb} ${resource} in ${where}`,
+              );
+            }
+          }
+          for (const where of ["default", "kube-system", "*"]) {
+            for (const [verb, resource] of [["get", "secrets"], ["create", "pods"]]) {
+              assert(!(await can(verb, resource, where)), `can ${verb} ${resource} in ${where}`);
+            }
+          }
+          assert(await can("update", "leases.coordination.k8s.io", "script-operator"), "no Lease");
+          assert(
+            !(await can("update", "leases.coordination.k8s.io", "default")),
+            "Lease in default",
+          );
+        },
+      );
 
       await t.step("the Deployment's pod is admitted (and a violating one is not)", async () => {
         const deployment = await kubectlJson<K8sObject>([
@@ -864,6 +1195,16 @@ clusterTest(
       for (const kind of ["clusterrolebinding", "clusterrole"]) {
         await kubectl(["delete", kind, "script-operator", "--ignore-not-found"]);
       }
+      // Cluster-scoped, so not removed with the namespace; later tests must not meet it.
+      await kubectl(["delete", "-f", `${ROOT}deploy/policy.yaml`, "--ignore-not-found"]);
+      await kubectl([
+        "delete",
+        "role,rolebinding",
+        "script-operator",
+        "-n",
+        "default",
+        "--ignore-not-found",
+      ]);
     }
   },
 );

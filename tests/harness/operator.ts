@@ -54,10 +54,11 @@ export async function startOperator(
     kubeconfig?: string | null;
     /** Permission flags instead of the start task's (e.g. the in-cluster binary's). */
     flags?: readonly string[];
-    /** Folder holding the `main.ts` to run, e.g. a copy with other scripts (default: the repo). */
+    /** Another build of the operator (see {@linkcode copyBuild}) instead of this checkout. */
     root?: URL;
   } = {},
 ): Promise<OperatorProcess> {
+  const root = options.root ?? ROOT;
   const flags = options.flags ?? await startTaskFlags();
   const kubeconfigArgs = options.kubeconfig === null
     ? []
@@ -66,7 +67,7 @@ export async function startOperator(
     args: [
       "run",
       ...flags,
-      new URL("main.ts", options.root ?? ROOT).pathname,
+      new URL("main.ts", root).pathname,
       ...kubeconfigArgs,
       "--log-format=json",
       "--health-probe-bind-address=0",
@@ -75,7 +76,7 @@ export async function startOperator(
     ],
     env: options.clearEnv ? { DENO_DIR: await denoCacheDir(), ...options.env } : options.env,
     clearEnv: options.clearEnv,
-    cwd: new URL(".", options.root ?? ROOT).pathname,
+    cwd: new URL(".", root).pathname,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -172,6 +173,41 @@ export async function unreachableKubeconfig(): Promise<{ path: string } & AsyncD
   await Deno.writeTextFile(`${dir}/down.kubeconfig`, text);
   return {
     path: `${dir}/down.kubeconfig`,
+    [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
+  };
+}
+
+/** A copy of this checkout's operator sources; removed on dispose. */
+export interface BuildCopy extends AsyncDisposable {
+  /** Pass as `startOperator(..., { root })`. */
+  root: URL;
+}
+
+/**
+ * Copies main.ts, src/, scripts/, deno.json and deno.lock to a temp folder and applies script
+ * changes (content, or null to remove the script): the operator rebuilt with other scripts.
+ */
+export async function copyBuild(scripts: Record<string, string | null>): Promise<BuildCopy> {
+  const dir = await Deno.makeTempDir({ prefix: "script-operator-build-" });
+  const copy = async (from: string, to: string) => {
+    const info = await Deno.stat(from);
+    if (info.isDirectory) {
+      await Deno.mkdir(to, { recursive: true });
+      for await (const e of Deno.readDir(from)) await copy(`${from}/${e.name}`, `${to}/${e.name}`);
+    } else {
+      await Deno.copyFile(from, to);
+      await Deno.chmod(to, info.mode ?? 0o644);
+    }
+  };
+  for (const part of ["main.ts", "src", "scripts", "deno.json", "deno.lock"]) {
+    await copy(new URL(part, ROOT).pathname, `${dir}/${part}`);
+  }
+  for (const [name, content] of Object.entries(scripts)) {
+    if (content === null) await Deno.remove(`${dir}/scripts/${name}`);
+    else await Deno.writeTextFile(`${dir}/scripts/${name}`, content, { mode: 0o755 });
+  }
+  return {
+    root: new URL(`file://${dir}/`),
     [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
   };
 }

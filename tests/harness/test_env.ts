@@ -131,12 +131,35 @@ export async function kubectl(
   return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
 }
 
-/** Runs kubectl and returns its stdout; throws with kubectl's stderr if it fails. */
+/** kubectl exited non-zero; `transient` when a retry may succeed (see {@linkcode waitFor}). */
+export class KubectlError extends Error {
+  override name = "KubectlError";
+  /** kubectl's exit code. */
+  readonly code: number;
+  /** kubectl's standard error. */
+  readonly stderr: string;
+  /**
+   * The object does not exist (yet), or the API server could not answer this time (connection
+   * refused, timeout, 429/5xx): worth retrying while waiting for something.
+   */
+  readonly transient: boolean;
+
+  /** Describes the failed run of kubectl `args`. */
+  constructor(args: string[], res: KubectlResult) {
+    super(`kubectl ${args.join(" ")} failed (exit ${res.code}): ${res.stderr.trim()}`);
+    this.code = res.code;
+    this.stderr = res.stderr;
+    this.transient = TRANSIENT_KUBECTL.test(res.stderr);
+  }
+}
+
+const TRANSIENT_KUBECTL =
+  /\(NotFound\)|doesn't have a resource type|connection refused|i\/o timeout|TLS handshake timeout|Client\.Timeout|the server is currently unable|etcdserver: request timed out|\(TooManyRequests\)|\(InternalError\)|\(ServiceUnavailable\)/;
+
+/** Runs kubectl and returns its stdout; throws a {@linkcode KubectlError} if it fails. */
 export async function kubectlOk(args: string[], options: KubectlOptions = {}): Promise<string> {
   const res = await kubectl(args, options);
-  if (res.code !== 0) {
-    throw new Error(`kubectl ${args.join(" ")} failed (exit ${res.code}): ${res.stderr.trim()}`);
-  }
+  if (res.code !== 0) throw new KubectlError(args, res);
   return res.stdout;
 }
 
@@ -208,6 +231,19 @@ export async function uniqueNamespace(prefix: string): Promise<TestNamespace> {
   return { name, cleanup, [Symbol.asyncDispose]: cleanup };
 }
 
+/**
+ * Thrown inside a {@linkcode waitFor} callback to say "not yet, try again" (with a reason for
+ * the timeout message). Any other error fails the wait at once.
+ */
+export class NotYet extends Error {
+  override name = "NotYet";
+}
+
+/** Whether `error` means "not yet": a {@linkcode NotYet} or a transient {@linkcode KubectlError}. */
+export function isNotYet(error: unknown): boolean {
+  return error instanceof NotYet || (error instanceof KubectlError && error.transient);
+}
+
 /** Options for {@linkcode waitFor}. */
 export interface WaitForOptions {
   /** Give up after this long (default 30 s). */
@@ -220,8 +256,10 @@ export interface WaitForOptions {
 
 /**
  * Calls `fn` until it returns a value other than undefined, null or false, and returns that
- * value. Errors thrown by `fn` count as "not yet"; the timeout error names `what`, the last
- * value and the last error.
+ * value. Only "not yet" is retried: such a return value, a thrown {@linkcode NotYet}, or a
+ * transient kubectl failure (e.g. NotFound, see {@linkcode KubectlError}). Any other error, an
+ * assertion error above all, is rethrown at once. The timeout error names `what`, the last
+ * value and the last "not yet" reason.
  */
 export async function waitFor<T>(
   fn: () => T | undefined | null | false | Promise<T | undefined | null | false>,
@@ -236,7 +274,9 @@ export async function waitFor<T>(
       const value = await fn();
       if (value !== undefined && value !== null && value !== false) return value;
       last = value;
+      lastError = undefined;
     } catch (e) {
+      if (!isNotYet(e)) throw e;
       lastError = e;
     }
     if (Date.now() >= deadline) {

@@ -12,6 +12,7 @@ import {
   kubectl,
   kubectlJson,
   kubectlOk,
+  NotYet,
   testKubeconfig,
   waitFor,
 } from "../harness/test_env.ts";
@@ -148,7 +149,14 @@ export async function runLogs(ns: string, run: ScriptRun): Promise<string> {
   const job = run.status?.jobName;
   if (!job) throw new Error(`ScriptRun ${ns}/${run.metadata.name} has no jobName in its status`);
   const res = await kubectl(["-n", ns, "logs", `job/${job}`]);
-  if (res.code !== 0) throw new Error(`kubectl logs job/${job} failed: ${res.stderr.trim()}`);
+  if (res.code !== 0) {
+    const text = `kubectl logs job/${job} failed: ${res.stderr.trim()}`;
+    // The pod or its container may not exist or run yet: worth waiting for.
+    if (/waiting to start|ContainerCreating|PodInitializing|NotFound|not found/.test(res.stderr)) {
+      throw new NotYet(text);
+    }
+    throw new Error(text);
+  }
   return res.stdout;
 }
 

@@ -1,0 +1,209 @@
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
+import { Backoff } from "./backoff.ts";
+import { childName, runHash } from "./desired.ts";
+import { FakeKube, kubeError, recordingLogger } from "./fake_kube.ts";
+import { Reconciler, type ReconcilerOptions } from "./reconciler.ts";
+import { script, scriptRun, scripts } from "./test_fixtures.ts";
+import { LABELS, type ScriptRun } from "./types.ts";
+
+const NS = "ns";
+
+function setup(options: Partial<ReconcilerOptions> = {}) {
+  const kube = new FakeKube();
+  const { log, lines } = recordingLogger();
+  const reconciler = new Reconciler({
+    kube,
+    scripts: scripts(),
+    log,
+    namespaces: [NS],
+    backoff: new Backoff(undefined, () => 0.5),
+    ...options,
+  });
+  return { kube, lines, reconciler };
+}
+
+function nameOf(run: ScriptRun): string {
+  return childName(run.metadata.name, runHash(run, script()));
+}
+
+Deno.test("Reconciler: a new run makes exactly these calls: lists, pods, 2 creates, 1 Event, 1 status", async () => {
+  const { kube, reconciler } = setup();
+  const run = kube.addRun(scriptRun());
+  const name = nameOf(run);
+  const result = await reconciler.cycle();
+  assertEquals(result.writes, 3);
+  assertEquals(kube.calls, [
+    "LIST scriptruns",
+    "LIST configmaps",
+    "LIST jobs",
+    `LIST pods ns/uid-1`,
+    `POST configmaps ns/${name}`,
+    `POST jobs ns/${name}`,
+    "POST events ns/demo CreatingJob",
+    "PATCH scriptruns/status ns/demo",
+  ]);
+  assertEquals(kube.runs.get("ns/demo")?.status?.reason, "JobPending");
+  // A second cycle with nothing changed writes nothing and asks for nothing more.
+  kube.calls = [];
+  await reconciler.cycle();
+  assertEquals(kube.calls, ["LIST scriptruns", "LIST configmaps", "LIST jobs"]);
+});
+
+Deno.test("Reconciler: a 409 on the guarded status patch is a quiet requeue, not an error", async () => {
+  const { kube, lines, reconciler } = setup();
+  kube.addRun(scriptRun());
+  kube.failOn(
+    "PATCH scriptruns/status",
+    kubeError(409, "transient", "the object has been modified"),
+  );
+  const result = await reconciler.cycle();
+  assertEquals([result.ok, result.errors], [true, 0]);
+  assertEquals(lines.filter((l) => l.level === "error" || l.level === "warn"), []);
+  // Planned again at once (no backoff): the next cycle records the status.
+  kube.calls = [];
+  await reconciler.cycle();
+  assert(kube.calls.includes("PATCH scriptruns/status ns/demo"), kube.calls.join("\n"));
+});
+
+Deno.test("Reconciler: our Job without its managed-by label is relabelled, never a NameConflict", async () => {
+  const { kube, reconciler } = setup();
+  const run = kube.addRun(scriptRun());
+  await reconciler.cycle();
+  const name = nameOf(run);
+  delete kube.jobs.get(`ns/${name}`)!.metadata.labels![LABELS.managedBy];
+  const hash = runHash(run, script());
+  kube.pods = [{ name: "p", hash, jobName: name, phase: "Running" }];
+  kube.calls = [];
+  await reconciler.cycle();
+  // Its pod names it: looked up by name, found ours, relabelled; nothing created.
+  assertEquals(kube.writes(), [`PATCH jobs ns/${name}`]);
+  assert(kube.calls.includes(`GET jobs ns/${name}`));
+  assertEquals(kube.jobs.get(`ns/${name}`)!.metadata.labels![LABELS.managedBy], "script-operator");
+  assert(kube.runs.get("ns/demo")!.status!.reason !== "NameConflict");
+  // Back in the lists: the next cycle writes nothing.
+  kube.calls = [];
+  await reconciler.cycle();
+  assertEquals(kube.writes(), []);
+});
+
+Deno.test("Reconciler: our Job without its label and without pods: the create finds it", async () => {
+  const { kube, reconciler } = setup();
+  const run = kube.addRun(scriptRun());
+  await reconciler.cycle();
+  const name = nameOf(run);
+  delete kube.jobs.get(`ns/${name}`)!.metadata.labels![LABELS.managedBy];
+  kube.calls = [];
+  await reconciler.cycle();
+  assertEquals(kube.writes(), [`POST jobs ns/${name}`, `PATCH jobs ns/${name}`]);
+  assert(kube.runs.get("ns/demo")!.status!.reason !== "NameConflict");
+});
+
+Deno.test("Reconciler: a foreign Job with our name is a NameConflict after one GET, and left alone", async () => {
+  const { kube, reconciler } = setup();
+  const run = kube.addRun(scriptRun());
+  const name = nameOf(run);
+  kube.jobs.set(`ns/${name}`, {
+    apiVersion: "batch/v1",
+    kind: "Job",
+    metadata: { name, namespace: NS, uid: "someone-else" },
+  });
+  await reconciler.cycle();
+  assertEquals(kube.runs.get("ns/demo")!.status!.reason, "NameConflict");
+  assertEquals(kube.jobs.get(`ns/${name}`)!.metadata.uid, "someone-else");
+  assert(kube.calls.includes(`GET jobs ns/${name}`));
+});
+
+Deno.test("Reconciler: a deposed leader sends nothing, Events included", async () => {
+  let leading = true;
+  const { kube, lines, reconciler } = setup({ canWrite: () => leading });
+  kube.addRun(scriptRun());
+  // Lose the lease between the plan and the first write.
+  const original = kube.listRunPods.bind(kube);
+  kube.listRunPods = (ns, uid) => {
+    leading = false;
+    return original(ns, uid);
+  };
+  await reconciler.cycle();
+  assertEquals(kube.writes(), []);
+  assertEquals(lines.filter((l) => l.message.startsWith("Creating")), []);
+});
+
+Deno.test("Reconciler: --dry-run logs every planned write and sends none", async () => {
+  const { kube, lines, reconciler } = setup({ dryRun: true });
+  kube.addRun(scriptRun());
+  await reconciler.cycle();
+  assertEquals(kube.writes(), []);
+  const planned = lines.filter((l) => l.properties.dryRun === true).map((l) => l.message);
+  assertEquals(planned, ["Creating ConfigMap", "Creating Job", "Updating status"]);
+});
+
+Deno.test("Reconciler: an unreachable API server ends the cycle early instead of trying every run", async () => {
+  const { kube, reconciler } = setup({ concurrency: 1 });
+  for (let i = 0; i < 5; i++) {
+    kube.addRun({
+      ...scriptRun({}, `run-${i}`),
+      metadata: { ...scriptRun({}, `run-${i}`).metadata, uid: `u${i}` },
+    });
+  }
+  kube.failOn("LIST pods", kubeError(0, "transient", "connect timed out"), 100);
+  const result = await reconciler.cycle();
+  assert(result.unreachable);
+  assertEquals(kube.calls.filter((c) => c.startsWith("LIST pods")).length, 1);
+});
+
+Deno.test("Reconciler: a failed LIST stops the scope and says so; unreachable marks the cycle", async () => {
+  const { kube, reconciler } = setup();
+  kube.failOn("LIST jobs", kubeError(0, "transient", "ECONNREFUSED"));
+  const result = await reconciler.cycle();
+  assertEquals([result.ok, result.unreachable, result.scopeErrors.length], [false, true, 1]);
+});
+
+Deno.test("Reconciler: throttling (429) is not an error line per run", async () => {
+  const { kube, lines, reconciler } = setup();
+  for (let i = 0; i < 3; i++) {
+    kube.addRun({
+      ...scriptRun({}, `run-${i}`),
+      metadata: { ...scriptRun({}, `run-${i}`).metadata, uid: `u${i}` },
+    });
+  }
+  const throttled = Object.assign(kubeError(429, "transient", "Too Many Requests"), {});
+  kube.failOn("POST configmaps", throttled, 3);
+  await reconciler.cycle();
+  assertEquals(lines.filter((l) => l.level === "error"), []);
+  assertEquals(lines.filter((l) => l.level === "warn").length, 1);
+});
+
+Deno.test("Reconciler: 'Creating Job' is logged once per POST really sent", async () => {
+  const { kube, lines, reconciler } = setup();
+  kube.addRun(scriptRun());
+  await reconciler.cycle();
+  await reconciler.cycle();
+  const posts = kube.calls.filter((c) => c.startsWith("POST jobs")).length;
+  assertEquals(lines.filter((l) => l.message === "Creating Job").length, posts);
+});
+
+Deno.test("Reconciler: a rollout never creates the new Job while the old one exists or its pods run", async () => {
+  const { kube, reconciler } = setup();
+  const run = kube.addRun(scriptRun({ rerunPolicy: "OnChange" }));
+  await reconciler.cycle();
+  const oldName = nameOf(run);
+  const oldHash = runHash(run, script());
+  // The old Job runs; the spec changes; the status write after the delete is refused.
+  kube.jobs.get(`ns/${oldName}`)!.status = { active: 1, ready: 1 };
+  const stored = kube.runs.get("ns/demo")!;
+  stored.spec = { ...stored.spec, args: ["v2"] };
+  stored.metadata.generation = 2;
+  kube.failOn("PATCH scriptruns/status", kubeError(409, "transient"));
+  await reconciler.cycle();
+  assert(kube.calls.includes(`DELETE jobs ns/${oldName}`));
+  // Foreground: the Job is terminating; then gone, but its pod still runs.
+  for (let i = 0; i < 2; i++) await reconciler.cycle();
+  kube.jobs.delete(`ns/${oldName}`);
+  kube.pods = [{ name: "old-pod", hash: oldHash, jobName: oldName, phase: "Running" }];
+  for (let i = 0; i < 2; i++) await reconciler.cycle();
+  assertEquals(kube.calls.filter((c) => c.startsWith("POST jobs")).length, 1);
+  assertEquals(kube.runs.get("ns/demo")!.status!.reason, "ReplacingJob");
+  kube.pods[0].phase = "Failed";
+  await reconciler.cycle();
+  assertEquals(kube.calls.filter((c) => c.startsWith("POST jobs")).length, 2);
+});
