@@ -13,9 +13,9 @@
  * - the sysctls the kubelet and the bridge plugin set, restored when the last node of this host
  *   stops (several control planes can run nodes at once; they share one record of the values).
  *
- * Facts and measurements behind the settings: `/work/shared/design/real-node.md` (not in git);
- * in short, containerd's CRI needs `restrict_oom_score_adj = true` here (no CAP_SYS_RESOURCE) and
- * the kubelet `failCgroupV1: false` with `cgroupDriver: cgroupfs`.
+ * Why the settings are what they are: tests/control_plane/README.md, "The real node". In short,
+ * containerd's CRI needs `restrict_oom_score_adj = true` on machines without CAP_SYS_RESOURCE, and
+ * the kubelet `failCgroupV1: false` with `cgroupDriver: cgroupfs` on cgroup v1.
  *
  * @module
  */
