@@ -19,7 +19,9 @@ fi
 
 for url in "$@"; do
   n=1
-  until wget -q -T "$TIMEOUT" -O /dev/null "$url"; do
+  # `timeout`, not `wget -T`: busybox builds without wget's timeout feature (Debian's before
+  # 1.36.1-5) crash with a segmentation fault on -T.
+  until timeout "$TIMEOUT" wget -q -O /dev/null "$url"; do
     if [ "$n" -ge "$ATTEMPTS" ]; then
       echo "$url did not answer after $ATTEMPTS attempts" >&2
       echo "$url did not answer after $ATTEMPTS attempts" > /dev/termination-log 2>/dev/null || true

@@ -7,6 +7,15 @@
  * @module
  */
 import { fileURLToPath } from "node:url";
+import {
+  chooseNode,
+  importImages,
+  type NodeKind,
+  REAL_NODE_NAME,
+  type RealNodeSetup,
+  setupRealNode,
+  teardownRealNode,
+} from "./real_node.ts";
 
 /** Annotation (key=value) that makes kwok manage a Node. */
 export const KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node=fake";
@@ -40,8 +49,15 @@ export interface ControlPlaneOptions {
    * kube-apiserver only, so no Jobs), otherwise {@linkcode ensureBinaries}.
    */
   binDir?: string;
-  /** Run kube-controller-manager, kube-scheduler and kwok so Jobs progress (default true). */
+  /** Run kube-controller-manager, kube-scheduler and a node so Jobs progress (default true). */
   withJobs?: boolean;
+  /**
+   * The node that runs pods when Jobs progress: `kwok` (default: simulated, no container runs),
+   * `real` (containerd + kubelet, see `real_node.ts`; throws if it cannot run here) or `auto`
+   * (`SCRIPT_OPERATOR_TEST_NODE` if set, else real where it can run, else kwok with one line on
+   * stderr saying why).
+   */
+  node?: NodeKind | "auto";
   /** Folder for the processes' logs, kept after stop (default: `<dir>/logs`, removed on stop). */
   logDir?: string;
   /** Print no progress lines on stderr. */
@@ -58,7 +74,7 @@ export interface ControlPlaneTimings {
   certs: number;
   /** `/readyz` answered ok. */
   apiReady: number;
-  /** The fake Node is Ready (only with Jobs). */
+  /** The Node (fake or real) is Ready (only with Jobs). */
   nodeReady?: number;
   /** The `default` ServiceAccount exists in `default` (only with Jobs). */
   serviceAccount?: number;
@@ -82,8 +98,14 @@ export interface ControlPlane {
   caPem: string;
   /** Path of the cluster CA file. */
   caPath: string;
-  /** Whether Jobs run to completion (job controller, scheduler and kwok are running). */
+  /** Whether Jobs run to completion (job controller, scheduler and a node are running). */
   jobsProgress: boolean;
+  /** The node that runs pods: `kwok` (simulated), `real` (containers run) or `none` (no Jobs). */
+  node: NodeKind | "none";
+  /** When `node` was `auto` and the real node could not run: why (the line printed). */
+  nodeFallback?: string;
+  /** The real node, when `node` is `real`. */
+  realNode?: RealNodeInfo;
   /** Startup timings. */
   timings: ControlPlaneTimings;
   /** Description (with log tail) of a process that exited unexpectedly, if any. */
@@ -92,6 +114,22 @@ export interface ControlPlane {
   died: Promise<string>;
   /** Stops all processes (SIGTERM, SIGKILL after 5 s) and removes the temp folder. */
   stop(): Promise<void>;
+}
+
+/** The real node of a control plane. */
+export interface RealNodeInfo {
+  /** Node name. */
+  name: string;
+  /** Its InternalIP: the gateway address of its pod bridge, reachable from pods and the host. */
+  ip: string;
+  /** Pod subnet (CIDR) on its bridge. */
+  podSubnet: string;
+  /** The bridge's name. */
+  bridge: string;
+  /** The kubelet's cgroup root: pods' cgroups are under `<hierarchy>/<cgroupRoot>/kubepods`. */
+  cgroupRoot: string;
+  /** containerd's socket (`ctr --address <socket> -n k8s.io ...`). */
+  containerdSocket: string;
 }
 
 /** A spawned control-plane process. */
@@ -339,6 +377,10 @@ async function removeStaleDirs(): Promise<void> {
     const dir = `${tmp}/${entry.name}`;
     const pid = await Deno.readTextFile(`${dir}/owner.pid`).catch(() => "");
     if (pid.trim() && !exists(`/proc/${pid.trim()}`)) {
+      // A real node killed hard leaves shims, mounts, a bridge and cgroups: undo them first, and
+      // never remove a folder with something still mounted in it.
+      const left = teardownRealNode(dir);
+      if (left.some((p) => p.startsWith("still mounted"))) continue;
       await Deno.remove(dir, { recursive: true }).catch(() => {});
     }
   }
@@ -363,6 +405,21 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     throw new Error(`withJobs: ${binDir} lacks kube-controller-manager, kube-scheduler or kwok`);
   }
   const withJobs = (options.withJobs ?? true) && hasJobBinaries;
+  let nodeKind: NodeKind | "none" = "none";
+  let nodeFallback: string | undefined;
+  if (withJobs) {
+    const wanted = options.node ?? "kwok";
+    if (wanted === "kwok") {
+      nodeKind = "kwok";
+    } else {
+      // Throws when the real node is forced (option or SCRIPT_OPERATOR_TEST_NODE) but cannot run.
+      const choice = chooseNode(binDir, wanted === "real" ? "real" : undefined);
+      nodeKind = choice.kind;
+      nodeFallback = choice.fallbackLine;
+      if (nodeFallback) console.error(nodeFallback);
+    }
+  }
+  const real = nodeKind === "real";
   for (const b of ["etcd", "kube-apiserver"]) {
     if (!exists(`${binDir}/${b}`)) throw new Error(`${binDir}/${b} not found`);
   }
@@ -372,12 +429,17 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
   await Deno.writeTextFile(`${dir}/owner.pid`, String(Deno.pid));
   const logDir = options.logDir ?? `${dir}/logs`;
   const procs: Proc[] = [];
+  /** kubelet and containerd: stopped first, then the node's host state is undone. */
+  const nodeProcs: Proc[] = [];
   let stopping = false;
   let stopped: Promise<void> | undefined;
   let httpClient: Deno.HttpClient | undefined;
   let resolveDied: (text: string) => void = () => {};
   const died = new Promise<string>((resolve) => resolveDied = resolve);
   let failureText: string | undefined;
+  let realNode: RealNodeInfo | undefined;
+  /** The real node's set-up while it runs: stop waits for it before undoing it. */
+  let nodeSetupPending: Promise<unknown> | undefined;
 
   const handle: Running = {
     handleSignals: options.handleSignals ?? true,
@@ -387,6 +449,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
           p.child.kill("SIGKILL");
         } catch { /* already exited */ }
       }
+      if (teardownRealNode(dir).some((p) => p.startsWith("still mounted"))) return;
       try {
         Deno.removeSync(dir, { recursive: true });
       } catch { /* already gone */ }
@@ -398,6 +461,8 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
   };
   async function stopAll(): Promise<void> {
     stopping = true;
+    let keepDir = false;
+    await nodeSetupPending?.catch(() => {});
     httpClient?.close();
     const kill = (sig: Deno.Signal) => (p: Proc) => {
       if (p.status) return;
@@ -405,14 +470,30 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
         p.child.kill(sig);
       } catch { /* already exited */ }
     };
-    // Clients first, then the API server, then etcd: each gets 5 s before SIGKILL.
-    for (const group of [procs.slice(2), procs.slice(1, 2), procs.slice(0, 1)]) {
+    // The node first (kubelet, then containerd), then the other clients, then the API server,
+    // then etcd: each gets 5 s before SIGKILL.
+    const others = procs.slice(2).filter((p) => !nodeProcs.includes(p));
+    const groups = [
+      nodeProcs.filter((p) => p.name === "kubelet"),
+      nodeProcs.filter((p) => p.name !== "kubelet"),
+      others,
+      procs.slice(1, 2),
+      procs.slice(0, 1),
+    ];
+    for (const [i, group] of groups.entries()) {
       group.forEach(kill("SIGTERM"));
       const timer = setTimeout(() => group.forEach(kill("SIGKILL")), 5000);
       await Promise.all(group.map((p) => p.done));
       clearTimeout(timer);
+      if (i === 1) {
+        const left = teardownRealNode(dir);
+        if (left.length > 0) {
+          console.error(`control plane: the real node's teardown left: ${left.join("; ")}`);
+        }
+        if (left.some((p) => p.startsWith("still mounted"))) keepDir = true;
+      }
     }
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    if (!keepDir) await Deno.remove(dir, { recursive: true }).catch(() => {});
     track(handle, false);
   }
   track(handle, true);
@@ -422,13 +503,14 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       p.status?.signal ? ` (signal ${p.status.signal})` : ""
     }; last lines of ${p.logPath}:\n${await tail(p.logPath)}`;
   const start = (name: string, bin: string, args: string[], env?: Record<string, string>) => {
-    const p = spawn(name, `${binDir}/${bin}`, args, logDir, env);
+    const p = spawn(name, bin.startsWith("/") ? bin : `${binDir}/${bin}`, args, logDir, env);
     procs.push(p);
     p.done.then(async () => {
       if (stopping) return;
       failureText ??= await describeDeath(p);
       resolveDied(failureText);
     });
+    return p;
   };
   const checkAlive = async () => {
     const dead = procs.find((p) => p.status);
@@ -459,7 +541,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
 
   try {
     await Deno.mkdir(logDir, { recursive: true });
-    const [etcdPort, peerPort, apiPort] = freePorts(3);
+    const [etcdPort, peerPort, apiPort, kubeletPort] = freePorts(4);
     const server = `https://127.0.0.1:${apiPort}`;
     const etcdUrl = `http://127.0.0.1:${etcdPort}`;
     const peerUrl = `http://127.0.0.1:${peerPort}`;
@@ -478,10 +560,20 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
         ? {
           "kube-controller-manager": "/CN=system:kube-controller-manager",
           "kube-scheduler": "/CN=system:kube-scheduler",
-          kwok: "/O=system:masters/CN=kwok",
+          ...real
+            ? {
+              kubelet: `/O=system:nodes/CN=system:node:${REAL_NODE_NAME}`,
+              "apiserver-kubelet-client": "/O=system:masters/CN=kube-apiserver-kubelet-client",
+            }
+            : { kwok: "/O=system:masters/CN=kwok" },
         }
         : {},
     });
+    // Built while the API server starts (images, bridge, cgroups, configuration).
+    const nodeSetup: Promise<RealNodeSetup> | undefined = real
+      ? setupRealNode({ dir, binDir, kubeletPort })
+      : undefined;
+    nodeSetupPending = nodeSetup?.catch(() => {}); // awaited below; a failure is reported there
     const timings: ControlPlaneTimings = { certs: since(), apiReady: 0, total: 0 };
 
     start("kube-apiserver", "kube-apiserver", [
@@ -503,6 +595,15 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       "--disable-admission-plugins=TaintNodesByCondition",
       "--allow-privileged=true",
       "--profiling=false",
+      // `kubectl logs` and `exec` reach the real node's kubelet at its InternalIP (its bridge's
+      // gateway address), with a client certificate the kubelet checks against the cluster CA.
+      ...real
+        ? [
+          `--kubelet-client-certificate=${dir}/apiserver-kubelet-client.crt`,
+          `--kubelet-client-key=${dir}/apiserver-kubelet-client.key`,
+          "--kubelet-preferred-address-types=InternalIP",
+        ]
+        : [],
     ]);
 
     const deadline = performance.now() + (options.timeoutMs ?? 90_000);
@@ -545,40 +646,64 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
         "--bind-address=127.0.0.1",
         "--secure-port=0",
       ]);
-      start("kwok", "kwok", [
-        `--kubeconfig=${dir}/kwok.kubeconfig`,
-        `--config=${KWOK_STAGES}`,
-        `--manage-nodes-with-annotation-selector=${KWOK_NODE_ANNOTATION}`,
-        "--cidr=10.244.0.0/16",
-        "--node-ip=10.240.0.1",
-      ], { HOME: dir }); // so kwok ignores a user's ~/.kwok/kwok.yaml
+      let nodeName = FAKE_NODE_NAME;
+      if (nodeSetup) {
+        const setup = await nodeSetup;
+        nodeName = setup.name;
+        realNode = {
+          name: setup.name,
+          ip: setup.ip,
+          podSubnet: setup.podSubnet,
+          bridge: setup.bridge,
+          cgroupRoot: setup.cgroupRoot,
+          containerdSocket: setup.socket,
+        };
+        nodeProcs.push(start("containerd", setup.containerd.bin, setup.containerd.args));
+        await waitUntil(
+          "containerd's socket",
+          deadline,
+          () => Promise.resolve(exists(setup.socket)),
+        );
+        await importImages(setup);
+        nodeProcs.push(start("kubelet", "kubelet", setup.kubeletArgs));
+      } else {
+        start("kwok", "kwok", [
+          `--kubeconfig=${dir}/kwok.kubeconfig`,
+          `--config=${KWOK_STAGES}`,
+          `--manage-nodes-with-annotation-selector=${KWOK_NODE_ANNOTATION}`,
+          "--cidr=10.244.0.0/16",
+          "--node-ip=10.240.0.1",
+        ], { HOME: dir }); // so kwok ignores a user's ~/.kwok/kwok.yaml
 
-      const [annotationKey, annotationValue] = KWOK_NODE_ANNOTATION.split("=");
-      const node = {
-        apiVersion: "v1",
-        kind: "Node",
-        metadata: {
-          name: FAKE_NODE_NAME,
-          annotations: { [annotationKey]: annotationValue },
-          labels: {
-            "kubernetes.io/hostname": FAKE_NODE_NAME,
-            "kubernetes.io/os": "linux",
-            "kubernetes.io/arch": "amd64",
-            type: "kwok",
+        const [annotationKey, annotationValue] = KWOK_NODE_ANNOTATION.split("=");
+        const node = {
+          apiVersion: "v1",
+          kind: "Node",
+          metadata: {
+            name: FAKE_NODE_NAME,
+            annotations: { [annotationKey]: annotationValue },
+            labels: {
+              "kubernetes.io/hostname": FAKE_NODE_NAME,
+              "kubernetes.io/os": "linux",
+              "kubernetes.io/arch": "amd64",
+              type: "kwok",
+            },
           },
-        },
-        status: {
-          allocatable: { cpu: "1000", memory: "1Ti", pods: "1000" },
-          capacity: { cpu: "1000", memory: "1Ti", pods: "1000" },
-        },
-      };
-      const created = await api("/api/v1/nodes", { method: "POST", body: JSON.stringify(node) });
-      if (created.status !== 201) {
-        throw new Error(`control plane: creating Node failed (${created.status}): ${created.text}`);
+          status: {
+            allocatable: { cpu: "1000", memory: "1Ti", pods: "1000" },
+            capacity: { cpu: "1000", memory: "1Ti", pods: "1000" },
+          },
+        };
+        const created = await api("/api/v1/nodes", { method: "POST", body: JSON.stringify(node) });
+        if (created.status !== 201) {
+          throw new Error(
+            `control plane: creating Node failed (${created.status}): ${created.text}`,
+          );
+        }
       }
       await Promise.all([
-        waitUntil("the fake Node to be Ready (kwok)", deadline, async () => {
-          const res = await api(`/api/v1/nodes/${FAKE_NODE_NAME}`);
+        waitUntil(`the Node to be Ready (${nodeKind})`, deadline, async () => {
+          const res = await api(`/api/v1/nodes/${nodeName}`);
           const conditions: { type: string; status: string }[] =
             JSON.parse(res.text).status?.conditions ?? [];
           return conditions.some((c) => c.type === "Ready" && c.status === "True");
@@ -603,6 +728,9 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       caPem,
       caPath: `${dir}/ca.crt`,
       jobsProgress: withJobs,
+      node: nodeKind,
+      nodeFallback,
+      realNode,
       timings,
       failure: () => failureText,
       died,

@@ -1,8 +1,10 @@
 /**
  * `deno task demo`: the newcomer's first command. Starts the local control plane (building it on
- * first use), installs the CRD, starts the operator, applies deploy/sample.yaml, streams the
- * operator's step logs until the run finishes, prints `kubectl get scriptruns` and the status,
- * then stops everything. Exits 0 when the sample run succeeded, 1 with the reason otherwise.
+ * first use; with a real node where it can run), installs the CRD, starts the operator, applies
+ * deploy/sample.yaml, streams the operator's step logs until the run finishes, prints
+ * `kubectl get scriptruns`, the status and (real node) the script's own output from
+ * `kubectl logs`, then stops everything. Exits 0 when the sample run succeeded, 1 with the reason
+ * otherwise.
  * @module
  */
 import { type ControlPlane, startControlPlane } from "./control_plane.ts";
@@ -26,7 +28,8 @@ async function kubectl(
 }
 
 say("Starting a local Kubernetes control plane (the first run builds it from Go modules)");
-const cp = await startControlPlane({ handleSignals: false });
+// The real node where it can run, so the script's own output shows; else kwok (one line says why).
+const cp = await startControlPlane({ handleSignals: false, node: "auto" });
 let operator: Deno.ChildProcess | undefined;
 let code = 1;
 const cleanup = async () => {
@@ -100,7 +103,14 @@ try {
     "-o",
     "jsonpath={.status}",
   ], false);
-  console.log(JSON.stringify(JSON.parse(status.out || "{}"), null, 2));
+  const parsed = JSON.parse(status.out || "{}");
+  console.log(JSON.stringify(parsed, null, 2));
+  if (cp.node === "real" && parsed.jobName) {
+    say(`kubectl logs job/${parsed.jobName} (the script's own output)`);
+    await kubectl(cp, ["logs", "-n", "default", `job/${parsed.jobName}`]);
+  } else if (cp.node === "kwok") {
+    say("kwok simulated the node, so no script ran and there is no output to show");
+  }
   if (phase === "Succeeded") {
     say("The sample ScriptRun succeeded. Next: README.md, 'Run it against your cluster'.");
     code = 0;
