@@ -243,7 +243,11 @@ clusterTest(
   async () => {
     await installCrd();
     await using ns = await uniqueNamespace("podproblems");
-    await using _op = await startOperator([`--namespace=${ns.name}`, "--interval=1s"]);
+    await using _op = await startOperator([
+      `--namespace=${ns.name}`,
+      "--interval=1s",
+      "--allowed-service-account=robot",
+    ]);
     await applyRun(ns.name, "huge", {
       script: "task.sh",
       resources: { requests: { memory: "1E" }, limits: { memory: "1E" } },

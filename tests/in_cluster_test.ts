@@ -120,7 +120,8 @@ spec:
       const broken = await kubectlJson<Run>(["-n", work.name, "get", "scriptrun", "broken"]);
       assert(broken.status?.message?.includes("exited with code 2"), broken.status?.message);
 
-      // Editing the spec replaces the Job (delete verbs), deleting the run cleans up (GC).
+      // Editing the spec of a finished run with rerunPolicy OnChange replaces the Job (delete
+      // verbs); deleting the run cleans up (GC).
       const before = (await kubectlJson<Run>(["-n", work.name, "get", "scriptrun", "ok"])).status
         ?.jobName;
       await kubectlOk([
@@ -131,7 +132,7 @@ spec:
         "ok",
         "--type=merge",
         "-p",
-        '{"spec":{"args":["again"]}}',
+        '{"spec":{"args":["again"],"rerunPolicy":"OnChange"}}',
       ]);
       await waitFor(async () => {
         const r = await kubectlJson<Run>(["-n", work.name, "get", "scriptrun", "ok"]);
