@@ -5,7 +5,12 @@
 import { parseArgs } from "node:util";
 import type { LogLevel } from "@logtape/logtape";
 import { type LogFormat, parseLevel } from "./log.ts";
-import { DEFAULT_POLICY, type Policy } from "./policy.ts";
+import {
+  DEFAULT_POLICY,
+  imagePatternProblem,
+  OPERATOR_SERVICE_ACCOUNT,
+  type Policy,
+} from "./policy.ts";
 
 /** Version printed by --version. */
 export const OPERATOR_VERSION = "0.1.0";
@@ -66,12 +71,18 @@ Flags:
   --metrics-bind-address       address of /metrics (default :8080; 0 = off)
 
 Policy (what a ScriptRun may ask for; refused runs fail with reason PolicyViolation):
-  --allowed-image PATTERN      image a ScriptRun may use: exact, or a prefix ending in '*';
-                               repeat or separate with commas (default: busybox:1.36 only)
-  --allowed-service-account SA ServiceAccount a ScriptRun may set ('*': any); repeat or
+  --allowed-image PATTERN      image a ScriptRun may use: exact, or a prefix ending in '/*' or
+                               ':*' ('*' alone: any); repeat or separate with commas
+                               (default: busybox:1.36 only)
+  --allowed-service-account SA ServiceAccount a ScriptRun may set ('*': any but
+                               ${OPERATOR_SERVICE_ACCOUNT}, which must be named); repeat or
                                separate with commas (default: none)
-  --allow-privileged-scripts   allow root, privileged, added capabilities, Unconfined seccomp
-                               and privilege escalation (default off)
+  --allowed-secret NAME        Secret whose keys env valueFrom.secretKeyRef may name: exact, or
+                               a prefix ending in '*'; repeat or separate with commas
+                               (default: none)
+  --allow-privileged-scripts   allow root user or group, privileged, added capabilities,
+                               Unconfined seccomp, privilege escalation, and env names such as
+                               PATH, LD_PRELOAD, BASH_ENV, PYTHON* (default off)
   -h, --help                   show this help
   --version                    print the version
 
@@ -114,6 +125,7 @@ export function parseCli(args: string[]): CliOptions {
         "metrics-bind-address": { type: "string", default: ":8080" },
         "allowed-image": { type: "string", multiple: true },
         "allowed-service-account": { type: "string", multiple: true },
+        "allowed-secret": { type: "string", multiple: true },
         "allow-privileged-scripts": { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
         version: { type: "boolean", default: false },
@@ -178,15 +190,24 @@ export function parseCli(args: string[]): CliOptions {
       ? list(v["allowed-image"])
       : [...DEFAULT_POLICY.allowedImages],
     allowedServiceAccounts: list(v["allowed-service-account"] ?? []),
+    allowedSecrets: list(v["allowed-secret"] ?? []),
     allowPrivileged: v["allow-privileged-scripts"]!,
   };
   if (policy.allowedImages.length === 0) {
     throw new UsageError("--allowed-image is empty: name at least one image, e.g. busybox:1.36");
   }
   for (const image of policy.allowedImages) {
-    if (/\s/.test(image) || image.slice(0, -1).includes("*")) {
+    const problem = imagePatternProblem(image);
+    if (problem) {
       throw new UsageError(
-        `--allowed-image "${image}" must be an image or a prefix ending in '*' (e.g. registry.example/tools/*)`,
+        `--allowed-image "${image}" ${problem}; give an exact image or a prefix ending in '/*' or ':*' (e.g. registry.example/tools/*, busybox:*)`,
+      );
+    }
+  }
+  for (const secret of policy.allowedSecrets) {
+    if (!SERVICE_ACCOUNT.test(secret.endsWith("*") ? `${secret.slice(0, -1)}a` : secret)) {
+      throw new UsageError(
+        `--allowed-secret "${secret}" is not a Secret name (lowercase letters, digits, '-', '.') or such a prefix ending in '*'`,
       );
     }
   }
