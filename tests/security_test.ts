@@ -38,6 +38,7 @@ interface UnsafeCase {
 /** Every hole of issue #9. */
 const UNSAFE: UnsafeCase[] = [
   { name: "root", spec: { securityContext: { runAsUser: 0 } }, field: "runAsUser" },
+  { name: "root-group", spec: { securityContext: { runAsGroup: 0 } }, field: "runAsGroup" },
   {
     name: "capabilities",
     spec: { securityContext: { capabilities: { add: ["SYS_ADMIN", "NET_ADMIN", "ALL"] } } },
@@ -64,6 +65,28 @@ UNSAFE.push(
   { name: "image", spec: { image: "evil.example/shell:latest" }, field: "spec.image" },
   // Every namespace has a "default" ServiceAccount, token included.
   { name: "account", spec: { serviceAccountName: "default" }, field: "spec.serviceAccountName" },
+  // A script's error output can print a Secret's value (busybox sleep echoes a bad number).
+  {
+    name: "secret",
+    spec: {
+      script: "wait-for-endpoint.sh",
+      env: [{ name: "DELAY", valueFrom: { secretKeyRef: { name: "creds", key: "token" } } }],
+    },
+    field: "spec.env.valueFrom.secretKeyRef",
+  },
+  // BASH_ENV with a command substitution, LD_PRELOAD...: other code than the script runs.
+  {
+    name: "bash-env",
+    spec: { env: [{ name: "BASH_ENV", value: "$(id)" }] },
+    field: "spec.env.name",
+  },
+  {
+    name: "ld-preload",
+    spec: {
+      env: [{ name: "LD_PRELOAD", valueFrom: { configMapKeyRef: { name: "c", key: "k" } } }],
+    },
+    field: "spec.env.name",
+  },
 );
 
 function manifest(ns: string, name: string, spec: Record<string, unknown>): string {
@@ -73,6 +96,24 @@ function manifest(ns: string, name: string, spec: Record<string, unknown>): stri
     metadata: { name, namespace: ns },
     spec: { script: "task.sh", ...spec },
   });
+}
+
+/** Sets a constant of the admission policy (a CEL literal) by its variable's name. */
+async function setVariable(
+  admission: { name: string; variable: (name: string) => number },
+  name: string,
+  value: string,
+) {
+  const index = admission.variable(name);
+  assert(index >= 0, `no variable ${name} in deploy/policy.yaml`);
+  await kubectlOk([
+    "patch",
+    "validatingadmissionpolicy",
+    admission.name,
+    "--type=json",
+    "-p",
+    JSON.stringify([{ op: "replace", path: `/spec/variables/${index}/expression`, value }]),
+  ]);
 }
 
 /** `kubectl apply` (or `create --validate=false`) of a ScriptRun. */
@@ -140,8 +181,13 @@ clusterTest(
           assert(res.code !== 0, `${c.name}: admitted: ${res.stdout}`);
           assert(res.stderr.includes(`denied request: ${c.field}:`), `${c.name}: ${res.stderr}`);
         }
+        // resources: {} is admitted: the operator keeps every default request and limit.
         const safe = await kubectl(["apply", "-f", "-"], {
-          stdin: manifest(ns.name, "safe", { securityContext: { runAsUser: 1000 } }),
+          stdin: manifest(ns.name, "safe", {
+            securityContext: { runAsUser: 1000 },
+            resources: {},
+            env: [{ name: "FROM_CM", valueFrom: { configMapKeyRef: { name: "c", key: "k" } } }],
+          }),
         });
         assertEquals(safe.code, 0, safe.stderr);
         const stored = (await kubectlJson<{ items: ScriptRun[] }>(["-n", ns.name, "get", "sr"]))
@@ -149,27 +195,55 @@ clusterTest(
         assertEquals(stored, ["safe"]);
       });
 
+      await t.step("admission: allowedImages, allowedServiceAccounts, allowedSecrets", async () => {
+        // busybox* is not a usable prefix (it would match another registry): it matches nothing.
+        await setVariable(
+          admission,
+          "allowedImages",
+          "['busybox*', 'busybox:1.36', 'registry.example/tools/*']",
+        );
+        await setVariable(admission, "allowedServiceAccounts", "['*']");
+        await setVariable(admission, "allowedSecrets", "['cred*']");
+        const secret = UNSAFE.find((c) => c.name === "secret")!;
+        await waitFor(async () => (await submit(ns.name, secret, true)).code === 0, {
+          what: "the changed policy to admit a Secret it allows",
+        });
+        const admitted = async (spec: Record<string, unknown>) => {
+          const res = await submit(ns.name, { name: "probe", spec, field: "" }, true);
+          return res.code === 0 ? "" : res.stderr;
+        };
+        assertEquals(await admitted({ image: "registry.example/tools/sh:1" }), "");
+        for (const image of ["busybox.attacker.example/x", "busybox:1.37"]) {
+          assert((await admitted({ image })).includes("denied request: spec.image:"), image);
+        }
+        assertEquals(await admitted({ serviceAccountName: "default" }), "");
+        const own = await admitted({ serviceAccountName: "script-operator" });
+        assert(own.includes("denied request: spec.serviceAccountName:"), own);
+        assert(own.includes("leaves out the operator's own"), own);
+        const other = await admitted({
+          env: [{ name: "T", valueFrom: { secretKeyRef: { name: "other", key: "k" } } }],
+        });
+        assert(other.includes('variable T: Secret "other" is not allowed (allowed: cred*)'), other);
+        await setVariable(admission, "allowedImages", "['busybox:1.36']");
+        await setVariable(admission, "allowedServiceAccounts", "[]");
+        await setVariable(admission, "allowedSecrets", "[]");
+      });
+
       await t.step("admission: allowPrivilegedScripts opens privileges only", async () => {
-        const index = admission.variable("allowPrivilegedScripts");
-        assert(index >= 0, "no variable allowPrivilegedScripts in deploy/policy.yaml");
-        await kubectlOk([
-          "patch",
-          "validatingadmissionpolicy",
-          admission.name,
-          "--type=json",
-          "-p",
-          JSON.stringify([{
-            op: "replace",
-            path: `/spec/variables/${index}/expression`,
-            value: "true",
-          }]),
-        ]);
+        await setVariable(admission, "allowPrivilegedScripts", "true");
         const root = UNSAFE.find((c) => c.name === "root")!;
         await waitFor(async () => (await submit(ns.name, root, true)).code === 0, {
           what: "the changed policy to admit a root ScriptRun",
         });
-        const image = await submit(ns.name, UNSAFE.find((c) => c.name === "image")!, true);
-        assert(image.code !== 0 && image.stderr.includes("spec.image:"), image.stderr);
+        for (const name of ["root-group", "bash-env", "ld-preload"]) {
+          const res = await submit(ns.name, UNSAFE.find((c) => c.name === name)!, true);
+          assertEquals(res.code, 0, `${name}: ${res.stderr}`);
+        }
+        for (const name of ["image", "secret"]) {
+          const c = UNSAFE.find((c) => c.name === name)!;
+          const res = await submit(ns.name, c, true);
+          assert(res.code !== 0 && res.stderr.includes(`${c.field}:`), res.stderr);
+        }
       });
     } finally {
       await admission.remove();
@@ -198,6 +272,7 @@ clusterTest(
       const policyLine = await op.waitForLog((l) => l.msg === "Policy in force", "the policy");
       assertEquals(policyLine.allowedImages, [DEFAULTS.image]);
       assertEquals(policyLine.allowedServiceAccounts, []);
+      assertEquals(policyLine.allowedSecrets, []);
       assertEquals(policyLine.allowPrivilegedScripts, false);
       assertEquals(policyLine.namespaces, [ns.name]);
 
@@ -234,6 +309,9 @@ clusterTest(
         ...DEFAULTS.securityContext,
         runAsUser: 1000,
       });
+      // resources: {} is stored as given, and the Job still gets every default limit.
+      assertEquals((await getRun(ns.name, "safe")).spec.resources, {});
+      assertEquals(safeJob.spec!.template.spec.containers[0].resources, DEFAULTS.resources);
       await op.waitForLog(
         (l) => l.msg === "Refused by policy" && l.name === "root",
         "the refusal of root",
@@ -318,7 +396,10 @@ clusterTest(
         image: "registry.example/tools/sh:1",
         serviceAccountName: "runner",
         securityContext: { runAsUser: 0, capabilities: { add: ["NET_ADMIN"] } },
+        env: [{ name: "PYTHONPATH", value: "/scripts" }],
       },
+      // '*' does not reach the operator's own ServiceAccount.
+      own: { serviceAccountName: "script-operator" },
       secret: {
         env: [{ name: "TOKEN", valueFrom: { secretKeyRef: { name: "creds", key: "token" } } }],
       },
@@ -338,12 +419,14 @@ clusterTest(
       `--namespace=${ns.name}`,
       "--interval=500ms",
       "--allowed-image=busybox:1.36,registry.example/tools/*",
-      "--allowed-service-account=runner",
+      "--allowed-service-account=*",
+      "--allowed-secret=cred*",
       "--allow-privileged-scripts",
     ]);
     const policyLine = await op.waitForLog((l) => l.msg === "Policy in force", "the policy");
     assertEquals(policyLine.allowedImages, ["busybox:1.36", "registry.example/tools/*"]);
-    assertEquals(policyLine.allowedServiceAccounts, ["runner"]);
+    assertEquals(policyLine.allowedServiceAccounts, ["*"]);
+    assertEquals(policyLine.allowedSecrets, ["cred*"]);
     assertEquals(policyLine.allowPrivilegedScripts, true);
 
     const jobOf = async (name: string) => {
@@ -363,6 +446,18 @@ clusterTest(
       runAsUser: 0,
       capabilities: { add: ["NET_ADMIN"], drop: ["ALL"] },
     });
+    assertEquals(widened.containers[0].env, [{ name: "PYTHONPATH", value: "/scripts" }]);
+    const own = await waitFor(async () => {
+      const r = await getRun(ns.name, "own");
+      return r.status?.phase ? r : undefined;
+    }, { what: "ScriptRun own to get a status" });
+    assertEquals([own.status?.phase, own.status?.reason], ["Failed", POLICY_VIOLATION]);
+    assert(
+      own.status?.message?.includes("spec.serviceAccountName:") &&
+        own.status.message.includes("--allowed-service-account=script-operator"),
+      own.status?.message,
+    );
+    assertEquals(own.status?.jobName, undefined);
     const secret = (await jobOf("secret")).spec!.template.spec;
     assertEquals(secret.containers[0].env, [
       { name: "TOKEN", valueFrom: { secretKeyRef: { name: "creds", key: "token" } } },
