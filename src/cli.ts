@@ -4,6 +4,7 @@
  */
 import { parseArgs } from "node:util";
 import type { LogLevel } from "@logtape/logtape";
+import { DEFAULTS, quantityValue } from "./desired.ts";
 import { type LogFormat, parseLevel } from "./log.ts";
 import {
   DEFAULT_POLICY,
@@ -80,6 +81,10 @@ Policy (what a ScriptRun may ask for; refused runs fail with reason PolicyViolat
   --allowed-secret NAME        Secret whose keys env valueFrom.secretKeyRef may name: exact, or
                                a prefix ending in '*'; repeat or separate with commas
                                (default: none)
+  --max-cpu QUANTITY           largest CPU request or limit a ScriptRun may ask for, e.g. 2
+                               (default: none; at least the default limit 100m)
+  --max-memory QUANTITY        largest memory request or limit, e.g. 4Gi (default: none; at
+                               least the default limit 500M)
   --allow-privileged-scripts   allow root user or group, privileged, added capabilities,
                                Unconfined seccomp, privilege escalation, and env names such as
                                PATH, LD_PRELOAD, BASH_ENV, PYTHON* (default off)
@@ -126,6 +131,8 @@ export function parseCli(args: string[]): CliOptions {
         "allowed-image": { type: "string", multiple: true },
         "allowed-service-account": { type: "string", multiple: true },
         "allowed-secret": { type: "string", multiple: true },
+        "max-cpu": { type: "string", default: "" },
+        "max-memory": { type: "string", default: "" },
         "allow-privileged-scripts": { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
         version: { type: "boolean", default: false },
@@ -192,6 +199,8 @@ export function parseCli(args: string[]): CliOptions {
     allowedServiceAccounts: list(v["allowed-service-account"] ?? []),
     allowedSecrets: list(v["allowed-secret"] ?? []),
     allowPrivileged: v["allow-privileged-scripts"]!,
+    maxCpu: v["max-cpu"]!.trim(),
+    maxMemory: v["max-memory"]!.trim(),
   };
   if (policy.allowedImages.length === 0) {
     throw new UsageError("--allowed-image is empty: name at least one image, e.g. busybox:1.36");
@@ -201,6 +210,17 @@ export function parseCli(args: string[]): CliOptions {
     if (problem) {
       throw new UsageError(
         `--allowed-image "${image}" ${problem}; give an exact image or a prefix ending in '/*' or ':*' (e.g. registry.example/tools/*, busybox:*)`,
+      );
+    }
+  }
+  for (const k of ["cpu", "memory"] as const) {
+    const max = k === "cpu" ? policy.maxCpu : policy.maxMemory;
+    const least = DEFAULTS.resources.limits[k];
+    if (max && !(quantityValue(max) >= quantityValue(least))) {
+      throw new UsageError(
+        `--max-${k} "${max}" must be a quantity of at least the default limit ${least} (e.g. ${
+          k === "cpu" ? "2 or 1500m" : "4Gi or 1G"
+        }), or empty for no maximum`,
       );
     }
   }

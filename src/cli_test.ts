@@ -72,6 +72,8 @@ Deno.test("parseCli() policy: default image only, no ServiceAccount or Secret, n
     allowedServiceAccounts: [],
     allowedSecrets: [],
     allowPrivileged: false,
+    maxCpu: "",
+    maxMemory: "",
   });
 });
 
@@ -85,12 +87,17 @@ Deno.test("parseCli() policy flags: repeated or comma-separated, and =true/=fals
     "--allowed-secret=creds,db-*",
     "--allowed-secret=api.token",
     "--allow-privileged-scripts",
+    "--max-cpu=2",
+    "--max-memory",
+    "4Gi",
   ]);
   assertEquals(o.policy, {
     allowedImages: ["busybox:1.36", "registry.example/tools/*", "alpine:3.20"],
     allowedServiceAccounts: ["runner", "reader"],
     allowedSecrets: ["creds", "db-*", "api.token"],
     allowPrivileged: true,
+    maxCpu: "2",
+    maxMemory: "4Gi",
   });
   assertEquals(parseCli(["--allow-privileged-scripts=false"]).policy.allowPrivileged, false);
   assertEquals(parseCli(["--allow-privileged-scripts=true"]).policy.allowPrivileged, true);
@@ -110,6 +117,9 @@ Deno.test("parseCli() rejects bad policy flags with the fix in the message", () 
     [["--allowed-image=a b"], /has blanks/],
     [["--allowed-secret=Bad_Secret"], /not a Secret name/],
     [["--allowed-secret=-*"], /not a Secret name/],
+    [["--max-cpu=lots"], /--max-cpu "lots" must be a quantity of at least the default limit 100m/],
+    [["--max-cpu=50m"], /at least the default limit 100m/],
+    [["--max-memory=100M"], /--max-memory "100M" must be a quantity of at least .* 500M/],
     [["--allowed-service-account=Bad_SA"], /not a ServiceAccount name/],
     [["--allow-privileged-scripts=yes"], /must be true or false/],
   ];

@@ -4,8 +4,13 @@
  * pods this policy allows. Pure. No I/O.
  * @module
  */
-import { DEFAULTS, effectiveSecurityContext } from "./desired.ts";
-import type { ScriptRun } from "./types.ts";
+import {
+  DEFAULTS,
+  effectiveResources,
+  effectiveSecurityContext,
+  quantityValue,
+} from "./desired.ts";
+import type { ScriptRun, ScriptRunSpec } from "./types.ts";
 
 /** What ScriptRuns may ask for; set by the operator's flags. */
 export interface Policy {
@@ -29,6 +34,10 @@ export interface Policy {
    * escalation, and environment variables that make an interpreter run other code.
    */
   allowPrivileged: boolean;
+  /** Largest CPU request or limit (a quantity such as `2`); empty: no maximum. */
+  maxCpu: string;
+  /** Largest memory request or limit (a quantity such as `4Gi`); empty: no maximum. */
+  maxMemory: string;
 }
 
 /**
@@ -40,6 +49,8 @@ export const DEFAULT_POLICY: Readonly<Policy> = Object.freeze({
   allowedServiceAccounts: [],
   allowedSecrets: [],
   allowPrivileged: false,
+  maxCpu: "",
+  maxMemory: "",
 });
 
 /**
@@ -91,6 +102,8 @@ export const POLICY_FLAGS = {
   image: "--allowed-image",
   serviceAccount: "--allowed-service-account",
   secret: "--allowed-secret",
+  maxCpu: "--max-cpu",
+  maxMemory: "--max-memory",
   privileged: "--allow-privileged-scripts",
 } as const;
 
@@ -174,6 +187,8 @@ export function checkPolicy(run: ScriptRun, policy: Readonly<Policy>): Refusal |
       );
     }
   }
+  const resources = resourcesRefusal(spec.resources, policy);
+  if (resources) return resources;
   if (policy.allowPrivileged) return undefined;
   for (const e of spec.env ?? []) {
     if (unsafeEnvName(e.name)) {
@@ -226,6 +241,41 @@ export function checkPolicy(run: ScriptRun, policy: Readonly<Policy>): Refusal |
   return undefined;
 }
 
+/**
+ * Every limit of the container (defaults included) must be above 0, since 0 means no limit, and
+ * no request or limit above the policy's maximum.
+ */
+function resourcesRefusal(
+  asked: ScriptRunSpec["resources"],
+  policy: Readonly<Policy>,
+): Refusal | undefined {
+  const effective = effectiveResources(asked);
+  for (const k of ["cpu", "memory"] as const) {
+    const limit = effective.limits[k];
+    if (limit !== undefined && !(quantityValue(limit) > 0)) {
+      return refuse(
+        `spec.resources.limits.${k}`,
+        `${limit} is not more than 0 (0 means no limit)`,
+        "remove it (the default limit applies), or give a positive quantity",
+      );
+    }
+    const max = k === "cpu" ? policy.maxCpu : policy.maxMemory;
+    if (!max) continue;
+    const flag = k === "cpu" ? POLICY_FLAGS.maxCpu : POLICY_FLAGS.maxMemory;
+    for (const kind of ["requests", "limits"] as const) {
+      const value = effective[kind][k];
+      if (value !== undefined && quantityValue(value) > quantityValue(max)) {
+        return refuse(
+          `spec.resources.${kind}.${k}`,
+          `${value} is above the maximum ${max}`,
+          `ask for at most ${max}, or start the operator with a larger ${flag}`,
+        );
+      }
+    }
+  }
+  return undefined;
+}
+
 function refuse(field: string, what: string, fix: string): Refusal {
   return {
     field,
@@ -240,5 +290,7 @@ export function describePolicy(policy: Readonly<Policy>): Record<string, unknown
     allowedServiceAccounts: policy.allowedServiceAccounts,
     allowedSecrets: policy.allowedSecrets,
     allowPrivilegedScripts: policy.allowPrivileged,
+    maxCpu: policy.maxCpu || "none",
+    maxMemory: policy.maxMemory || "none",
   };
 }

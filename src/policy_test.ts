@@ -275,3 +275,44 @@ Deno.test("runHash(): runs with the CRD's default resources, or all four given, 
   // resources: {} now resolves to the default, so it runs as the default run does.
   assertEquals(runHash(scriptRun({ resources: {} }), script()), "fd88062a0e");
 });
+
+Deno.test("checkPolicy(): limits above 0 always; requests and limits up to --max-cpu/--max-memory", () => {
+  for (
+    const [resources, field] of [
+      [{ limits: { cpu: "0" } }, "spec.resources.limits.cpu"],
+      [{ limits: { memory: "0" } }, "spec.resources.limits.memory"],
+      [{ requests: { cpu: "0" }, limits: { cpu: "0" } }, "spec.resources.limits.cpu"],
+    ] as [Resources, string][]
+  ) {
+    const r = refused({ resources });
+    assertEquals(r?.field, field, JSON.stringify(resources));
+    assert(r!.message.includes("0 means no limit"), r!.message);
+    // No flag opens it.
+    assertEquals(
+      refused({ resources }, { ...DEFAULT_POLICY, allowPrivileged: true })?.field,
+      field,
+    );
+  }
+  // Requests of 0 are fine: the limits stay.
+  assertEquals(refused({ resources: { requests: { cpu: "0", memory: "0" } } }), undefined);
+  // Without a maximum, any positive quantity.
+  assertEquals(refused({ resources: { limits: { cpu: "64", memory: "1Ti" } } }), undefined);
+  const capped: Policy = { ...DEFAULT_POLICY, maxCpu: "2", maxMemory: "4Gi" };
+  assertEquals(refused({}, capped), undefined);
+  assertEquals(
+    refused({ resources: { requests: { cpu: "2" }, limits: { cpu: "2", memory: "4Gi" } } }, capped),
+    undefined,
+  );
+  const cases: [Resources, string][] = [
+    [{ limits: { cpu: "2500m" } }, "spec.resources.limits.cpu"],
+    [{ requests: { cpu: "3" } }, "spec.resources.requests.cpu"],
+    [{ limits: { memory: "5G" } }, "spec.resources.limits.memory"],
+    [{ requests: { memory: "8Gi" } }, "spec.resources.requests.memory"],
+  ];
+  for (const [resources, field] of cases) {
+    const r = refused({ resources }, capped);
+    assertEquals(r?.field, field, JSON.stringify(resources));
+    assert(r!.message.includes("is above the maximum"), r!.message);
+    assert(r!.message.includes(field.endsWith("cpu") ? "--max-cpu" : "--max-memory"), r!.message);
+  }
+});

@@ -644,6 +644,8 @@ Deno.test("deploy: policy.yaml's admission policy and the Deployment's flags hol
     allowedServiceAccounts: variable("allowedServiceAccounts"),
     allowedSecrets: variable("allowedSecrets"),
     allowPrivileged: variable("allowPrivilegedScripts"),
+    maxCpu: variable("maxCpu"),
+    maxMemory: variable("maxMemory"),
   });
   assertEquals(cli.policy, DEFAULT_POLICY, "the shipped policy is the operator's default");
   // The env names the operator refuses are the admission policy's.
@@ -659,6 +661,10 @@ Deno.test("deploy: policy.yaml's admission policy and the Deployment's flags hol
       "spec.serviceAccountName",
       "spec.env.valueFrom.secretKeyRef",
       "spec.env.name",
+      "spec.resources.limits.cpu",
+      "spec.resources.limits.memory",
+      "spec.resources.requests.cpu",
+      "spec.resources.requests.memory",
       "spec.securityContext.privileged",
       "spec.securityContext.runAsUser",
       "spec.securityContext.runAsGroup",

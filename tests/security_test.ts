@@ -33,6 +33,8 @@ interface UnsafeCase {
   field: string;
   /** Created with `kubectl create --validate=false` (unknown fields are pruned, not refused). */
   unvalidated?: boolean;
+  /** What the operator's message says to do, when no flag opens it (default: an --allow flag). */
+  fix?: string;
 }
 
 /** Every hole of issue #9. */
@@ -73,6 +75,13 @@ UNSAFE.push(
       env: [{ name: "DELAY", valueFrom: { secretKeyRef: { name: "creds", key: "token" } } }],
     },
     field: "spec.env.valueFrom.secretKeyRef",
+  },
+  // A limit of 0 is no limit.
+  {
+    name: "unlimited",
+    spec: { resources: { limits: { memory: 0 } } },
+    field: "spec.resources.limits.memory",
+    fix: "give a positive quantity",
   },
   // BASH_ENV with a command substitution, LD_PRELOAD...: other code than the script runs.
   {
@@ -195,39 +204,65 @@ clusterTest(
         assertEquals(stored, ["safe"]);
       });
 
-      await t.step("admission: allowedImages, allowedServiceAccounts, allowedSecrets", async () => {
-        // busybox* is not a usable prefix (it would match another registry): it matches nothing.
-        await setVariable(
-          admission,
-          "allowedImages",
-          "['busybox*', 'busybox:1.36', 'registry.example/tools/*']",
-        );
-        await setVariable(admission, "allowedServiceAccounts", "['*']");
-        await setVariable(admission, "allowedSecrets", "['cred*']");
-        const secret = UNSAFE.find((c) => c.name === "secret")!;
-        await waitFor(async () => (await submit(ns.name, secret, true)).code === 0, {
-          what: "the changed policy to admit a Secret it allows",
-        });
-        const admitted = async (spec: Record<string, unknown>) => {
-          const res = await submit(ns.name, { name: "probe", spec, field: "" }, true);
-          return res.code === 0 ? "" : res.stderr;
-        };
-        assertEquals(await admitted({ image: "registry.example/tools/sh:1" }), "");
-        for (const image of ["busybox.attacker.example/x", "busybox:1.37"]) {
-          assert((await admitted({ image })).includes("denied request: spec.image:"), image);
-        }
-        assertEquals(await admitted({ serviceAccountName: "default" }), "");
-        const own = await admitted({ serviceAccountName: "script-operator" });
-        assert(own.includes("denied request: spec.serviceAccountName:"), own);
-        assert(own.includes("leaves out the operator's own"), own);
-        const other = await admitted({
-          env: [{ name: "T", valueFrom: { secretKeyRef: { name: "other", key: "k" } } }],
-        });
-        assert(other.includes('variable T: Secret "other" is not allowed (allowed: cred*)'), other);
-        await setVariable(admission, "allowedImages", "['busybox:1.36']");
-        await setVariable(admission, "allowedServiceAccounts", "[]");
-        await setVariable(admission, "allowedSecrets", "[]");
-      });
+      await t.step(
+        "admission: allowedImages, allowedServiceAccounts, allowedSecrets, maxCpu, maxMemory",
+        async () => {
+          // busybox* is not a usable prefix (it would match another registry): it matches nothing.
+          await setVariable(
+            admission,
+            "allowedImages",
+            "['busybox*', 'busybox:1.36', 'registry.example/tools/*']",
+          );
+          await setVariable(admission, "allowedServiceAccounts", "['*']");
+          await setVariable(admission, "allowedSecrets", "['cred*']");
+          await setVariable(admission, "maxCpu", "'2'");
+          await setVariable(admission, "maxMemory", "'1Gi'");
+          const secret = UNSAFE.find((c) => c.name === "secret")!;
+          await waitFor(async () => (await submit(ns.name, secret, true)).code === 0, {
+            what: "the changed policy to admit a Secret it allows",
+          });
+          const admitted = async (spec: Record<string, unknown>) => {
+            const res = await submit(ns.name, { name: "probe", spec, field: "" }, true);
+            return res.code === 0 ? "" : res.stderr;
+          };
+          assertEquals(await admitted({ image: "registry.example/tools/sh:1" }), "");
+          for (const image of ["busybox.attacker.example/x", "busybox:1.37"]) {
+            assert((await admitted({ image })).includes("denied request: spec.image:"), image);
+          }
+          assertEquals(await admitted({ serviceAccountName: "default" }), "");
+          const own = await admitted({ serviceAccountName: "script-operator" });
+          assert(own.includes("denied request: spec.serviceAccountName:"), own);
+          assert(own.includes("leaves out the operator's own"), own);
+          const other = await admitted({
+            env: [{ name: "T", valueFrom: { secretKeyRef: { name: "other", key: "k" } } }],
+          });
+          assert(
+            other.includes('variable T: Secret "other" is not allowed (allowed: cred*)'),
+            other,
+          );
+          const big = await admitted({ resources: { limits: { cpu: "3" } } });
+          assert(
+            big.includes("denied request: spec.resources.limits.cpu: 3 is above the maximum 2"),
+            big,
+          );
+          assertEquals(
+            await admitted({ resources: { requests: { cpu: 2 }, limits: { cpu: "2" } } }),
+            "",
+          );
+          const large = await admitted({ resources: { requests: { memory: "2Gi" } } });
+          assert(
+            large.includes(
+              "denied request: spec.resources.requests.memory: 2Gi is above the maximum 1Gi",
+            ),
+            large,
+          );
+          await setVariable(admission, "maxCpu", "''");
+          await setVariable(admission, "maxMemory", "''");
+          await setVariable(admission, "allowedImages", "['busybox:1.36']");
+          await setVariable(admission, "allowedServiceAccounts", "[]");
+          await setVariable(admission, "allowedSecrets", "[]");
+        },
+      );
 
       await t.step("admission: allowPrivilegedScripts opens privileges only", async () => {
         await setVariable(admission, "allowPrivilegedScripts", "true");
@@ -250,7 +285,9 @@ clusterTest(
     }
 
     await t.step("operator: Failed, PolicyViolation, the field named, no Job", async () => {
-      await waitFor(async () => (await submit(ns.name, UNSAFE[0], true)).code === 0, {
+      // A case no policy variable opens: root was already admitted by allowPrivilegedScripts.
+      const unlimited = UNSAFE.find((c) => c.name === "unlimited")!;
+      await waitFor(async () => (await submit(ns.name, unlimited, true)).code === 0, {
         what: "the removed admission policy to stop refusing",
       });
       for (const c of UNSAFE) {
@@ -285,8 +322,8 @@ clusterTest(
         const message = run.status?.message ?? "";
         assert(message.includes(`${c.field}:`), `${c.name}: ${message}`);
         assert(
-          message.includes("--allow"),
-          `${c.name}: the message must name the flag: ${message}`,
+          message.includes(c.fix ?? "--allow"),
+          `${c.name}: the message must name the flag or the fix: ${message}`,
         );
         assertEquals(run.status?.jobName, undefined);
         const failed = run.status?.conditions?.find((x) => x.type === "Failed");
@@ -400,6 +437,7 @@ clusterTest(
       },
       // '*' does not reach the operator's own ServiceAccount.
       own: { serviceAccountName: "script-operator" },
+      big: { resources: { requests: { cpu: "3" } } },
       secret: {
         env: [{ name: "TOKEN", valueFrom: { secretKeyRef: { name: "creds", key: "token" } } }],
       },
@@ -422,12 +460,14 @@ clusterTest(
       "--allowed-service-account=*",
       "--allowed-secret=cred*",
       "--allow-privileged-scripts",
+      "--max-cpu=2",
     ]);
     const policyLine = await op.waitForLog((l) => l.msg === "Policy in force", "the policy");
     assertEquals(policyLine.allowedImages, ["busybox:1.36", "registry.example/tools/*"]);
     assertEquals(policyLine.allowedServiceAccounts, ["*"]);
     assertEquals(policyLine.allowedSecrets, ["cred*"]);
     assertEquals(policyLine.allowPrivilegedScripts, true);
+    assertEquals([policyLine.maxCpu, policyLine.maxMemory], ["2", "none"]);
 
     const jobOf = async (name: string) => {
       const run = await waitFor(async () => {
@@ -447,17 +487,21 @@ clusterTest(
       capabilities: { add: ["NET_ADMIN"], drop: ["ALL"] },
     });
     assertEquals(widened.containers[0].env, [{ name: "PYTHONPATH", value: "/scripts" }]);
-    const own = await waitFor(async () => {
-      const r = await getRun(ns.name, "own");
-      return r.status?.phase ? r : undefined;
-    }, { what: "ScriptRun own to get a status" });
-    assertEquals([own.status?.phase, own.status?.reason], ["Failed", POLICY_VIOLATION]);
-    assert(
-      own.status?.message?.includes("spec.serviceAccountName:") &&
-        own.status.message.includes("--allowed-service-account=script-operator"),
-      own.status?.message,
+    const refusedRun = async (name: string, ...parts: string[]) => {
+      const run = await waitFor(async () => {
+        const r = await getRun(ns.name, name);
+        return r.status?.phase ? r : undefined;
+      }, { what: `ScriptRun ${name} to get a status` });
+      assertEquals([run.status?.phase, run.status?.reason], ["Failed", POLICY_VIOLATION], name);
+      for (const part of parts) assert(run.status?.message?.includes(part), run.status?.message);
+      assertEquals(run.status?.jobName, undefined);
+    };
+    await refusedRun(
+      "own",
+      "spec.serviceAccountName:",
+      "--allowed-service-account=script-operator",
     );
-    assertEquals(own.status?.jobName, undefined);
+    await refusedRun("big", "spec.resources.requests.cpu: 3 is above the maximum 2", "--max-cpu");
     const secret = (await jobOf("secret")).spec!.template.spec;
     assertEquals(secret.containers[0].env, [
       { name: "TOKEN", valueFrom: { secretKeyRef: { name: "creds", key: "token" } } },
