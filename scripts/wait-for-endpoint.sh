@@ -5,8 +5,9 @@
 #   DELAY     seconds between attempts (default 3)
 #   TIMEOUT   seconds a single request may take (default 5)
 # Exits 1 naming the first URL that never answered; 2 when called without a URL or with a
-# variable that is not a number. Never prints the variables' values: one of them could come
-# from a Secret, and a failure's output is copied into the ScriptRun's status and Events.
+# variable that is not a number. Prints no variable's value before checking it is a number: one
+# could come from a Secret, and a failure's output is copied into the ScriptRun's status and
+# Events (busybox's `sleep` would echo a bad DELAY).
 set -eu
 
 ATTEMPTS="${ATTEMPTS:-10}"
@@ -49,7 +50,7 @@ for url in "$@"; do
     if [ "$n" -ge "$ATTEMPTS" ]; then
       fail "$url did not answer after $n attempts" 1
     fi
-    echo "waiting for $url (attempt $n)"
+    echo "waiting for $url (attempt $n/$ATTEMPTS)"
     n=$((n + 1))
     sleep "$DELAY"
   done
