@@ -4,8 +4,14 @@
  */
 import { parseArgs } from "node:util";
 import type { LogLevel } from "@logtape/logtape";
+import { DEFAULTS, quantityValue } from "./desired.ts";
 import { type LogFormat, parseLevel } from "./log.ts";
-import { DEFAULT_POLICY, type Policy } from "./policy.ts";
+import {
+  DEFAULT_POLICY,
+  imagePatternProblem,
+  OPERATOR_SERVICE_ACCOUNT,
+  type Policy,
+} from "./policy.ts";
 
 /** Version printed by --version. */
 export const OPERATOR_VERSION = "0.1.0";
@@ -66,12 +72,22 @@ Flags:
   --metrics-bind-address       address of /metrics (default :8080; 0 = off)
 
 Policy (what a ScriptRun may ask for; refused runs fail with reason PolicyViolation):
-  --allowed-image PATTERN      image a ScriptRun may use: exact, or a prefix ending in '*';
-                               repeat or separate with commas (default: busybox:1.36 only)
-  --allowed-service-account SA ServiceAccount a ScriptRun may set ('*': any); repeat or
+  --allowed-image PATTERN      image a ScriptRun may use: exact, or a prefix ending in '/*' or
+                               ':*' ('*' alone: any); repeat or separate with commas
+                               (default: busybox:1.36 only)
+  --allowed-service-account SA ServiceAccount a ScriptRun may set ('*': any but
+                               ${OPERATOR_SERVICE_ACCOUNT}, which must be named); repeat or
                                separate with commas (default: none)
-  --allow-privileged-scripts   allow root, privileged, added capabilities, Unconfined seccomp
-                               and privilege escalation (default off)
+  --allowed-secret NAME        Secret whose keys env valueFrom.secretKeyRef may name: exact, or
+                               a prefix ending in '*'; repeat or separate with commas
+                               (default: none)
+  --max-cpu QUANTITY           largest CPU request or limit a ScriptRun may ask for, e.g. 2
+                               (default: none; at least the default limit 100m)
+  --max-memory QUANTITY        largest memory request or limit, e.g. 4Gi (default: none; at
+                               least the default limit 500M)
+  --allow-privileged-scripts   allow root user or group, privileged, added capabilities,
+                               Unconfined seccomp, privilege escalation, and env names such as
+                               PATH, LD_PRELOAD, BASH_ENV, PYTHON* (default off)
   -h, --help                   show this help
   --version                    print the version
 
@@ -114,6 +130,9 @@ export function parseCli(args: string[]): CliOptions {
         "metrics-bind-address": { type: "string", default: ":8080" },
         "allowed-image": { type: "string", multiple: true },
         "allowed-service-account": { type: "string", multiple: true },
+        "allowed-secret": { type: "string", multiple: true },
+        "max-cpu": { type: "string", default: "" },
+        "max-memory": { type: "string", default: "" },
         "allow-privileged-scripts": { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
         version: { type: "boolean", default: false },
@@ -178,15 +197,37 @@ export function parseCli(args: string[]): CliOptions {
       ? list(v["allowed-image"])
       : [...DEFAULT_POLICY.allowedImages],
     allowedServiceAccounts: list(v["allowed-service-account"] ?? []),
+    allowedSecrets: list(v["allowed-secret"] ?? []),
     allowPrivileged: v["allow-privileged-scripts"]!,
+    maxCpu: v["max-cpu"]!.trim(),
+    maxMemory: v["max-memory"]!.trim(),
   };
   if (policy.allowedImages.length === 0) {
     throw new UsageError("--allowed-image is empty: name at least one image, e.g. busybox:1.36");
   }
   for (const image of policy.allowedImages) {
-    if (/\s/.test(image) || image.slice(0, -1).includes("*")) {
+    const problem = imagePatternProblem(image);
+    if (problem) {
       throw new UsageError(
-        `--allowed-image "${image}" must be an image or a prefix ending in '*' (e.g. registry.example/tools/*)`,
+        `--allowed-image "${image}" ${problem}; give an exact image or a prefix ending in '/*' or ':*' (e.g. registry.example/tools/*, busybox:*)`,
+      );
+    }
+  }
+  for (const k of ["cpu", "memory"] as const) {
+    const max = k === "cpu" ? policy.maxCpu : policy.maxMemory;
+    const least = DEFAULTS.resources.limits[k];
+    if (max && !(quantityValue(max) >= quantityValue(least))) {
+      throw new UsageError(
+        `--max-${k} "${max}" must be a quantity of at least the default limit ${least} (e.g. ${
+          k === "cpu" ? "2 or 1500m" : "4Gi or 1G"
+        }), or empty for no maximum`,
+      );
+    }
+  }
+  for (const secret of policy.allowedSecrets) {
+    if (!SERVICE_ACCOUNT.test(secret.endsWith("*") ? `${secret.slice(0, -1)}a` : secret)) {
+      throw new UsageError(
+        `--allowed-secret "${secret}" is not a Secret name (lowercase letters, digits, '-', '.') or such a prefix ending in '*'`,
       );
     }
   }

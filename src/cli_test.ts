@@ -66,11 +66,14 @@ Deno.test("parseCli(): --once --leader-elect is refused, not silently run withou
   assertEquals(parseCli(["--leader-elect"]).leaderElect, true);
 });
 
-Deno.test("parseCli() policy: default image only, no ServiceAccount, nothing privileged", () => {
+Deno.test("parseCli() policy: default image only, no ServiceAccount or Secret, nothing privileged", () => {
   assertEquals(parseCli([]).policy, {
     allowedImages: ["busybox:1.36"],
     allowedServiceAccounts: [],
+    allowedSecrets: [],
     allowPrivileged: false,
+    maxCpu: "",
+    maxMemory: "",
   });
 });
 
@@ -81,22 +84,42 @@ Deno.test("parseCli() policy flags: repeated or comma-separated, and =true/=fals
     "alpine:3.20",
     "--allowed-service-account=runner, reader",
     "--allowed-service-account=",
+    "--allowed-secret=creds,db-*",
+    "--allowed-secret=api.token",
     "--allow-privileged-scripts",
+    "--max-cpu=2",
+    "--max-memory",
+    "4Gi",
   ]);
   assertEquals(o.policy, {
     allowedImages: ["busybox:1.36", "registry.example/tools/*", "alpine:3.20"],
     allowedServiceAccounts: ["runner", "reader"],
+    allowedSecrets: ["creds", "db-*", "api.token"],
     allowPrivileged: true,
+    maxCpu: "2",
+    maxMemory: "4Gi",
   });
   assertEquals(parseCli(["--allow-privileged-scripts=false"]).policy.allowPrivileged, false);
   assertEquals(parseCli(["--allow-privileged-scripts=true"]).policy.allowPrivileged, true);
   assertEquals(parseCli(["--allowed-service-account=*"]).policy.allowedServiceAccounts, ["*"]);
+  for (const image of ["*", "busybox:*", "registry.example/tools/*", "busybox:1.36"]) {
+    assertEquals(parseCli([`--allowed-image=${image}`]).policy.allowedImages, [image]);
+  }
 });
 
 Deno.test("parseCli() rejects bad policy flags with the fix in the message", () => {
   const cases: [string[], RegExp][] = [
     [["--allowed-image="], /--allowed-image is empty/],
-    [["--allowed-image=reg/*/x"], /prefix ending in '\*'/],
+    [["--allowed-image=reg/*/x"], /has '\*' before its end/],
+    // A prefix must end at a boundary: busybox* would match busybox.attacker.example/x.
+    [["--allowed-image=busybox*"], /does not end in '\/\*' or ':\*'.*busybox\.attacker/],
+    [["--allowed-image=registry.example/tools*"], /does not end in '\/\*' or ':\*'/],
+    [["--allowed-image=a b"], /has blanks/],
+    [["--allowed-secret=Bad_Secret"], /not a Secret name/],
+    [["--allowed-secret=-*"], /not a Secret name/],
+    [["--max-cpu=lots"], /--max-cpu "lots" must be a quantity of at least the default limit 100m/],
+    [["--max-cpu=50m"], /at least the default limit 100m/],
+    [["--max-memory=100M"], /--max-memory "100M" must be a quantity of at least .* 500M/],
     [["--allowed-service-account=Bad_SA"], /not a ServiceAccount name/],
     [["--allow-privileged-scripts=yes"], /must be true or false/],
   ];

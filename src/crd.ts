@@ -40,7 +40,7 @@ const securityContext: Schema = {
   type: "object",
   default: DEFAULTS.securityContext,
   description:
-    "Container security context of the script. Each field set here overlays the default (restricted profile, UID 65532); fields left out keep it. Root, privileged, added capabilities, Unconfined seccomp and privilege escalation are refused unless the operator runs with --allow-privileged-scripts.",
+    "Container security context of the script. Each field set here overlays the default (restricted profile, UID 65532); fields left out keep it. Root user or group, privileged, added capabilities, Unconfined seccomp and privilege escalation are refused unless the operator runs with --allow-privileged-scripts.",
   properties: {
     runAsUser: { type: "integer", format: "int64", minimum: 0 },
     runAsGroup: { type: "integer", format: "int64", minimum: 0 },
@@ -121,7 +121,7 @@ const spec: Schema = {
     env: {
       type: "array",
       description:
-        `Environment variables of the script: a value ($(VAR) is not expanded), or valueFrom a key of a Secret or ConfigMap in the ScriptRun's namespace. At most ${SPEC_LIMITS.maxItems} variables, values of ${SPEC_LIMITS.maxItemBytes} characters each; arguments and env values together at most ${SPEC_LIMITS.maxTotalBytes} characters.`,
+        `Environment variables of the script: a value ($(VAR) is not expanded), or valueFrom a key of a Secret (only one the operator's --allowed-secret names) or ConfigMap in the ScriptRun's namespace. Names that make an interpreter run other code (PATH, LD_*, BASH_ENV, PYTHON*...) are refused unless the operator runs with --allow-privileged-scripts. At most ${SPEC_LIMITS.maxItems} variables, values of ${SPEC_LIMITS.maxItemBytes} characters each; arguments and env values together at most ${SPEC_LIMITS.maxTotalBytes} characters.`,
       default: [],
       maxItems: SPEC_LIMITS.maxItems,
       "x-kubernetes-list-type": "map",
@@ -157,7 +157,8 @@ const spec: Schema = {
     },
     resources: {
       type: "object",
-      description: "CPU and memory requests and limits of the script's container.",
+      description:
+        "CPU and memory requests and limits of the script's container. Each of the four left out keeps its default (a request above the default limit raises that limit), so the container always has limits.",
       properties: { requests: resourceList, limits: resourceList },
       default: DEFAULTS.resources,
     },

@@ -13,6 +13,7 @@ import {
   LABELS,
   MANAGER,
   type OwnerReference,
+  type ResourceList,
   type Resources,
   type Script,
   type ScriptRun,
@@ -79,6 +80,67 @@ export function effectiveSecurityContext(overlay: SecurityContext = {}): Securit
   return merged;
 }
 
+/**
+ * The container resources: each of requests/limits × cpu/memory the ScriptRun leaves out keeps
+ * the default, so `resources: {}` still has limits. A request above the default limit raises
+ * that limit to it; a limit below the default request lowers that request to it (Kubernetes
+ * refuses a request above its limit). A spec with all four, or the CRD's default, is unchanged.
+ */
+export function effectiveResources(overlay: Resources = {}): Required<Resources> {
+  const requests: ResourceList = {};
+  const limits: ResourceList = {};
+  for (const k of ["cpu", "memory"] as const) {
+    const request = overlay.requests?.[k];
+    const limit = overlay.limits?.[k];
+    const defaultRequest = DEFAULTS.resources.requests[k];
+    const defaultLimit = DEFAULTS.resources.limits[k];
+    if (request !== undefined && limit !== undefined) {
+      [requests[k], limits[k]] = [request, limit];
+    } else if (request !== undefined) {
+      requests[k] = request;
+      limits[k] = compareQuantities(request, defaultLimit) > 0 ? request : defaultLimit;
+    } else if (limit !== undefined) {
+      requests[k] = compareQuantities(limit, defaultRequest) < 0 ? limit : defaultRequest;
+      limits[k] = limit;
+    } else {
+      [requests[k], limits[k]] = [defaultRequest, defaultLimit];
+    }
+  }
+  return { requests, limits };
+}
+
+const QUANTITY = /^([+-]?(?:\d+(?:\.\d*)?|\.\d+))(?:([eE][+-]?\d+)|([KMGTPE]i)|([numkMGTPE]))?$/;
+const DECIMAL: Record<string, number> = {
+  n: -9,
+  u: -6,
+  m: -3,
+  k: 3,
+  M: 6,
+  G: 9,
+  T: 12,
+  P: 15,
+  E: 18,
+};
+const BINARY: Record<string, number> = { Ki: 10, Mi: 20, Gi: 30, Ti: 40, Pi: 50, Ei: 60 };
+
+/** A resource quantity (`100m`, `1.5Gi`, `2`, `1e3`) as a number; NaN when it is not one. */
+export function quantityValue(quantity: string | number): number {
+  if (typeof quantity === "number") return quantity;
+  const m = QUANTITY.exec(quantity.trim());
+  if (!m) return NaN;
+  const n = Number(m[1]);
+  if (m[2]) return n * 10 ** Number(m[2].slice(1));
+  if (m[3]) return n * 2 ** BINARY[m[3]];
+  if (m[4]) return n * 10 ** DECIMAL[m[4]];
+  return n;
+}
+
+/** Sign of a - b for two quantities; 0 when either is not a quantity. */
+function compareQuantities(a: string | number, b: string | number): number {
+  const d = quantityValue(a) - quantityValue(b);
+  return Number.isNaN(d) ? 0 : Math.sign(d);
+}
+
 function dropUndefined<T extends object>(value: T): T {
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
 }
@@ -90,7 +152,7 @@ export function resolveSpec(spec: ScriptRunSpec): ResolvedSpec {
     image: spec.image ?? DEFAULTS.image,
     args: spec.args ?? [],
     env: spec.env ?? [],
-    resources: spec.resources ?? DEFAULTS.resources,
+    resources: effectiveResources(spec.resources),
     backoffLimit: spec.backoffLimit ?? DEFAULTS.backoffLimit,
     activeDeadlineSeconds: spec.activeDeadlineSeconds ?? DEFAULTS.activeDeadlineSeconds,
     ttlSecondsAfterFinished: spec.ttlSecondsAfterFinished ?? DEFAULTS.ttlSecondsAfterFinished,

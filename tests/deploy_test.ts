@@ -30,7 +30,7 @@ import {
   waitFor,
 } from "./harness/test_env.ts";
 import { parseBindAddress, parseCli } from "../src/cli.ts";
-import { DEFAULT_POLICY } from "../src/policy.ts";
+import { DEFAULT_POLICY, UNSAFE_ENV_NAMES, UNSAFE_ENV_PREFIXES } from "../src/policy.ts";
 import { SERVICE_ACCOUNT_DIR } from "../src/kubeconfig.ts";
 import { loadScripts } from "../src/scripts.ts";
 import { GROUP, KIND, PLURAL, VERSION } from "../src/types.ts";
@@ -642,9 +642,15 @@ Deno.test("deploy: policy.yaml's admission policy and the Deployment's flags hol
   assertEquals(cli.policy, {
     allowedImages: variable("allowedImages"),
     allowedServiceAccounts: variable("allowedServiceAccounts"),
+    allowedSecrets: variable("allowedSecrets"),
     allowPrivileged: variable("allowPrivilegedScripts"),
+    maxCpu: variable("maxCpu"),
+    maxMemory: variable("maxMemory"),
   });
   assertEquals(cli.policy, DEFAULT_POLICY, "the shipped policy is the operator's default");
+  // The env names the operator refuses are the admission policy's.
+  assertEquals(variable("unsafeEnvNames"), UNSAFE_ENV_NAMES);
+  assertEquals(variable("unsafeEnvPrefixes"), UNSAFE_ENV_PREFIXES);
   // Every privilege the operator refuses has a validation naming the same field.
   const messages = policy.spec.validations.map((v: { messageExpression: string }) =>
     v.messageExpression
@@ -653,8 +659,15 @@ Deno.test("deploy: policy.yaml's admission policy and the Deployment's flags hol
     const field of [
       "spec.image",
       "spec.serviceAccountName",
+      "spec.env.valueFrom.secretKeyRef",
+      "spec.env.name",
+      "spec.resources.limits.cpu",
+      "spec.resources.limits.memory",
+      "spec.resources.requests.cpu",
+      "spec.resources.requests.memory",
       "spec.securityContext.privileged",
       "spec.securityContext.runAsUser",
+      "spec.securityContext.runAsGroup",
       "spec.securityContext.runAsNonRoot",
       "spec.securityContext.allowPrivilegeEscalation",
       "spec.securityContext.capabilities.add",

@@ -33,11 +33,14 @@ interface UnsafeCase {
   field: string;
   /** Created with `kubectl create --validate=false` (unknown fields are pruned, not refused). */
   unvalidated?: boolean;
+  /** What the operator's message says to do, when no flag opens it (default: an --allow flag). */
+  fix?: string;
 }
 
 /** Every hole of issue #9. */
 const UNSAFE: UnsafeCase[] = [
   { name: "root", spec: { securityContext: { runAsUser: 0 } }, field: "runAsUser" },
+  { name: "root-group", spec: { securityContext: { runAsGroup: 0 } }, field: "runAsGroup" },
   {
     name: "capabilities",
     spec: { securityContext: { capabilities: { add: ["SYS_ADMIN", "NET_ADMIN", "ALL"] } } },
@@ -64,6 +67,35 @@ UNSAFE.push(
   { name: "image", spec: { image: "evil.example/shell:latest" }, field: "spec.image" },
   // Every namespace has a "default" ServiceAccount, token included.
   { name: "account", spec: { serviceAccountName: "default" }, field: "spec.serviceAccountName" },
+  // A script's error output can print a Secret's value (busybox sleep echoes a bad number).
+  {
+    name: "secret",
+    spec: {
+      script: "wait-for-endpoint.sh",
+      env: [{ name: "DELAY", valueFrom: { secretKeyRef: { name: "creds", key: "token" } } }],
+    },
+    field: "spec.env.valueFrom.secretKeyRef",
+  },
+  // A limit of 0 is no limit.
+  {
+    name: "unlimited",
+    spec: { resources: { limits: { memory: 0 } } },
+    field: "spec.resources.limits.memory",
+    fix: "give a positive quantity",
+  },
+  // BASH_ENV with a command substitution, LD_PRELOAD...: other code than the script runs.
+  {
+    name: "bash-env",
+    spec: { env: [{ name: "BASH_ENV", value: "$(id)" }] },
+    field: "spec.env.name",
+  },
+  {
+    name: "ld-preload",
+    spec: {
+      env: [{ name: "LD_PRELOAD", valueFrom: { configMapKeyRef: { name: "c", key: "k" } } }],
+    },
+    field: "spec.env.name",
+  },
 );
 
 function manifest(ns: string, name: string, spec: Record<string, unknown>): string {
@@ -73,6 +105,24 @@ function manifest(ns: string, name: string, spec: Record<string, unknown>): stri
     metadata: { name, namespace: ns },
     spec: { script: "task.sh", ...spec },
   });
+}
+
+/** Sets a constant of the admission policy (a CEL literal) by its variable's name. */
+async function setVariable(
+  admission: { name: string; variable: (name: string) => number },
+  name: string,
+  value: string,
+) {
+  const index = admission.variable(name);
+  assert(index >= 0, `no variable ${name} in deploy/policy.yaml`);
+  await kubectlOk([
+    "patch",
+    "validatingadmissionpolicy",
+    admission.name,
+    "--type=json",
+    "-p",
+    JSON.stringify([{ op: "replace", path: `/spec/variables/${index}/expression`, value }]),
+  ]);
 }
 
 /** `kubectl apply` (or `create --validate=false`) of a ScriptRun. */
@@ -140,8 +190,13 @@ clusterTest(
           assert(res.code !== 0, `${c.name}: admitted: ${res.stdout}`);
           assert(res.stderr.includes(`denied request: ${c.field}:`), `${c.name}: ${res.stderr}`);
         }
+        // resources: {} is admitted: the operator keeps every default request and limit.
         const safe = await kubectl(["apply", "-f", "-"], {
-          stdin: manifest(ns.name, "safe", { securityContext: { runAsUser: 1000 } }),
+          stdin: manifest(ns.name, "safe", {
+            securityContext: { runAsUser: 1000 },
+            resources: {},
+            env: [{ name: "FROM_CM", valueFrom: { configMapKeyRef: { name: "c", key: "k" } } }],
+          }),
         });
         assertEquals(safe.code, 0, safe.stderr);
         const stored = (await kubectlJson<{ items: ScriptRun[] }>(["-n", ns.name, "get", "sr"]))
@@ -149,34 +204,90 @@ clusterTest(
         assertEquals(stored, ["safe"]);
       });
 
+      await t.step(
+        "admission: allowedImages, allowedServiceAccounts, allowedSecrets, maxCpu, maxMemory",
+        async () => {
+          // busybox* is not a usable prefix (it would match another registry): it matches nothing.
+          await setVariable(
+            admission,
+            "allowedImages",
+            "['busybox*', 'busybox:1.36', 'registry.example/tools/*']",
+          );
+          await setVariable(admission, "allowedServiceAccounts", "['*']");
+          await setVariable(admission, "allowedSecrets", "['cred*']");
+          await setVariable(admission, "maxCpu", "'2'");
+          await setVariable(admission, "maxMemory", "'1Gi'");
+          const secret = UNSAFE.find((c) => c.name === "secret")!;
+          await waitFor(async () => (await submit(ns.name, secret, true)).code === 0, {
+            what: "the changed policy to admit a Secret it allows",
+          });
+          const admitted = async (spec: Record<string, unknown>) => {
+            const res = await submit(ns.name, { name: "probe", spec, field: "" }, true);
+            return res.code === 0 ? "" : res.stderr;
+          };
+          assertEquals(await admitted({ image: "registry.example/tools/sh:1" }), "");
+          for (const image of ["busybox.attacker.example/x", "busybox:1.37"]) {
+            assert((await admitted({ image })).includes("denied request: spec.image:"), image);
+          }
+          assertEquals(await admitted({ serviceAccountName: "default" }), "");
+          const own = await admitted({ serviceAccountName: "script-operator" });
+          assert(own.includes("denied request: spec.serviceAccountName:"), own);
+          assert(own.includes("leaves out the operator's own"), own);
+          const other = await admitted({
+            env: [{ name: "T", valueFrom: { secretKeyRef: { name: "other", key: "k" } } }],
+          });
+          assert(
+            other.includes('variable T: Secret "other" is not allowed (allowed: cred*)'),
+            other,
+          );
+          const big = await admitted({ resources: { limits: { cpu: "3" } } });
+          assert(
+            big.includes("denied request: spec.resources.limits.cpu: 3 is above the maximum 2"),
+            big,
+          );
+          assertEquals(
+            await admitted({ resources: { requests: { cpu: 2 }, limits: { cpu: "2" } } }),
+            "",
+          );
+          const large = await admitted({ resources: { requests: { memory: "2Gi" } } });
+          assert(
+            large.includes(
+              "denied request: spec.resources.requests.memory: 2Gi is above the maximum 1Gi",
+            ),
+            large,
+          );
+          await setVariable(admission, "maxCpu", "''");
+          await setVariable(admission, "maxMemory", "''");
+          await setVariable(admission, "allowedImages", "['busybox:1.36']");
+          await setVariable(admission, "allowedServiceAccounts", "[]");
+          await setVariable(admission, "allowedSecrets", "[]");
+        },
+      );
+
       await t.step("admission: allowPrivilegedScripts opens privileges only", async () => {
-        const index = admission.variable("allowPrivilegedScripts");
-        assert(index >= 0, "no variable allowPrivilegedScripts in deploy/policy.yaml");
-        await kubectlOk([
-          "patch",
-          "validatingadmissionpolicy",
-          admission.name,
-          "--type=json",
-          "-p",
-          JSON.stringify([{
-            op: "replace",
-            path: `/spec/variables/${index}/expression`,
-            value: "true",
-          }]),
-        ]);
+        await setVariable(admission, "allowPrivilegedScripts", "true");
         const root = UNSAFE.find((c) => c.name === "root")!;
         await waitFor(async () => (await submit(ns.name, root, true)).code === 0, {
           what: "the changed policy to admit a root ScriptRun",
         });
-        const image = await submit(ns.name, UNSAFE.find((c) => c.name === "image")!, true);
-        assert(image.code !== 0 && image.stderr.includes("spec.image:"), image.stderr);
+        for (const name of ["root-group", "bash-env", "ld-preload"]) {
+          const res = await submit(ns.name, UNSAFE.find((c) => c.name === name)!, true);
+          assertEquals(res.code, 0, `${name}: ${res.stderr}`);
+        }
+        for (const name of ["image", "secret"]) {
+          const c = UNSAFE.find((c) => c.name === name)!;
+          const res = await submit(ns.name, c, true);
+          assert(res.code !== 0 && res.stderr.includes(`${c.field}:`), res.stderr);
+        }
       });
     } finally {
       await admission.remove();
     }
 
     await t.step("operator: Failed, PolicyViolation, the field named, no Job", async () => {
-      await waitFor(async () => (await submit(ns.name, UNSAFE[0], true)).code === 0, {
+      // A case no policy variable opens: root was already admitted by allowPrivilegedScripts.
+      const unlimited = UNSAFE.find((c) => c.name === "unlimited")!;
+      await waitFor(async () => (await submit(ns.name, unlimited, true)).code === 0, {
         what: "the removed admission policy to stop refusing",
       });
       for (const c of UNSAFE) {
@@ -198,6 +309,7 @@ clusterTest(
       const policyLine = await op.waitForLog((l) => l.msg === "Policy in force", "the policy");
       assertEquals(policyLine.allowedImages, [DEFAULTS.image]);
       assertEquals(policyLine.allowedServiceAccounts, []);
+      assertEquals(policyLine.allowedSecrets, []);
       assertEquals(policyLine.allowPrivilegedScripts, false);
       assertEquals(policyLine.namespaces, [ns.name]);
 
@@ -210,8 +322,8 @@ clusterTest(
         const message = run.status?.message ?? "";
         assert(message.includes(`${c.field}:`), `${c.name}: ${message}`);
         assert(
-          message.includes("--allow"),
-          `${c.name}: the message must name the flag: ${message}`,
+          message.includes(c.fix ?? "--allow"),
+          `${c.name}: the message must name the flag or the fix: ${message}`,
         );
         assertEquals(run.status?.jobName, undefined);
         const failed = run.status?.conditions?.find((x) => x.type === "Failed");
@@ -234,6 +346,9 @@ clusterTest(
         ...DEFAULTS.securityContext,
         runAsUser: 1000,
       });
+      // resources: {} is stored as given, and the Job still gets every default limit.
+      assertEquals((await getRun(ns.name, "safe")).spec.resources, {});
+      assertEquals(safeJob.spec!.template.spec.containers[0].resources, DEFAULTS.resources);
       await op.waitForLog(
         (l) => l.msg === "Refused by policy" && l.name === "root",
         "the refusal of root",
@@ -318,7 +433,11 @@ clusterTest(
         image: "registry.example/tools/sh:1",
         serviceAccountName: "runner",
         securityContext: { runAsUser: 0, capabilities: { add: ["NET_ADMIN"] } },
+        env: [{ name: "PYTHONPATH", value: "/scripts" }],
       },
+      // '*' does not reach the operator's own ServiceAccount.
+      own: { serviceAccountName: "script-operator" },
+      big: { resources: { requests: { cpu: "3" } } },
       secret: {
         env: [{ name: "TOKEN", valueFrom: { secretKeyRef: { name: "creds", key: "token" } } }],
       },
@@ -338,13 +457,17 @@ clusterTest(
       `--namespace=${ns.name}`,
       "--interval=500ms",
       "--allowed-image=busybox:1.36,registry.example/tools/*",
-      "--allowed-service-account=runner",
+      "--allowed-service-account=*",
+      "--allowed-secret=cred*",
       "--allow-privileged-scripts",
+      "--max-cpu=2",
     ]);
     const policyLine = await op.waitForLog((l) => l.msg === "Policy in force", "the policy");
     assertEquals(policyLine.allowedImages, ["busybox:1.36", "registry.example/tools/*"]);
-    assertEquals(policyLine.allowedServiceAccounts, ["runner"]);
+    assertEquals(policyLine.allowedServiceAccounts, ["*"]);
+    assertEquals(policyLine.allowedSecrets, ["cred*"]);
     assertEquals(policyLine.allowPrivilegedScripts, true);
+    assertEquals([policyLine.maxCpu, policyLine.maxMemory], ["2", "none"]);
 
     const jobOf = async (name: string) => {
       const run = await waitFor(async () => {
@@ -363,6 +486,22 @@ clusterTest(
       runAsUser: 0,
       capabilities: { add: ["NET_ADMIN"], drop: ["ALL"] },
     });
+    assertEquals(widened.containers[0].env, [{ name: "PYTHONPATH", value: "/scripts" }]);
+    const refusedRun = async (name: string, ...parts: string[]) => {
+      const run = await waitFor(async () => {
+        const r = await getRun(ns.name, name);
+        return r.status?.phase ? r : undefined;
+      }, { what: `ScriptRun ${name} to get a status` });
+      assertEquals([run.status?.phase, run.status?.reason], ["Failed", POLICY_VIOLATION], name);
+      for (const part of parts) assert(run.status?.message?.includes(part), run.status?.message);
+      assertEquals(run.status?.jobName, undefined);
+    };
+    await refusedRun(
+      "own",
+      "spec.serviceAccountName:",
+      "--allowed-service-account=script-operator",
+    );
+    await refusedRun("big", "spec.resources.requests.cpu: 3 is above the maximum 2", "--max-cpu");
     const secret = (await jobOf("secret")).spec!.template.spec;
     assertEquals(secret.containers[0].env, [
       { name: "TOKEN", valueFrom: { secretKeyRef: { name: "creds", key: "token" } } },
