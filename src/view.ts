@@ -1,0 +1,889 @@
+/**
+ * A watched view of the ScriptRuns, our Jobs, our ConfigMaps (metadata only) and our pods: what
+ * client-go's informers do, built for memory. For every scope (namespace, or all namespaces) and
+ * kind it LISTs in pages, then WATCHes from the list's resourceVersion with bookmarks, resumes a
+ * dropped watch from the last resourceVersion seen, re-LISTs on 410 Gone and every `resyncMs`.
+ * Objects are kept as small plain-JSON records holding only what the reconciler reads.
+ *
+ * Transport: Deno's `fetch` through {@linkcode KubeHttp} (see there), not client-node's `Watch`,
+ * `ListWatch` or `makeInformer`: client-node 2.0.1's `Watch` runs undici's fetch on Node streams
+ * with a new undici Agent (new TLS connection) per request, and `ListWatch` LISTs through the
+ * generated API classes, which turn every object into model class instances with `Date`s and
+ * cannot ask for `PartialObjectMetadata` (so every script body would be downloaded and held), and
+ * neither pages its LIST nor exposes the bookmarks' resourceVersion to resume from. The watch
+ * protocol is small (newline-delimited JSON events), so it is done here.
+ *
+ * When watching is not possible (a 401/403 on LIST or WATCH, or repeated failures) the view
+ * switches to `mode === "list"` with one log line, drops its content, and tries again every
+ * `resyncMs`; the reconciler uses plain LISTs meanwhile.
+ * @module
+ */
+import type { KubeConfig } from "@kubernetes/client-node";
+import type { Logger } from "@logtape/logtape";
+import { OPERATOR_VERSION } from "./cli.ts";
+import { CONTAINER_NAME } from "./desired.ts";
+import type { RequestObserver } from "./kube.ts";
+import { KubeHttp, unsupportedReason } from "./kube_http.ts";
+import {
+  type ConfigMap,
+  GROUP,
+  type Job,
+  KIND,
+  LABELS,
+  MANAGED_SELECTOR,
+  MANAGER,
+  type ObjectMeta,
+  type OwnerReference,
+  PLURAL,
+  type PodTermination,
+  type ScriptRun,
+  VERSION,
+} from "./types.ts";
+
+/** What the view keeps of a pod of a ScriptRun's Job. */
+export interface PodSummary {
+  namespace: string;
+  name: string;
+  uid: string;
+  resourceVersion: string;
+  /** `script-operator.dev/scriptrun-uid` label. */
+  runUid: string;
+  /** `script-operator.dev/hash` label. */
+  hash?: string;
+  /** `batch.kubernetes.io/job-name` label (or the controller Job's name). */
+  jobName?: string;
+  phase?: string;
+  creationTimestamp?: string;
+  deletionTimestamp?: string;
+  /** The PodScheduled condition when it is False. */
+  unscheduled?: { reason?: string; message?: string };
+  /** State of the container named `script`. */
+  script?: {
+    waiting?: { reason?: string; message?: string };
+    terminated?: { exitCode?: number; reason?: string; message?: string };
+  };
+}
+
+/** A ScriptRun to reconcile. */
+export interface ViewKey {
+  namespace: string;
+  name: string;
+}
+
+/** Options of {@linkcode WatchedView}. */
+export interface WatchedViewOptions {
+  /** Namespaces to watch; empty: all namespaces. */
+  namespaces: string[];
+  log: Logger;
+  /** Sees every request: ("LIST" | "WATCH", resource, HTTP code or "<error>"). */
+  observe?: RequestObserver;
+  /** Items per LIST page (default 500). */
+  pageSize?: number;
+  /** Re-LIST everything this often as a safety net (default 10 minutes). */
+  resyncMs?: number;
+  /** Server-side watch timeout (default 5 minutes, capped by the time to the next resync). */
+  watchTimeoutSeconds?: number;
+  /** Consecutive failures of one stream after which the view falls back to LISTs (default 5). */
+  maxFailures?: number;
+}
+
+/** Accept header for metadata-only lists. */
+export const METADATA_LIST_ACCEPT =
+  "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
+/** Accept header for metadata-only watches. */
+export const METADATA_ACCEPT = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
+
+const LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration";
+const JOB_NAME_LABEL = "batch.kubernetes.io/job-name";
+const REQUEST_TIMEOUT_MS = 30_000;
+
+type KindName = "ScriptRun" | "Job" | "ConfigMap" | "Pod";
+type Stored = ScriptRun | Job | ConfigMap | PodSummary;
+
+// deno-lint-ignore no-explicit-any -- raw API JSON, narrowed by the compact functions below
+type Raw = any;
+
+interface KindSpec {
+  kind: KindName;
+  resource: string;
+  path(namespace: string): string;
+  labelSelector: string;
+  listAccept: string;
+  watchAccept: string;
+  compact(raw: Raw): Stored;
+}
+
+const KINDS: KindSpec[] = [
+  {
+    kind: "ScriptRun",
+    resource: PLURAL,
+    path: (ns) => `/apis/${GROUP}/${VERSION}/${ns ? `namespaces/${ns}/` : ""}${PLURAL}`,
+    labelSelector: "",
+    listAccept: "application/json",
+    watchAccept: "application/json",
+    compact: compactScriptRun,
+  },
+  {
+    kind: "Job",
+    resource: "jobs",
+    path: (ns) => `/apis/batch/v1/${ns ? `namespaces/${ns}/` : ""}jobs`,
+    labelSelector: MANAGED_SELECTOR,
+    listAccept: "application/json",
+    watchAccept: "application/json",
+    compact: compactJob,
+  },
+  {
+    kind: "ConfigMap",
+    resource: "configmaps",
+    path: (ns) => `/api/v1/${ns ? `namespaces/${ns}/` : ""}configmaps`,
+    labelSelector: MANAGED_SELECTOR,
+    listAccept: METADATA_LIST_ACCEPT,
+    watchAccept: METADATA_ACCEPT,
+    compact: compactConfigMap,
+  },
+  {
+    kind: "Pod",
+    resource: "pods",
+    path: (ns) => `/api/v1/${ns ? `namespaces/${ns}/` : ""}pods`,
+    labelSelector: LABELS.scriptRunUid,
+    listAccept: "application/json",
+    watchAccept: "application/json",
+    compact: compactPod,
+  },
+];
+
+/** Copies the listed keys that are present. Pure. */
+function pick(from: Raw, keys: readonly string[]): Raw {
+  const out: Record<string, unknown> = {};
+  for (const k of keys) if (from?.[k] !== undefined && from[k] !== null) out[k] = from[k];
+  return out;
+}
+
+function withoutLastApplied(annotations: Record<string, string> | undefined) {
+  if (!annotations || !(LAST_APPLIED in annotations)) return annotations;
+  const { [LAST_APPLIED]: _, ...rest } = annotations;
+  return Object.keys(rest).length > 0 ? rest : undefined;
+}
+
+const RUN_META = [
+  "name",
+  "namespace",
+  "uid",
+  "generation",
+  "resourceVersion",
+  "creationTimestamp",
+  "deletionTimestamp",
+  "labels",
+] as const;
+const CHILD_META = [
+  "name",
+  "namespace",
+  "uid",
+  "resourceVersion",
+  "creationTimestamp",
+  "deletionTimestamp",
+  "labels",
+  "ownerReferences",
+] as const;
+
+function compactOwnerRefs(refs: Raw): OwnerReference[] | undefined {
+  if (!Array.isArray(refs)) return undefined;
+  return refs.map((r) => pick(r, ["apiVersion", "kind", "name", "uid", "controller"]) as Raw);
+}
+
+function childMeta(raw: Raw): ObjectMeta {
+  const meta = pick(raw.metadata, CHILD_META) as ObjectMeta;
+  const annotations = withoutLastApplied(raw.metadata?.annotations);
+  if (annotations) meta.annotations = annotations;
+  const refs = compactOwnerRefs(raw.metadata?.ownerReferences);
+  if (refs) meta.ownerReferences = refs;
+  return meta;
+}
+
+/** The parts of a ScriptRun the reconciler reads (no managedFields, no last-applied). Pure. */
+export function compactScriptRun(raw: Raw): ScriptRun {
+  const metadata = pick(raw.metadata, RUN_META) as ObjectMeta;
+  const annotations = withoutLastApplied(raw.metadata?.annotations);
+  if (annotations) metadata.annotations = annotations;
+  const run: ScriptRun = {
+    apiVersion: `${GROUP}/${VERSION}`,
+    kind: KIND,
+    metadata,
+    spec: raw.spec ?? {},
+  };
+  if (raw.status) run.status = raw.status;
+  return run;
+}
+
+/** A Job's metadata and status, without its spec (the pod template). Pure. */
+export function compactJob(raw: Raw): Job {
+  const job: Job = { apiVersion: "batch/v1", kind: "Job", metadata: childMeta(raw) };
+  const status = pick(raw.status, [
+    "active",
+    "ready",
+    "succeeded",
+    "failed",
+    "startTime",
+    "completionTime",
+    "conditions",
+  ]);
+  if (Object.keys(status).length > 0) job.status = status as Job["status"];
+  return job;
+}
+
+/** A ConfigMap's metadata (from a full object or a PartialObjectMetadata). Pure. */
+export function compactConfigMap(raw: Raw): ConfigMap {
+  return { apiVersion: "v1", kind: "ConfigMap", metadata: childMeta(raw) };
+}
+
+/** A pod as a {@linkcode PodSummary}. Pure. */
+export function compactPod(raw: Raw): PodSummary {
+  const m = raw.metadata ?? {};
+  const labels: Record<string, string> = m.labels ?? {};
+  const jobOwner = (m.ownerReferences as Raw[] | undefined)?.find((o) =>
+    o.controller && o.kind === "Job"
+  );
+  const pod: PodSummary = {
+    namespace: m.namespace ?? "",
+    name: m.name,
+    uid: m.uid ?? "",
+    resourceVersion: m.resourceVersion ?? "",
+    runUid: labels[LABELS.scriptRunUid] ?? "",
+  };
+  const hash = labels[LABELS.hash];
+  if (hash) pod.hash = hash;
+  const jobName = labels[JOB_NAME_LABEL] ?? jobOwner?.name;
+  if (jobName) pod.jobName = jobName;
+  if (raw.status?.phase) pod.phase = raw.status.phase;
+  if (m.creationTimestamp) pod.creationTimestamp = m.creationTimestamp;
+  if (m.deletionTimestamp) pod.deletionTimestamp = m.deletionTimestamp;
+  const scheduled = (raw.status?.conditions as Raw[] | undefined)?.find((c) =>
+    c.type === "PodScheduled"
+  );
+  if (scheduled && scheduled.status === "False") {
+    pod.unscheduled = pick(scheduled, ["reason", "message"]) as PodSummary["unscheduled"];
+  }
+  const container = (raw.status?.containerStatuses as Raw[] | undefined)?.find((c) =>
+    c.name === CONTAINER_NAME
+  );
+  const state = container?.state;
+  if (state?.waiting || state?.terminated) {
+    pod.script = {};
+    if (state.waiting) pod.script.waiting = pick(state.waiting, ["reason", "message"]);
+    if (state.terminated) {
+      pod.script.terminated = pick(state.terminated, ["exitCode", "reason", "message"]);
+    }
+  }
+  return pod;
+}
+
+/** The script container's termination in the newest pod of `jobName` that has one. Pure. */
+export function podTermination(pods: PodSummary[], jobName: string): PodTermination | undefined {
+  const sorted = pods.filter((p) => p.jobName === jobName).sort((a, b) =>
+    (b.creationTimestamp ?? "").localeCompare(a.creationTimestamp ?? "")
+  );
+  for (const pod of sorted) {
+    const t = pod.script?.terminated;
+    if (t) return { podName: pod.name, exitCode: t.exitCode, reason: t.reason, message: t.message };
+  }
+  return undefined;
+}
+
+/** Whether pods of Jobs other than the one of `hash` are still pending or running. Pure. */
+export function otherPodsActive(pods: PodSummary[], hash: string): boolean {
+  return pods.some((p) => p.hash !== hash && p.phase !== "Succeeded" && p.phase !== "Failed");
+}
+
+function metaOf(obj: Stored): { namespace: string; name: string; resourceVersion: string } {
+  if ("metadata" in obj) {
+    return {
+      namespace: obj.metadata.namespace ?? "",
+      name: obj.metadata.name,
+      resourceVersion: obj.metadata.resourceVersion ?? "",
+    };
+  }
+  return obj;
+}
+
+function controllerUid(obj: Job | ConfigMap): string {
+  return obj.metadata.ownerReferences?.find((o) => o.controller && o.kind === KIND)?.uid ?? "";
+}
+
+/** An HTTP status from the API server (response code, or a watch ERROR event's Status). */
+class StatusError extends Error {
+  constructor(readonly status: number, message: string) {
+    super(message);
+  }
+}
+
+/** Thrown into a watch by `interruptWatches()`. */
+class Interrupted extends Error {}
+
+interface Stream {
+  spec: KindSpec;
+  namespace: string;
+  rv: string | undefined;
+  synced: boolean;
+  failures: number;
+  lastList: number;
+  /** Aborts the current request of this stream (interruptWatches). */
+  current?: AbortController;
+}
+
+interface Generation {
+  abort: AbortController;
+  streams: Stream[];
+  done: Promise<void>;
+}
+
+/**
+ * A LIST+WATCH view of ScriptRuns and their children. Readers get live, shared objects: do not
+ * mutate them. Every lookup is O(1) or O(k) in what it returns.
+ */
+export class WatchedView {
+  #kc: KubeConfig;
+  #http: KubeHttp | undefined;
+  #namespaces: string[];
+  #log: Logger;
+  #observe: RequestObserver;
+  #pageSize: number;
+  #resyncMs: number;
+  #watchTimeoutSeconds: number;
+  #maxFailures: number;
+  #listeners: ((key: ViewKey) => void)[] = [];
+  #mode: "watch" | "list" = "watch";
+  #generation: Generation | undefined;
+  #retryTimer: ReturnType<typeof setTimeout> | undefined;
+  #signal: AbortSignal | undefined;
+  #startWaiters: (() => void)[] = [];
+  #hold: Promise<void> | undefined;
+  #resumeFrom: string | undefined;
+
+  // Stores, keyed "namespace/name".
+  #runs = new Map<string, ScriptRun>();
+  #jobs = new Map<string, Job>();
+  #configMaps = new Map<string, ConfigMap>();
+  #pods = new Map<string, PodSummary>();
+  // Indexes.
+  #runsByNs = new Map<string, Map<string, ScriptRun>>();
+  #runKeyByUid = new Map<string, string>();
+  #childrenByUid = new Map<string, { configMaps: Set<string>; jobs: Set<string> }>();
+  #podsByRunUid = new Map<string, Set<string>>();
+  #namesByNs = new Map<string, { configMaps: Map<string, string>; jobs: Map<string, string> }>();
+
+  /** See {@linkcode WatchedViewOptions}. Does no I/O until `start()`. */
+  constructor(kc: KubeConfig, options: WatchedViewOptions) {
+    this.#kc = kc;
+    this.#namespaces = options.namespaces;
+    this.#log = options.log;
+    this.#observe = options.observe ?? (() => {});
+    this.#pageSize = options.pageSize ?? 500;
+    this.#resyncMs = options.resyncMs ?? 10 * 60_000;
+    this.#watchTimeoutSeconds = options.watchTimeoutSeconds ?? 300;
+    this.#maxFailures = options.maxFailures ?? 5;
+  }
+
+  /** "watch": the view is (being) kept current; "list": use plain LISTs instead. */
+  get mode(): "watch" | "list" {
+    return this.#mode;
+  }
+
+  /**
+   * Starts listing and watching until `signal` aborts. Resolves once every stream has completed
+   * its first LIST, or once the view fell back to `mode === "list"`.
+   */
+  start(signal: AbortSignal): Promise<void> {
+    this.#signal = signal;
+    signal.addEventListener("abort", () => this.#stop(), { once: true });
+    const reason = unsupportedReason(this.#kc);
+    if (reason) {
+      this.#fallBack(`Deno's fetch cannot use this kubeconfig: ${reason}`, { retry: false });
+      return Promise.resolve();
+    }
+    this.#http = new KubeHttp(this.#kc, { userAgent: `${MANAGER}/${OPERATOR_VERSION}` });
+    const started = new Promise<void>((resolve) => this.#startWaiters.push(resolve));
+    this.#startGeneration();
+    return started;
+  }
+
+  /** Whether the view is watching and every stream has completed a LIST. */
+  synced(): boolean {
+    return this.#mode === "watch" && !!this.#generation &&
+      this.#generation.streams.every((s) => s.synced);
+  }
+
+  /** The ScriptRuns in `namespace`, or in every watched namespace. */
+  scriptRuns(namespace?: string): ScriptRun[] {
+    if (namespace !== undefined) return [...this.#runsByNs.get(namespace)?.values() ?? []];
+    return [...this.#runs.values()];
+  }
+
+  /** One ScriptRun, if the view holds it. */
+  scriptRun(namespace: string, name: string): ScriptRun | undefined {
+    return this.#runs.get(`${namespace}/${name}`);
+  }
+
+  /** The ConfigMaps and Jobs whose controller is the ScriptRun `runUid`, and its pods. */
+  children(runUid: string): { configMaps: ConfigMap[]; jobs: Job[]; pods: PodSummary[] } {
+    const c = this.#childrenByUid.get(runUid);
+    const podKeys = this.#podsByRunUid.get(runUid);
+    return {
+      configMaps: c ? [...c.configMaps].map((k) => this.#configMaps.get(k)!) : [],
+      jobs: c ? [...c.jobs].map((k) => this.#jobs.get(k)!) : [],
+      pods: podKeys ? [...podKeys].map((k) => this.#pods.get(k)!) : [],
+    };
+  }
+
+  /**
+   * Name -> controller ScriptRun uid ("" if none) of every managed ConfigMap and Job in
+   * `namespace` (live maps: read only).
+   */
+  names(
+    namespace: string,
+  ): { configMaps: ReadonlyMap<string, string>; jobs: ReadonlyMap<string, string> } {
+    return this.#namesByNs.get(namespace) ?? { configMaps: new Map(), jobs: new Map() };
+  }
+
+  /**
+   * Calls `fn` with the ScriptRun to reconcile whenever something changes: the ScriptRun itself,
+   * or the owner of a changed Job, ConfigMap or pod (also for deletions and objects that a re-LIST
+   * found changed or gone). Called synchronously from the watch loop: keep it cheap (queue it).
+   */
+  onChange(fn: (key: ViewKey) => void): void {
+    this.#listeners.push(fn);
+  }
+
+  /** Object counts per kind (for metrics and tests). */
+  counts(): Record<KindName, number> {
+    return {
+      ScriptRun: this.#runs.size,
+      Job: this.#jobs.size,
+      ConfigMap: this.#configMaps.size,
+      Pod: this.#pods.size,
+    };
+  }
+
+  /**
+   * For tests: aborts every open request as a dropped connection would. The streams wait for
+   * `hold` (if given) and then resume from their last resourceVersion, or from `resumeFrom` (an
+   * old resourceVersion makes the server answer 410 Gone).
+   */
+  interruptWatches(options: { hold?: Promise<void>; resumeFrom?: string } = {}): void {
+    this.#hold = options.hold;
+    this.#resumeFrom = options.resumeFrom;
+    for (const s of this.#generation?.streams ?? []) s.current?.abort(new Interrupted("test"));
+  }
+
+  // ---- lifecycle ----
+
+  #startGeneration(): void {
+    const abort = new AbortController();
+    const scopes = this.#namespaces.length > 0 ? this.#namespaces : [""];
+    const streams: Stream[] = scopes.flatMap((namespace) =>
+      KINDS.map((spec) => ({
+        spec,
+        namespace,
+        rv: undefined,
+        synced: false,
+        failures: 0,
+        lastList: 0,
+      }))
+    );
+    const generation: Generation = { abort, streams, done: Promise.resolve() };
+    this.#generation = generation;
+    generation.done = Promise.all(streams.map((s) => this.#run(s, generation))).then(() => {});
+  }
+
+  #stop(): void {
+    if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
+    this.#generation?.abort.abort();
+    const generation = this.#generation;
+    void generation?.done.finally(() => this.#http?.close());
+    if (!generation) this.#http?.close();
+    this.#resolveStart();
+  }
+
+  #resolveStart(): void {
+    const waiters = this.#startWaiters;
+    this.#startWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  #checkSynced(): void {
+    if (!this.synced()) return;
+    this.#resolveStart();
+  }
+
+  #fallBack(reason: string, options: { retry: boolean; stream?: Stream; status?: number }): void {
+    if (this.#mode === "list") return;
+    this.#mode = "list";
+    this.#log.warn("Watch unavailable, using plain LISTs", {
+      reason,
+      kind: options.stream?.spec.kind,
+      namespace: options.stream?.namespace || "*",
+      status: options.status,
+      retryInMs: options.retry ? this.#resyncMs : undefined,
+    });
+    this.#generation?.abort.abort();
+    this.#generation = undefined;
+    this.#clear();
+    this.#resolveStart();
+    if (options.retry && !this.#signal?.aborted) {
+      this.#retryTimer = setTimeout(() => this.#retry(), this.#resyncMs);
+    }
+  }
+
+  #retry(): void {
+    this.#retryTimer = undefined;
+    if (this.#signal?.aborted) return;
+    // Stays in "list" mode until every stream has listed again (#run switches it back).
+    this.#startGeneration();
+  }
+
+  #clear(): void {
+    for (const m of [this.#runs, this.#jobs, this.#configMaps, this.#pods]) m.clear();
+    this.#runsByNs.clear();
+    this.#runKeyByUid.clear();
+    this.#childrenByUid.clear();
+    this.#podsByRunUid.clear();
+    this.#namesByNs.clear();
+  }
+
+  // ---- one stream: LIST, then WATCH, forever ----
+
+  async #run(stream: Stream, generation: Generation): Promise<void> {
+    const signal = generation.abort.signal;
+    while (!signal.aborted) {
+      try {
+        if (stream.rv === undefined || Date.now() - stream.lastList >= this.#resyncMs) {
+          await this.#list(stream, signal);
+          if (signal.aborted) return;
+          if (!stream.synced) {
+            stream.synced = true;
+            if (this.#mode === "list" && generation.streams.every((s) => s.synced)) {
+              this.#mode = "watch";
+              this.#log.info("Watching again", { namespaces: this.#namespaces.join(",") || "*" });
+            }
+            this.#checkSynced();
+          }
+        }
+        await this.#watch(stream, signal);
+      } catch (error) {
+        if (signal.aborted) return;
+        if (error instanceof Interrupted) {
+          if (this.#hold) await this.#hold;
+          if (this.#resumeFrom) stream.rv = this.#resumeFrom;
+          continue;
+        }
+        const status = error instanceof StatusError ? error.status : 0;
+        const message = error instanceof Error ? error.message : String(error);
+        if (status === 410) {
+          this.#log.debug("Watch expired, listing again", {
+            kind: stream.spec.kind,
+            namespace: stream.namespace || "*",
+          });
+          stream.rv = undefined;
+          continue;
+        }
+        if (status === 401 || status === 403) {
+          this.#fallBack(message, { retry: true, stream, status });
+          return;
+        }
+        stream.failures++;
+        if (stream.failures >= this.#maxFailures) {
+          this.#fallBack(message, { retry: true, stream, status: status || undefined });
+          return;
+        }
+        this.#log.debug("Watch failed, retrying", {
+          kind: stream.spec.kind,
+          namespace: stream.namespace || "*",
+          error: message,
+          failures: stream.failures,
+        });
+        await sleep(Math.min(30_000, 250 * 2 ** stream.failures), signal);
+      }
+    }
+  }
+
+  async #request(
+    stream: Stream,
+    signal: AbortSignal,
+    verb: "LIST" | "WATCH",
+    query: URLSearchParams,
+    accept: string,
+    timeoutMs: number,
+  ): Promise<Response> {
+    const current = new AbortController();
+    stream.current = current;
+    const combined = AbortSignal.any([signal, current.signal, AbortSignal.timeout(timeoutMs)]);
+    let response: Response;
+    try {
+      response = await this.#http!.fetch(`${stream.spec.path(stream.namespace)}?${query}`, {
+        headers: { Accept: accept },
+        signal: combined,
+      });
+    } catch (error) {
+      this.#observe(verb, stream.spec.resource, "<error>");
+      if (current.signal.aborted) throw current.signal.reason;
+      throw error;
+    }
+    this.#observe(verb, stream.spec.resource, String(response.status));
+    if (!response.ok) {
+      const body = await response.text().catch(() => "");
+      let message = body.slice(0, 500);
+      try {
+        message = JSON.parse(body).message ?? message;
+      } catch { /* not a Status */ }
+      throw new StatusError(
+        response.status,
+        `${verb.toLowerCase()} ${stream.spec.resource}: ${response.status} ${message}`,
+      );
+    }
+    return response;
+  }
+
+  async #list(stream: Stream, signal: AbortSignal): Promise<void> {
+    const seen = new Set<string>();
+    let cont: string | undefined;
+    let rv = "";
+    do {
+      const query = new URLSearchParams({ limit: String(this.#pageSize) });
+      if (stream.spec.labelSelector) query.set("labelSelector", stream.spec.labelSelector);
+      if (cont) query.set("continue", cont);
+      const response = await this.#request(
+        stream,
+        signal,
+        "LIST",
+        query,
+        stream.spec.listAccept,
+        REQUEST_TIMEOUT_MS,
+      );
+      const page = await response.json() as {
+        metadata?: { continue?: string; resourceVersion?: string };
+        items?: Raw[];
+      };
+      if (signal.aborted) return;
+      for (const item of page.items ?? []) {
+        const obj = stream.spec.compact(item);
+        const m = metaOf(obj);
+        seen.add(`${m.namespace}/${m.name}`);
+        this.#upsert(stream.spec.kind, obj);
+      }
+      cont = page.metadata?.continue || undefined;
+      rv = page.metadata?.resourceVersion ?? rv;
+    } while (cont);
+    // Objects gone while we were not watching.
+    for (const [key, obj] of this.#store(stream.spec.kind)) {
+      if (seen.has(key)) continue;
+      if (stream.namespace && metaOf(obj).namespace !== stream.namespace) continue;
+      this.#remove(stream.spec.kind, obj);
+    }
+    stream.rv = rv;
+    stream.lastList = Date.now();
+    stream.failures = 0;
+  }
+
+  async #watch(stream: Stream, signal: AbortSignal): Promise<void> {
+    const untilResync = Math.ceil((stream.lastList + this.#resyncMs - Date.now()) / 1000);
+    const timeoutSeconds = Math.max(1, Math.min(this.#watchTimeoutSeconds, untilResync));
+    const query = new URLSearchParams({
+      watch: "1",
+      allowWatchBookmarks: "true",
+      resourceVersion: stream.rv ?? "",
+      timeoutSeconds: String(timeoutSeconds),
+    });
+    if (stream.spec.labelSelector) query.set("labelSelector", stream.spec.labelSelector);
+    // The server ends the watch after timeoutSeconds; a connection silent for 30 s longer is dead.
+    const response = await this.#request(
+      stream,
+      signal,
+      "WATCH",
+      query,
+      stream.spec.watchAccept,
+      (timeoutSeconds + 30) * 1000,
+    );
+    stream.failures = 0;
+    const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    try {
+      while (true) {
+        let chunk: ReadableStreamReadResult<string>;
+        try {
+          chunk = await reader.read();
+        } catch (error) {
+          if (stream.current?.signal.aborted) throw stream.current.signal.reason;
+          throw error;
+        }
+        if (chunk.done) break;
+        buffer += chunk.value;
+        let newline: number;
+        while ((newline = buffer.indexOf("\n")) >= 0) {
+          const line = buffer.slice(0, newline);
+          buffer = buffer.slice(newline + 1);
+          if (line.trim()) this.#event(stream, JSON.parse(line));
+        }
+      }
+    } finally {
+      reader.releaseLock();
+      await response.body?.cancel().catch(() => {});
+    }
+  }
+
+  #event(stream: Stream, event: { type: string; object: Raw }): void {
+    const object = event.object ?? {};
+    if (event.type === "ERROR") {
+      throw new StatusError(Number(object.code) || 500, object.message ?? "watch error event");
+    }
+    const rv = object.metadata?.resourceVersion;
+    if (event.type === "ADDED" || event.type === "MODIFIED") {
+      this.#upsert(stream.spec.kind, stream.spec.compact(object));
+    } else if (event.type === "DELETED") {
+      const obj = stream.spec.compact(object);
+      const existing = this.#store(stream.spec.kind).get(
+        `${metaOf(obj).namespace}/${metaOf(obj).name}`,
+      );
+      if (existing) this.#remove(stream.spec.kind, existing);
+    }
+    if (rv) stream.rv = rv;
+  }
+
+  // ---- stores and indexes ----
+
+  #store(kind: KindName): Map<string, Stored> {
+    switch (kind) {
+      case "ScriptRun":
+        return this.#runs;
+      case "Job":
+        return this.#jobs;
+      case "ConfigMap":
+        return this.#configMaps;
+      case "Pod":
+        return this.#pods;
+    }
+  }
+
+  #upsert(kind: KindName, obj: Stored): void {
+    const m = metaOf(obj);
+    const key = `${m.namespace}/${m.name}`;
+    const store = this.#store(kind);
+    const old = store.get(key);
+    if (old && metaOf(old).resourceVersion === m.resourceVersion) return;
+    if (old) this.#unindex(kind, key, old);
+    store.set(key, obj);
+    this.#index(kind, key, obj);
+    this.#notify(kind, obj);
+  }
+
+  #remove(kind: KindName, obj: Stored): void {
+    const m = metaOf(obj);
+    const key = `${m.namespace}/${m.name}`;
+    this.#store(kind).delete(key);
+    this.#unindex(kind, key, obj);
+    this.#notify(kind, obj);
+  }
+
+  #index(kind: KindName, key: string, obj: Stored): void {
+    const ns = metaOf(obj).namespace;
+    if (kind === "ScriptRun") {
+      const run = obj as ScriptRun;
+      let byName = this.#runsByNs.get(ns);
+      if (!byName) this.#runsByNs.set(ns, byName = new Map());
+      byName.set(run.metadata.name, run);
+      if (run.metadata.uid) this.#runKeyByUid.set(run.metadata.uid, key);
+    } else if (kind === "Job" || kind === "ConfigMap") {
+      const child = obj as Job | ConfigMap;
+      const uid = controllerUid(child);
+      let names = this.#namesByNs.get(ns);
+      if (!names) this.#namesByNs.set(ns, names = { configMaps: new Map(), jobs: new Map() });
+      (kind === "Job" ? names.jobs : names.configMaps).set(child.metadata.name, uid);
+      if (uid) {
+        let c = this.#childrenByUid.get(uid);
+        if (!c) this.#childrenByUid.set(uid, c = { configMaps: new Set(), jobs: new Set() });
+        (kind === "Job" ? c.jobs : c.configMaps).add(key);
+      }
+    } else {
+      const pod = obj as PodSummary;
+      let keys = this.#podsByRunUid.get(pod.runUid);
+      if (!keys) this.#podsByRunUid.set(pod.runUid, keys = new Set());
+      keys.add(key);
+    }
+  }
+
+  #unindex(kind: KindName, key: string, obj: Stored): void {
+    const ns = metaOf(obj).namespace;
+    if (kind === "ScriptRun") {
+      const run = obj as ScriptRun;
+      const byName = this.#runsByNs.get(ns);
+      byName?.delete(run.metadata.name);
+      if (byName?.size === 0) this.#runsByNs.delete(ns);
+      if (run.metadata.uid && this.#runKeyByUid.get(run.metadata.uid) === key) {
+        this.#runKeyByUid.delete(run.metadata.uid);
+      }
+    } else if (kind === "Job" || kind === "ConfigMap") {
+      const child = obj as Job | ConfigMap;
+      const uid = controllerUid(child);
+      const names = this.#namesByNs.get(ns);
+      if (names) {
+        (kind === "Job" ? names.jobs : names.configMaps).delete(child.metadata.name);
+        if (names.jobs.size === 0 && names.configMaps.size === 0) this.#namesByNs.delete(ns);
+      }
+      const c = uid ? this.#childrenByUid.get(uid) : undefined;
+      if (c) {
+        (kind === "Job" ? c.jobs : c.configMaps).delete(key);
+        if (c.jobs.size === 0 && c.configMaps.size === 0) this.#childrenByUid.delete(uid);
+      }
+    } else {
+      const pod = obj as PodSummary;
+      const keys = this.#podsByRunUid.get(pod.runUid);
+      keys?.delete(key);
+      if (keys?.size === 0) this.#podsByRunUid.delete(pod.runUid);
+    }
+  }
+
+  /** The ScriptRun a change of `obj` concerns, if known. */
+  #ownerOf(kind: KindName, obj: Stored): ViewKey | undefined {
+    if (kind === "ScriptRun") {
+      const m = metaOf(obj);
+      return { namespace: m.namespace, name: m.name };
+    }
+    if (kind === "Pod") {
+      const pod = obj as PodSummary;
+      const key = this.#runKeyByUid.get(pod.runUid);
+      if (key) {
+        const run = this.#runs.get(key)!;
+        return { namespace: run.metadata.namespace ?? "", name: run.metadata.name };
+      }
+      return undefined;
+    }
+    const child = obj as Job | ConfigMap;
+    const owner = child.metadata.ownerReferences?.find((o) => o.controller && o.kind === KIND);
+    const name = owner?.name ?? child.metadata.labels?.[LABELS.scriptRun];
+    return name ? { namespace: child.metadata.namespace ?? "", name } : undefined;
+  }
+
+  #notify(kind: KindName, obj: Stored): void {
+    if (this.#listeners.length === 0) return;
+    const key = this.#ownerOf(kind, obj);
+    if (!key) return;
+    for (const fn of this.#listeners) {
+      try {
+        fn(key);
+      } catch (error) {
+        this.#log.error("Change listener failed", { ...key, error: (error as Error).message });
+      }
+    }
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+  });
+}

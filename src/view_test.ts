@@ -1,0 +1,187 @@
+import { deepStrictEqual as assertEquals } from "node:assert/strict";
+import {
+  compactConfigMap,
+  compactJob,
+  compactPod,
+  compactScriptRun,
+  otherPodsActive,
+  type PodSummary,
+  podTermination,
+} from "./view.ts";
+
+const managedFields = [{ manager: "kubectl", operation: "Update", fieldsV1: { "f:data": {} } }];
+const owner = {
+  apiVersion: "script-operator.dev/v1alpha1",
+  kind: "ScriptRun",
+  name: "demo",
+  uid: "u1",
+  controller: true,
+  blockOwnerDeletion: true,
+};
+
+Deno.test("compactScriptRun() keeps metadata, spec and status; drops managedFields and last-applied", () => {
+  const raw = {
+    apiVersion: "script-operator.dev/v1alpha1",
+    kind: "ScriptRun",
+    metadata: {
+      name: "demo",
+      namespace: "ns",
+      uid: "u1",
+      generation: 2,
+      resourceVersion: "9",
+      creationTimestamp: "2026-01-01T00:00:00Z",
+      labels: { a: "b" },
+      annotations: { "kubectl.kubernetes.io/last-applied-configuration": "{...}", keep: "me" },
+      managedFields,
+      finalizers: ["x"],
+    },
+    spec: { script: "task.sh" },
+    status: { phase: "Running" },
+  };
+  assertEquals(compactScriptRun(raw), {
+    apiVersion: "script-operator.dev/v1alpha1",
+    kind: "ScriptRun",
+    metadata: {
+      name: "demo",
+      namespace: "ns",
+      uid: "u1",
+      generation: 2,
+      resourceVersion: "9",
+      creationTimestamp: "2026-01-01T00:00:00Z",
+      labels: { a: "b" },
+      annotations: { keep: "me" },
+    },
+    spec: { script: "task.sh" },
+    status: { phase: "Running" },
+  });
+});
+
+Deno.test("compactJob() drops the spec and managedFields, keeps the status the plan reads", () => {
+  const raw = {
+    metadata: {
+      name: "demo-abc",
+      namespace: "ns",
+      uid: "j1",
+      resourceVersion: "5",
+      labels: { l: "v" },
+      ownerReferences: [owner],
+      managedFields,
+    },
+    spec: { template: { spec: { containers: [{ name: "script" }] } } },
+    status: { active: 1, ready: 0, startTime: "2026-01-01T00:00:00Z", uncountedTerminatedPods: {} },
+  };
+  assertEquals(compactJob(raw), {
+    apiVersion: "batch/v1",
+    kind: "Job",
+    metadata: {
+      name: "demo-abc",
+      namespace: "ns",
+      uid: "j1",
+      resourceVersion: "5",
+      labels: { l: "v" },
+      ownerReferences: [{
+        apiVersion: "script-operator.dev/v1alpha1",
+        kind: "ScriptRun",
+        name: "demo",
+        uid: "u1",
+        controller: true,
+      }],
+    },
+    status: { active: 1, ready: 0, startTime: "2026-01-01T00:00:00Z" },
+  });
+});
+
+Deno.test("compactConfigMap() keeps metadata only, even from a full object", () => {
+  const cm = compactConfigMap({
+    kind: "ConfigMap",
+    metadata: { name: "c", namespace: "ns", resourceVersion: "3", managedFields },
+    data: { "task.sh": "echo" },
+  });
+  assertEquals(cm, {
+    apiVersion: "v1",
+    kind: "ConfigMap",
+    metadata: { name: "c", namespace: "ns", resourceVersion: "3" },
+  });
+});
+
+Deno.test("compactPod() summarises scheduling and the script container's state", () => {
+  const pod = compactPod({
+    metadata: {
+      name: "demo-abc-x",
+      namespace: "ns",
+      uid: "p1",
+      resourceVersion: "11",
+      creationTimestamp: "2026-01-01T00:00:00Z",
+      labels: {
+        "script-operator.dev/scriptrun-uid": "u1",
+        "script-operator.dev/hash": "abc",
+        "batch.kubernetes.io/job-name": "demo-abc",
+      },
+      managedFields,
+    },
+    spec: { containers: [{ name: "script" }] },
+    status: {
+      phase: "Pending",
+      conditions: [{
+        type: "PodScheduled",
+        status: "False",
+        reason: "Unschedulable",
+        message: "0/1",
+      }],
+      containerStatuses: [
+        { name: "sidecar", state: { running: {} } },
+        { name: "script", state: { waiting: { reason: "ImagePullBackOff", message: "no" } } },
+      ],
+    },
+  });
+  assertEquals(pod, {
+    namespace: "ns",
+    name: "demo-abc-x",
+    uid: "p1",
+    resourceVersion: "11",
+    runUid: "u1",
+    hash: "abc",
+    jobName: "demo-abc",
+    phase: "Pending",
+    creationTimestamp: "2026-01-01T00:00:00Z",
+    unscheduled: { reason: "Unschedulable", message: "0/1" },
+    script: { waiting: { reason: "ImagePullBackOff", message: "no" } },
+  });
+});
+
+function pod(name: string, extra: Partial<PodSummary>): PodSummary {
+  return { namespace: "ns", name, uid: name, resourceVersion: "1", runUid: "u1", ...extra };
+}
+
+Deno.test("podTermination() takes the newest pod of the Job with a terminated script", () => {
+  const pods = [
+    pod("old", {
+      jobName: "j",
+      creationTimestamp: "2026-01-01T00:00:00Z",
+      script: { terminated: { exitCode: 1, reason: "Error" } },
+    }),
+    pod("new", {
+      jobName: "j",
+      creationTimestamp: "2026-01-01T00:01:00Z",
+      script: { terminated: { exitCode: 2, reason: "Error", message: "m" } },
+    }),
+    pod("other", {
+      jobName: "k",
+      creationTimestamp: "2026-01-01T00:02:00Z",
+      script: { terminated: { exitCode: 3 } },
+    }),
+  ];
+  assertEquals(podTermination(pods, "j"), {
+    podName: "new",
+    exitCode: 2,
+    reason: "Error",
+    message: "m",
+  });
+  assertEquals(podTermination(pods, "none"), undefined);
+});
+
+Deno.test("otherPodsActive() is true only for unfinished pods of other hashes", () => {
+  assertEquals(otherPodsActive([pod("a", { hash: "h1", phase: "Running" })], "h1"), false);
+  assertEquals(otherPodsActive([pod("a", { hash: "h0", phase: "Succeeded" })], "h1"), false);
+  assertEquals(otherPodsActive([pod("a", { hash: "h0", phase: "Pending" })], "h1"), true);
+});

@@ -1,0 +1,423 @@
+/**
+ * The watched view (issue 10) against the real control plane: its content equals a fresh plain
+ * LIST after creates, updates and deletes of every kind, after a watch dropped mid-run (with
+ * changes made while it was down), after a 410 Gone on resume, and it falls back to plain LISTs
+ * when RBAC forbids watching.
+ * @module
+ */
+import { KubeConfig } from "@kubernetes/client-node";
+import { isDeepStrictEqual } from "node:util";
+import { configure, getLogger, type LogRecord, reset } from "@logtape/logtape";
+import { assert, assertEquals } from "./harness/assert.ts";
+import { installCrd } from "./harness/operator.ts";
+import {
+  clusterTest,
+  kubectlJson,
+  kubectlOk,
+  testKubeconfig,
+  tokenKubeconfig,
+  uniqueNamespace,
+  waitFor,
+} from "./harness/test_env.ts";
+import { ClientNodeKube } from "../src/kube.ts";
+import { desiredConfigMap, desiredJob, runHash } from "../src/desired.ts";
+import { loadScripts } from "../src/scripts.ts";
+import { LABELS, type ScriptRun } from "../src/types.ts";
+import {
+  compactConfigMap,
+  compactJob,
+  compactPod,
+  compactScriptRun,
+  type PodSummary,
+  WatchedView,
+  type WatchedViewOptions,
+} from "../src/view.ts";
+
+const NO_SANITIZE = { sanitizeResources: false, sanitizeOps: false };
+const SCRIPTS = await loadScripts();
+const TASK = SCRIPTS.get("task.sh")!;
+
+const records: LogRecord[] = [];
+await configure({
+  reset: true,
+  sinks: { memory: (r: LogRecord) => records.push(r) },
+  loggers: [
+    { category: ["view-test"], lowestLevel: "debug", sinks: ["memory"] },
+    { category: ["logtape", "meta"], lowestLevel: "error", sinks: ["memory"] },
+  ],
+});
+globalThis.addEventListener("unload", () => void reset());
+
+function adminConfig(): KubeConfig {
+  const kc = new KubeConfig();
+  kc.loadFromFile(testKubeconfig!);
+  return kc;
+}
+
+/** A started view plus counts of its requests and the ScriptRuns it reported as changed. */
+async function startView(
+  kc: KubeConfig,
+  options: Partial<WatchedViewOptions> & { namespaces: string[] },
+) {
+  const requests: Record<string, number> = {};
+  const changed: string[] = [];
+  const view = new WatchedView(kc, {
+    log: getLogger(["view-test"]),
+    observe: (verb, resource, code) => {
+      const k = `${verb} ${resource} ${code}`;
+      requests[k] = (requests[k] ?? 0) + 1;
+    },
+    ...options,
+  });
+  view.onChange((k) => changed.push(`${k.namespace}/${k.name}`));
+  const abort = new AbortController();
+  await view.start(abort.signal);
+  const count = (verb: string) =>
+    Object.entries(requests).filter(([k]) => k.startsWith(`${verb} `)).reduce(
+      (n, [, v]) => n + v,
+      0,
+    );
+  return {
+    view,
+    requests,
+    changed,
+    count,
+    [Symbol.dispose]: () => abort.abort(),
+  };
+}
+
+interface Content {
+  scriptRuns: ScriptRun[];
+  configMaps: unknown[];
+  jobs: unknown[];
+  pods: PodSummary[];
+}
+
+const byName = <T>(items: T[], name: (t: T) => string) =>
+  [...items].sort((a, b) => name(a).localeCompare(name(b)));
+const metaName = (o: { metadata: { name: string } }) => o.metadata.name;
+
+/** What the plain LIST cycle sees in `ns` (ClientNodeKube, kubectl for pods), compacted. */
+async function plainList(ns: string): Promise<Content> {
+  const kube = new ClientNodeKube(adminConfig());
+  const [runs, configMaps, jobs] = await Promise.all([
+    kube.listScriptRuns(ns),
+    kube.listConfigMaps(ns),
+    kube.listJobs(ns),
+  ]);
+  const pods = await kubectlJson<{ items: unknown[] }>([
+    "-n",
+    ns,
+    "get",
+    "pods",
+    "-l",
+    LABELS.scriptRunUid,
+  ]);
+  return {
+    scriptRuns: byName(runs.map(compactScriptRun), metaName),
+    configMaps: byName(configMaps.map(compactConfigMap), metaName),
+    jobs: byName(jobs.map(compactJob), metaName),
+    pods: byName(pods.items.map(compactPod), (p) => p.name),
+  };
+}
+
+/** The view's content for `ns`, read through its public lookups only. */
+function viewContent(view: WatchedView, ns: string): Content {
+  const scriptRuns = view.scriptRuns(ns);
+  const names = view.names(ns);
+  const owners = new Set([
+    ...names.configMaps.values(),
+    ...names.jobs.values(),
+    ...scriptRuns.map((r) => r.metadata.uid ?? ""),
+  ]);
+  const configMaps = [], jobs = [], pods: PodSummary[] = [];
+  for (const uid of owners) {
+    const c = view.children(uid);
+    configMaps.push(...c.configMaps);
+    jobs.push(...c.jobs);
+    pods.push(...c.pods.filter((p) => p.namespace === ns));
+  }
+  return {
+    scriptRuns: byName(scriptRuns, metaName),
+    configMaps: byName(configMaps, metaName),
+    jobs: byName(jobs, metaName),
+    pods: byName(pods, (p) => p.name),
+  };
+}
+
+/**
+ * Waits until `ready` holds for a fresh plain LIST and the view equals that LIST; on timeout
+ * fails with the difference. Returns the LIST's content.
+ */
+async function assertSameAsList(
+  view: WatchedView,
+  ns: string,
+  what: string,
+  ready: (c: Content) => boolean = () => true,
+  timeoutMs = 30_000,
+): Promise<Content> {
+  let last: { view: Content; list: Content } | undefined;
+  try {
+    return await waitFor(async () => {
+      const list = await plainList(ns);
+      const seen = viewContent(view, ns);
+      last = { view: seen, list };
+      return ready(list) && isDeepStrictEqual(seen, list) ? list : undefined;
+    }, { what, timeoutMs, intervalMs: 300 });
+  } catch (error) {
+    if (last && ready(last.list)) {
+      assertEquals(last.view, last.list, `${what}: the view differs from a plain LIST`);
+    }
+    const summary = last && {
+      scriptRuns: last.list.scriptRuns.map(metaName),
+      configMaps: last.list.configMaps.length,
+      jobs: last.list.jobs.map((j) => JSON.stringify((j as { status?: unknown }).status)),
+      pods: last.list.pods.map((p) => `${p.name} ${p.phase}`),
+    };
+    throw new Error(`${(error as Error).message}; last LIST: ${JSON.stringify(summary)}`);
+  }
+}
+
+function manifest(ns: string, name: string, extra: Record<string, unknown> = {}): string {
+  return JSON.stringify({
+    apiVersion: "script-operator.dev/v1alpha1",
+    kind: "ScriptRun",
+    metadata: { name, namespace: ns },
+    spec: { script: "task.sh", env: [{ name: "KWOK_DURATION", value: "1s" }] },
+    ...extra,
+  });
+}
+
+/** Creates a ScriptRun and (as the operator would) its ConfigMap and Job; returns the run. */
+async function createRunWithChildren(ns: string, name: string): Promise<ScriptRun> {
+  await kubectlOk(["create", "-f", "-"], { stdin: manifest(ns, name) });
+  const run = await kubectlJson<ScriptRun>(["-n", ns, "get", "scriptrun", name]);
+  const hash = runHash(run, TASK);
+  await kubectlOk(["create", "-f", "-"], {
+    stdin: JSON.stringify({
+      apiVersion: "v1",
+      kind: "List",
+      items: [desiredConfigMap(run, TASK, hash), desiredJob(run, TASK, hash)],
+    }),
+  });
+  return run;
+}
+
+clusterTest("WatchedView equals a plain LIST after creates, updates and deletes of every kind", {
+  needsJobs: true,
+  ...NO_SANITIZE,
+}, async () => {
+  await installCrd();
+  await using ns = await uniqueNamespace("view-content");
+  // All namespaces: the cluster-wide paths; the comparison reads this namespace only.
+  using v = await startView(adminConfig(), { namespaces: [] });
+  assert(v.view.synced(), "synced after start()");
+  assertEquals(v.view.mode, "watch");
+
+  const a = await createRunWithChildren(ns.name, "a");
+  const b = await createRunWithChildren(ns.name, "b");
+  const content = await assertSameAsList(
+    v.view,
+    ns.name,
+    "two runs with children, both pods Succeeded",
+    (c) => c.pods.length >= 2 && c.pods.every((p) => p.phase === "Succeeded"),
+    60_000,
+  );
+  assertEquals(content.scriptRuns.map(metaName), ["a", "b"]);
+  assertEquals(content.jobs.length, 2);
+  assertEquals(content.configMaps.length, 2);
+  const cm = content.configMaps[0] as Record<string, unknown>;
+  assert(!("data" in cm), "ConfigMaps are kept as metadata only");
+  const job = v.view.children(a.metadata.uid!).jobs[0];
+  assert(!("spec" in job), "Jobs are kept without their spec");
+  assert(!("managedFields" in job.metadata), "no managedFields");
+  const pod = v.view.children(a.metadata.uid!).pods[0];
+  assertEquals(pod.script?.terminated?.exitCode, 0);
+  assertEquals(pod.runUid, a.metadata.uid);
+  assertEquals(v.view.scriptRun(ns.name, "b")?.metadata.uid, b.metadata.uid);
+  assertEquals(
+    [...v.view.names(ns.name).jobs.values()].sort(),
+    [a.metadata.uid, b.metadata.uid].sort(),
+  );
+
+  // Updates of a ScriptRun (label) and of a Job (annotation) wake the ScriptRun.
+  v.changed.length = 0;
+  await kubectlOk(["-n", ns.name, "label", "scriptrun", "a", "color=blue"]);
+  await kubectlOk([
+    "-n",
+    ns.name,
+    "annotate",
+    "job",
+    content.jobs.map((j) => (j as ScriptRun).metadata.name).find((n) => n.startsWith("b-"))!,
+    "note=x",
+  ]);
+  await assertSameAsList(v.view, ns.name, "after a label and an annotation");
+  await waitFor(() => v.changed.includes(`${ns.name}/a`) && v.changed.includes(`${ns.name}/b`), {
+    what: "change events for a (its label) and b (its Job's annotation)",
+  });
+  assertEquals(v.view.scriptRun(ns.name, "a")?.metadata.labels?.color, "blue");
+
+  // Deletes: a ConfigMap, then a whole ScriptRun with its children (garbage collector).
+  v.changed.length = 0;
+  const bConfigMap = v.view.children(b.metadata.uid!).configMaps[0].metadata.name;
+  await kubectlOk(["-n", ns.name, "delete", "configmap", bConfigMap]);
+  await kubectlOk(["-n", ns.name, "delete", "scriptrun", "a", "--wait=false"]);
+  await assertSameAsList(
+    v.view,
+    ns.name,
+    "a (with its children) and b's ConfigMap deleted",
+    (c) => c.scriptRuns.length === 1 && c.jobs.length === 1 && c.configMaps.length === 0,
+    60_000,
+  );
+  assert(v.changed.includes(`${ns.name}/b`), "deleting b's ConfigMap wakes b");
+  assert(v.changed.includes(`${ns.name}/a`), "deleting a wakes a");
+  assertEquals(v.view.children(a.metadata.uid!).jobs, []);
+  assertEquals(v.count("LIST"), 4, "one LIST per kind, then only watches");
+});
+
+clusterTest("WatchedView resumes a dropped watch and sees what changed while it was down", {
+  needsJobs: true,
+  ...NO_SANITIZE,
+}, async () => {
+  await installCrd();
+  await using ns = await uniqueNamespace("view-drop");
+  using v = await startView(adminConfig(), { namespaces: [ns.name] });
+  const a = await createRunWithChildren(ns.name, "a");
+  await assertSameAsList(v.view, ns.name, "before the drop");
+  const lists = v.count("LIST");
+  const watches = v.count("WATCH");
+
+  let release = () => {};
+  const hold = new Promise<void>((r) => release = r);
+  v.view.interruptWatches({ hold });
+  v.changed.length = 0;
+  // While no watch is open: a new run, an update and a delete.
+  await createRunWithChildren(ns.name, "b");
+  await kubectlOk(["-n", ns.name, "label", "scriptrun", "a", "phase-of-test=down"]);
+  const aConfigMap = desiredConfigMap(a, TASK, runHash(a, TASK)).metadata.name;
+  await kubectlOk(["-n", ns.name, "delete", "configmap", aConfigMap]);
+  assertEquals(v.view.scriptRun(ns.name, "b"), undefined, "the view does not see b while down");
+  release();
+
+  const content = await assertSameAsList(
+    v.view,
+    ns.name,
+    "b, a's label and a's deleted ConfigMap, after the watches resumed",
+    (c) => c.scriptRuns.length === 2 && c.configMaps.length === 1,
+  );
+  assertEquals(content.scriptRuns[0].metadata.labels?.["phase-of-test"], "down");
+  assertEquals(v.count("LIST"), lists, "resumed from the resourceVersion: no re-LIST");
+  assert(v.count("WATCH") >= watches + 4, "every stream opened a new watch");
+  assert(v.changed.includes(`${ns.name}/b`) && v.changed.includes(`${ns.name}/a`));
+  assertEquals(v.view.mode, "watch");
+});
+
+clusterTest("WatchedView re-LISTs on 410 Gone and drops what was deleted meanwhile", {
+  needsJobs: true,
+  ...NO_SANITIZE,
+}, async () => {
+  await installCrd();
+  await using ns = await uniqueNamespace("view-gone");
+  using v = await startView(adminConfig(), { namespaces: [ns.name] });
+  const a = await createRunWithChildren(ns.name, "a");
+  await createRunWithChildren(ns.name, "b");
+  await assertSameAsList(v.view, ns.name, "before");
+  const lists = v.count("LIST");
+
+  let release = () => {};
+  const hold = new Promise<void>((r) => release = r);
+  // Resuming from resourceVersion 1 (long compacted out of the watch cache) gets 410 Gone.
+  v.view.interruptWatches({ hold, resumeFrom: "1" });
+  v.changed.length = 0;
+  await kubectlOk(["-n", ns.name, "delete", "scriptrun", "a", "--wait=false"]);
+  await createRunWithChildren(ns.name, "c");
+  release();
+
+  await assertSameAsList(
+    v.view,
+    ns.name,
+    "a gone and c present, after the re-LIST",
+    (c) => c.scriptRuns.map(metaName).join() === "b,c",
+    60_000,
+  );
+  // ScriptRuns and ConfigMaps get a real 410 ("too old resource version"). The Job and pod watch
+  // caches of a young API server still hold every event since it started, so there rv 1 replays
+  // the whole history instead: also a valid answer, and the content must still match.
+  const relisted = (resource: string) => v.requests[`LIST ${resource} 200`];
+  assertEquals(
+    [relisted("scriptruns"), relisted("configmaps")],
+    [2, 2],
+    `ScriptRuns and ConfigMaps listed again (${JSON.stringify(v.requests)})`,
+  );
+  assert(v.count("LIST") >= lists + 2);
+  assert(v.changed.includes(`${ns.name}/a`), "the re-LIST reports a's deletion");
+  assert(v.changed.includes(`${ns.name}/c`), "and c's creation");
+  assertEquals(v.view.scriptRun(ns.name, "a"), undefined);
+  assertEquals(v.view.children(a.metadata.uid!).configMaps.length, 0);
+  assertEquals(v.view.mode, "watch");
+  assert(v.view.synced());
+});
+
+clusterTest("WatchedView falls back to plain LISTs with one log line when RBAC forbids watch", {
+  ...NO_SANITIZE,
+}, async () => {
+  await installCrd();
+  await using ns = await uniqueNamespace("view-forbidden");
+  const sa = "lister";
+  const rules = [
+    { apiGroups: ["script-operator.dev"], resources: ["scriptruns"], verbs: ["get", "list"] },
+    { apiGroups: ["batch"], resources: ["jobs"], verbs: ["get", "list"] },
+    { apiGroups: [""], resources: ["configmaps", "pods"], verbs: ["get", "list"] },
+  ];
+  await kubectlOk(["apply", "-f", "-"], {
+    stdin: JSON.stringify({
+      apiVersion: "v1",
+      kind: "List",
+      items: [
+        { apiVersion: "v1", kind: "ServiceAccount", metadata: { name: sa, namespace: ns.name } },
+        {
+          apiVersion: "rbac.authorization.k8s.io/v1",
+          kind: "Role",
+          metadata: { name: sa, namespace: ns.name },
+          rules,
+        },
+        {
+          apiVersion: "rbac.authorization.k8s.io/v1",
+          kind: "RoleBinding",
+          metadata: { name: sa, namespace: ns.name },
+          roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: sa },
+          subjects: [{ kind: "ServiceAccount", name: sa, namespace: ns.name }],
+        },
+      ],
+    }),
+  });
+  await kubectlOk(["create", "-f", "-"], { stdin: manifest(ns.name, "a") });
+  const token = (await kubectlOk(["-n", ns.name, "create", "token", sa, "--duration=10m"])).trim();
+  await using kubeconfig = await tokenKubeconfig(token);
+  const kc = new KubeConfig();
+  kc.loadFromFile(kubeconfig.path);
+
+  records.length = 0;
+  using v = await startView(kc, { namespaces: [ns.name] });
+  // start() resolves after the first LISTs (allowed); the watches that follow are refused.
+  await waitFor(() => v.view.mode === "list", { what: "the view to fall back to LISTs" });
+  assert(!v.view.synced());
+  assertEquals(v.view.scriptRuns(ns.name), [], "the view holds nothing in list mode");
+  const warnings = records.filter((r) => r.level === "warning");
+  assertEquals(
+    warnings.length,
+    1,
+    `one log line: ${JSON.stringify(warnings.map((w) => w.properties))}`,
+  );
+  assertEquals(warnings[0].message.join(""), "Watch unavailable, using plain LISTs");
+  assertEquals(warnings[0].properties.status, 403);
+  assert(
+    v.count("WATCH") >= 1 && v.requests[
+          Object.keys(v.requests).find((k) => k.startsWith("WATCH"))!
+        ] >= 1,
+  );
+
+  // The plain LIST cycle works with the same credentials and sees the run.
+  const runs = await new ClientNodeKube(kc).listScriptRuns(ns.name);
+  assertEquals(runs.map(metaName), ["a"]);
+});
