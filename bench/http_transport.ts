@@ -130,27 +130,53 @@ const transports: [string, () => Post, () => void][] = [
   }),
 ];
 
+function peakRssMiB(): number {
+  const status = Deno.readTextFileSync("/proc/self/status");
+  return Number(status.match(/VmHWM:\s+(\d+)/)?.[1] ?? 0) / 1024;
+}
+
+if (args.child !== undefined) {
+  // One transport per process, so the peak resident memory is its own.
+  const [name, make, close] = transports[Number(args.child)];
+  const post = make();
+  let i = 0;
+  for (const concurrency of [1, 8, 16, 32]) {
+    const tag = `${name.replace(/[^a-z0-9]/gi, "").toLowerCase().slice(0, 12)}${i++}`;
+    // Median of REPEAT runs (the machine is shared; single runs are noisy).
+    const runs = [];
+    for (let k = 0; k < REPEAT; k++) runs.push(await run(post, concurrency, `${tag}-${k}`));
+    const r = runs.sort((a, b) => a.ms - b.ms)[Math.floor(REPEAT / 2)];
+    console.log(
+      `| ${name} | ${concurrency} | ${r.perRequest.toFixed(2)} | ${
+        r.rps.toFixed(0)
+      } | ${r.sockets} | ${peakRssMiB().toFixed(0)} |`,
+    );
+  }
+  close();
+  admin.close();
+  Deno.exit(0);
+}
+
 console.log(
-  `| transport | concurrency | ms/request | requests/s | sockets opened (seen at the end) |`,
+  `| transport | concurrency | ms/request | requests/s | sockets opened (seen at the end) | peak RSS so far (MiB) |`,
 );
-console.log(`|---|---|---|---|---|`);
+console.log(`|---|---|---|---|---|---|`);
 try {
-  for (const [name, make, close] of transports) {
-    const post = make();
-    let i = 0;
-    for (const concurrency of [1, 8, 16, 32]) {
-      const tag = `${name.replace(/[^a-z0-9]/gi, "").toLowerCase().slice(0, 12)}${i++}`;
-      // Median of REPEAT runs (the machine is shared; single runs are noisy).
-      const runs = [];
-      for (let k = 0; k < REPEAT; k++) runs.push(await run(post, concurrency, `${tag}-${k}`));
-      const r = runs.sort((a, b) => a.ms - b.ms)[Math.floor(REPEAT / 2)];
-      console.log(
-        `| ${name} | ${concurrency} | ${r.perRequest.toFixed(2)} | ${
-          r.rps.toFixed(0)
-        } | ${r.sockets} |`,
-      );
-    }
-    close();
+  for (let t = 0; t < transports.length; t++) {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        new URL(import.meta.url).pathname,
+        `--child=${t}`,
+        `--kubeconfig=${kubeconfigPath}`,
+        `--n=${N}`,
+        `--repeat=${REPEAT}`,
+      ],
+      stdout: "inherit",
+      stderr: "inherit",
+    }).output();
+    if (!out.success) throw new Error(`transport ${transports[t][0]} failed`);
   }
 } finally {
   admin.close();

@@ -75,7 +75,7 @@ export interface WatchedViewOptions {
   /** Namespaces to watch; empty: all namespaces. */
   namespaces: string[];
   log: Logger;
-  /** Sees every request: ("LIST" | "WATCH", resource, HTTP code or "<error>"). */
+  /** Sees every request: ("LIST" | "WATCH", resource, HTTP code or "<error>"); one per page. */
   observe?: RequestObserver;
   /** Items per LIST page (default 500). */
   pageSize?: number;
@@ -400,7 +400,12 @@ export class WatchedView {
       this.#fallBack(`Deno's fetch cannot use this kubeconfig: ${reason}`, { retry: false });
       return Promise.resolve();
     }
-    this.#http = new KubeHttp(this.#kc, { userAgent: `${MANAGER}/${OPERATOR_VERSION}` });
+    // HTTP/1.1 like makeClient(): sequential requests (LIST pages) were several times slower
+    // over Deno's HTTP/2 here (bench/http_transport.ts); each watch holds one connection.
+    this.#http = new KubeHttp(this.#kc, {
+      userAgent: `${MANAGER}/${OPERATOR_VERSION}`,
+      http2: false,
+    });
     const started = new Promise<void>((resolve) => this.#startWaiters.push(resolve));
     this.#startGeneration();
     return started;
@@ -516,20 +521,22 @@ export class WatchedView {
   }
 
   #fallBack(reason: string, options: { retry: boolean; stream?: Stream; status?: number }): void {
-    if (this.#mode === "list") return;
+    // One log line when switching; a retry that fails again stays quiet.
+    if (this.#mode === "watch") {
+      this.#log.warn("Watch unavailable, using plain LISTs", {
+        reason,
+        kind: options.stream?.spec.kind,
+        namespace: options.stream?.namespace || "*",
+        status: options.status,
+        retryInMs: options.retry ? this.#resyncMs : undefined,
+      });
+    }
     this.#mode = "list";
-    this.#log.warn("Watch unavailable, using plain LISTs", {
-      reason,
-      kind: options.stream?.spec.kind,
-      namespace: options.stream?.namespace || "*",
-      status: options.status,
-      retryInMs: options.retry ? this.#resyncMs : undefined,
-    });
     this.#generation?.abort.abort();
     this.#generation = undefined;
     this.#clear();
     this.#resolveStart();
-    if (options.retry && !this.#signal?.aborted) {
+    if (options.retry && !this.#signal?.aborted && this.#retryTimer === undefined) {
       this.#retryTimer = setTimeout(() => this.#retry(), this.#resyncMs);
     }
   }

@@ -340,16 +340,16 @@ clusterTest("WatchedView re-LISTs on 410 Gone and drops what was deleted meanwhi
     (c) => c.scriptRuns.map(metaName).join() === "b,c",
     60_000,
   );
-  // ScriptRuns and ConfigMaps get a real 410 ("too old resource version"). The Job and pod watch
-  // caches of a young API server still hold every event since it started, so there rv 1 replays
-  // the whole history instead: also a valid answer, and the content must still match.
-  const relisted = (resource: string) => v.requests[`LIST ${resource} 200`];
+  // The ScriptRun watch gets a real 410 ("too old resource version"): its watch cache starts when
+  // the CRD is established, long after revision 1. The built-in kinds' caches on a young API
+  // server start near revision 1 and still hold every event, so there rv 1 replays the history
+  // instead (also a valid answer); the content must match either way.
   assertEquals(
-    [relisted("scriptruns"), relisted("configmaps")],
-    [2, 2],
-    `ScriptRuns and ConfigMaps listed again (${JSON.stringify(v.requests)})`,
+    v.requests["LIST scriptruns 200"],
+    2,
+    `ScriptRuns listed again after the 410 (${JSON.stringify(v.requests)})`,
   );
-  assert(v.count("LIST") >= lists + 2);
+  assert(v.count("LIST") >= lists + 1);
   assert(v.changed.includes(`${ns.name}/a`), "the re-LIST reports a's deletion");
   assert(v.changed.includes(`${ns.name}/c`), "and c's creation");
   assertEquals(v.view.scriptRun(ns.name, "a"), undefined);
@@ -358,66 +358,100 @@ clusterTest("WatchedView re-LISTs on 410 Gone and drops what was deleted meanwhi
   assert(v.view.synced());
 });
 
-clusterTest("WatchedView falls back to plain LISTs with one log line when RBAC forbids watch", {
-  ...NO_SANITIZE,
-}, async () => {
-  await installCrd();
-  await using ns = await uniqueNamespace("view-forbidden");
-  const sa = "lister";
-  const rules = [
-    { apiGroups: ["script-operator.dev"], resources: ["scriptruns"], verbs: ["get", "list"] },
-    { apiGroups: ["batch"], resources: ["jobs"], verbs: ["get", "list"] },
-    { apiGroups: [""], resources: ["configmaps", "pods"], verbs: ["get", "list"] },
-  ];
-  await kubectlOk(["apply", "-f", "-"], {
-    stdin: JSON.stringify({
-      apiVersion: "v1",
-      kind: "List",
-      items: [
-        { apiVersion: "v1", kind: "ServiceAccount", metadata: { name: sa, namespace: ns.name } },
-        {
-          apiVersion: "rbac.authorization.k8s.io/v1",
-          kind: "Role",
-          metadata: { name: sa, namespace: ns.name },
-          rules,
-        },
-        {
-          apiVersion: "rbac.authorization.k8s.io/v1",
-          kind: "RoleBinding",
-          metadata: { name: sa, namespace: ns.name },
-          roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: sa },
-          subjects: [{ kind: "ServiceAccount", name: sa, namespace: ns.name }],
-        },
-      ],
-    }),
-  });
-  await kubectlOk(["create", "-f", "-"], { stdin: manifest(ns.name, "a") });
-  const token = (await kubectlOk(["-n", ns.name, "create", "token", sa, "--duration=10m"])).trim();
-  await using kubeconfig = await tokenKubeconfig(token);
-  const kc = new KubeConfig();
-  kc.loadFromFile(kubeconfig.path);
+clusterTest(
+  "WatchedView falls back to plain LISTs with one log line when RBAC forbids watch, and recovers",
+  {
+    ...NO_SANITIZE,
+  },
+  async () => {
+    await installCrd();
+    await using ns = await uniqueNamespace("view-forbidden");
+    const sa = "lister";
+    const rules = [
+      { apiGroups: ["script-operator.dev"], resources: ["scriptruns"], verbs: ["get", "list"] },
+      { apiGroups: ["batch"], resources: ["jobs"], verbs: ["get", "list"] },
+      { apiGroups: [""], resources: ["configmaps", "pods"], verbs: ["get", "list"] },
+    ];
+    await kubectlOk(["apply", "-f", "-"], {
+      stdin: JSON.stringify({
+        apiVersion: "v1",
+        kind: "List",
+        items: [
+          { apiVersion: "v1", kind: "ServiceAccount", metadata: { name: sa, namespace: ns.name } },
+          {
+            apiVersion: "rbac.authorization.k8s.io/v1",
+            kind: "Role",
+            metadata: { name: sa, namespace: ns.name },
+            rules,
+          },
+          {
+            apiVersion: "rbac.authorization.k8s.io/v1",
+            kind: "RoleBinding",
+            metadata: { name: sa, namespace: ns.name },
+            roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: sa },
+            subjects: [{ kind: "ServiceAccount", name: sa, namespace: ns.name }],
+          },
+        ],
+      }),
+    });
+    await kubectlOk(["create", "-f", "-"], { stdin: manifest(ns.name, "a") });
+    const token = (await kubectlOk(["-n", ns.name, "create", "token", sa, "--duration=10m"]))
+      .trim();
+    await using kubeconfig = await tokenKubeconfig(token);
+    const kc = new KubeConfig();
+    kc.loadFromFile(kubeconfig.path);
 
-  records.length = 0;
-  using v = await startView(kc, { namespaces: [ns.name] });
-  // start() resolves after the first LISTs (allowed); the watches that follow are refused.
-  await waitFor(() => v.view.mode === "list", { what: "the view to fall back to LISTs" });
-  assert(!v.view.synced());
-  assertEquals(v.view.scriptRuns(ns.name), [], "the view holds nothing in list mode");
-  const warnings = records.filter((r) => r.level === "warning");
-  assertEquals(
-    warnings.length,
-    1,
-    `one log line: ${JSON.stringify(warnings.map((w) => w.properties))}`,
-  );
-  assertEquals(warnings[0].message.join(""), "Watch unavailable, using plain LISTs");
-  assertEquals(warnings[0].properties.status, 403);
-  assert(
-    v.count("WATCH") >= 1 && v.requests[
-          Object.keys(v.requests).find((k) => k.startsWith("WATCH"))!
-        ] >= 1,
-  );
+    records.length = 0;
+    using v = await startView(kc, { namespaces: [ns.name], resyncMs: 2_000 });
+    // start() resolves after the first LISTs (allowed); the watches that follow are refused.
+    await waitFor(() => v.view.mode === "list", { what: "the view to fall back to LISTs" });
+    assert(!v.view.synced());
+    assertEquals(v.view.scriptRuns(ns.name), [], "the view holds nothing in list mode");
+    const warnings = records.filter((r) => r.level === "warning");
+    assertEquals(
+      warnings.length,
+      1,
+      `one log line: ${JSON.stringify(warnings.map((w) => w.properties))}`,
+    );
+    assertEquals(warnings[0].message.join(""), "Watch unavailable, using plain LISTs");
+    assertEquals(warnings[0].properties.status, 403);
+    assert(
+      v.count("WATCH") >= 1 && v.requests[
+            Object.keys(v.requests).find((k) => k.startsWith("WATCH"))!
+          ] >= 1,
+    );
 
-  // The plain LIST cycle works with the same credentials and sees the run.
-  const runs = await new ClientNodeKube(kc).listScriptRuns(ns.name);
-  assertEquals(runs.map(metaName), ["a"]);
-});
+    // The plain LIST cycle works with the same credentials and sees the run.
+    const runs = await new ClientNodeKube(kc).listScriptRuns(ns.name);
+    assertEquals(runs.map(metaName), ["a"]);
+
+    // Once watching is allowed, the view tries again (every resyncMs) and is back in watch mode.
+    await kubectlOk([
+      "-n",
+      ns.name,
+      "patch",
+      "role",
+      sa,
+      "--type=json",
+      `-p=${
+        JSON.stringify(rules.map((_, i) => ({
+          op: "add",
+          path: `/rules/${i}/verbs/-`,
+          value: "watch",
+        })))
+      }`,
+    ]);
+    await waitFor(() => v.view.mode === "watch" && v.view.synced(), {
+      what: "the view to watch again",
+      timeoutMs: 20_000,
+    });
+    await assertSameAsList(
+      v.view,
+      ns.name,
+      "after watching again",
+      (c) => c.scriptRuns.length === 1,
+    );
+    assertEquals(records.filter((r) => r.level === "warning").length, 1, "still one warning");
+    assert(records.some((r) => r.message.join("") === "Watching again"));
+  },
+);
