@@ -13,7 +13,7 @@
  * VmRSS / VmHWM (peak) from /proc/self/status. Run once per V8 flag set given.
  *
  * `deno run -A bench/view_memory.ts [--counts=1000,5000] [--flags=default,semi1,...] [--repeat=1]
- * [--modes=idle,view,list]`
+ * [--modes=idle,view,list] [--page-size=500]`
  * (with --repeat: median (min–max) of the runs)
  * @module
  */
@@ -69,7 +69,11 @@ async function child(mode: string, kubeconfig: string): Promise<void> {
   let held: any;
   const abort = new AbortController();
   if (mode === "view") {
-    const view = new WatchedView(kc, { namespaces: [], log: logger("bench") });
+    const view = new WatchedView(kc, {
+      namespaces: [],
+      log: logger("bench"),
+      pageSize: Number(args["page-size"] ?? 500),
+    });
     await view.start(abort.signal);
     if (!view.synced()) throw new Error(`view not synced (mode ${view.mode})`);
     objects = Object.values(view.counts()).reduce((a, b) => a + b, 0);
@@ -110,6 +114,7 @@ if (args.child) {
 
 const COUNTS = (args.counts ?? "1000,5000").split(",").map(Number);
 const REPEAT = Number(args.repeat ?? 1);
+const PAGE_SIZE = Number(args["page-size"] ?? 500);
 const MODES = (args.modes ?? "idle,view,list").split(",");
 const FLAGS = (args.flags ?? Object.keys(FLAG_SETS).join(",")).split(",");
 
@@ -186,6 +191,7 @@ async function measure(mode: string, flagSet: string) {
       new URL(import.meta.url).pathname,
       `--child=${mode}`,
       `--kubeconfig=${cp.kubeconfigPath}`,
+      `--page-size=${PAGE_SIZE}`,
     ],
     env,
     stdout: "piped",
