@@ -12,6 +12,7 @@ import { assert, assertEquals } from "./harness/assert.ts";
 import { installCrd } from "./harness/operator.ts";
 import {
   clusterTest,
+  kubectl,
   kubectlJson,
   kubectlOk,
   testKubeconfig,
@@ -190,6 +191,12 @@ function manifest(ns: string, name: string, extra: Record<string, unknown> = {})
 
 /** Creates a ScriptRun and (as the operator would) its ConfigMap and Job; returns the run. */
 async function createRunWithChildren(ns: string, name: string): Promise<ScriptRun> {
+  // The Job controller's pod creation fails (and backs off for 10 s and more) until the
+  // namespace's default ServiceAccount exists.
+  await waitFor(
+    async () => (await kubectl(["-n", ns, "get", "serviceaccount", "default"])).code === 0,
+    { what: `the default ServiceAccount in ${ns}` },
+  );
   await kubectlOk(["create", "-f", "-"], { stdin: manifest(ns, name) });
   const run = await kubectlJson<ScriptRun>(["-n", ns, "get", "scriptrun", name]);
   const hash = runHash(run, TASK);
@@ -257,11 +264,20 @@ clusterTest("WatchedView equals a plain LIST after creates, updates and deletes 
   });
   assertEquals(v.view.scriptRun(ns.name, "a")?.metadata.labels?.color, "blue");
 
-  // Deletes: a ConfigMap, then a whole ScriptRun with its children (garbage collector).
+  // Deletes: a ConfigMap, then a whole ScriptRun with its children (deleted here rather than by
+  // the garbage collector, which learns about a new CRD only at its next discovery, up to 30 s).
   v.changed.length = 0;
   const bConfigMap = v.view.children(b.metadata.uid!).configMaps[0].metadata.name;
   await kubectlOk(["-n", ns.name, "delete", "configmap", bConfigMap]);
   await kubectlOk(["-n", ns.name, "delete", "scriptrun", "a", "--wait=false"]);
+  await kubectlOk([
+    "-n",
+    ns.name,
+    "delete",
+    "jobs,configmaps",
+    "-l",
+    `${LABELS.scriptRunUid}=${a.metadata.uid}`,
+  ]);
   await assertSameAsList(
     v.view,
     ns.name,
@@ -330,6 +346,14 @@ clusterTest("WatchedView re-LISTs on 410 Gone and drops what was deleted meanwhi
   v.view.interruptWatches({ hold, resumeFrom: "1" });
   v.changed.length = 0;
   await kubectlOk(["-n", ns.name, "delete", "scriptrun", "a", "--wait=false"]);
+  await kubectlOk([
+    "-n",
+    ns.name,
+    "delete",
+    "jobs,configmaps",
+    "-l",
+    `${LABELS.scriptRunUid}=${a.metadata.uid}`,
+  ]);
   await createRunWithChildren(ns.name, "c");
   release();
 
@@ -455,3 +479,27 @@ clusterTest(
     assert(records.some((r) => r.message.join("") === "Watching again"));
   },
 );
+
+clusterTest("WatchedView re-LISTs every resyncMs and stays equal to a plain LIST", {
+  ...NO_SANITIZE,
+}, async () => {
+  await installCrd();
+  await using ns = await uniqueNamespace("view-resync");
+  using v = await startView(adminConfig(), { namespaces: [ns.name], resyncMs: 1_500 });
+  await kubectlOk(["create", "-f", "-"], { stdin: manifest(ns.name, "a") });
+  await assertSameAsList(v.view, ns.name, "a in the view", (c) => c.scriptRuns.length === 1);
+  const lists = v.requests["LIST scriptruns 200"];
+  await waitFor(() => v.requests["LIST scriptruns 200"] >= lists + 2, {
+    what: "two more ScriptRun LISTs (resyncs)",
+    timeoutMs: 10_000,
+  });
+  await kubectlOk(["-n", ns.name, "label", "scriptrun", "a", "after=resync"]);
+  const content = await assertSameAsList(
+    v.view,
+    ns.name,
+    "the label after resyncs",
+    (c) => c.scriptRuns[0]?.metadata.labels?.after === "resync",
+  );
+  assertEquals(content.scriptRuns.length, 1);
+  assertEquals(v.view.mode, "watch");
+});
