@@ -21,6 +21,7 @@ import {
   waitFor,
 } from "./harness/test_env.ts";
 import { ClientNodeKube } from "../src/kube.ts";
+import { KubeHttp } from "../src/kube_http.ts";
 import { desiredConfigMap, desiredJob, runHash } from "../src/desired.ts";
 import { loadScripts } from "../src/scripts.ts";
 import { LABELS, type ScriptRun } from "../src/types.ts";
@@ -29,6 +30,8 @@ import {
   compactJob,
   compactPod,
   compactScriptRun,
+  METADATA_ACCEPT,
+  METADATA_LIST_ACCEPT,
   type PodSummary,
   WatchedView,
   type WatchedViewOptions,
@@ -502,4 +505,33 @@ clusterTest("WatchedView re-LISTs every resyncMs and stays equal to a plain LIST
   );
   assertEquals(content.scriptRuns.length, 1);
   assertEquals(v.view.mode, "watch");
+});
+
+clusterTest("the view's ConfigMap Accept headers get metadata only from the API server", {
+  ...NO_SANITIZE,
+}, async () => {
+  await using ns = await uniqueNamespace("view-metadata");
+  await kubectlOk(["-n", ns.name, "create", "configmap", "big", "--from-literal=body=0123456789"]);
+  const http = new KubeHttp(adminConfig());
+  try {
+    const list = await http.fetch(`/api/v1/namespaces/${ns.name}/configmaps`, {
+      headers: { Accept: METADATA_LIST_ACCEPT },
+    });
+    const body = await list.json();
+    assertEquals(body.kind, "PartialObjectMetadataList");
+    const item = body.items.find((i: { metadata: { name: string } }) => i.metadata.name === "big");
+    assertEquals(item.kind, "PartialObjectMetadata");
+    assert(!("data" in item), "no data in a PartialObjectMetadata");
+
+    const watch = await http.fetch(
+      `/api/v1/namespaces/${ns.name}/configmaps?watch=1&timeoutSeconds=1&resourceVersion=0`,
+      { headers: { Accept: METADATA_ACCEPT } },
+    );
+    const events = (await watch.text()).trim().split("\n").map((l) => JSON.parse(l));
+    const added = events.find((e) => e.object?.metadata?.name === "big");
+    assertEquals(added?.object.kind, "PartialObjectMetadata");
+    assert(!("data" in added.object));
+  } finally {
+    http.close();
+  }
 });
