@@ -21,8 +21,7 @@
 import type { KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "@logtape/logtape";
 import { OPERATOR_VERSION } from "./cli.ts";
-import { CONTAINER_NAME } from "./desired.ts";
-import type { RequestObserver } from "./kube.ts";
+import { podSummary, type RequestObserver } from "./kube.ts";
 import { KubeHttp, unsupportedReason } from "./kube_http.ts";
 import {
   type ConfigMap,
@@ -35,33 +34,21 @@ import {
   type ObjectMeta,
   type OwnerReference,
   PLURAL,
-  type PodTermination,
+  type PodSummary,
   type ScriptRun,
   VERSION,
 } from "./types.ts";
 
-/** What the view keeps of a pod of a ScriptRun's Job. */
-export interface PodSummary {
+/**
+ * What the view keeps of a pod of a ScriptRun's Job: the reconciler's {@linkcode PodSummary}
+ * (from `podSummary()`, as `Kube.listRunPods` returns it) plus what the view indexes by.
+ */
+export interface WatchedPod extends PodSummary {
   namespace: string;
-  name: string;
   uid: string;
   resourceVersion: string;
   /** `script-operator.dev/scriptrun-uid` label. */
   runUid: string;
-  /** `script-operator.dev/hash` label. */
-  hash?: string;
-  /** `batch.kubernetes.io/job-name` label (or the controller Job's name). */
-  jobName?: string;
-  phase?: string;
-  creationTimestamp?: string;
-  deletionTimestamp?: string;
-  /** The PodScheduled condition when it is False. */
-  unscheduled?: { reason?: string; message?: string };
-  /** State of the container named `script`. */
-  script?: {
-    waiting?: { reason?: string; message?: string };
-    terminated?: { exitCode?: number; reason?: string; message?: string };
-  };
 }
 
 /** A ScriptRun to reconcile. */
@@ -94,11 +81,10 @@ export const METADATA_LIST_ACCEPT =
 export const METADATA_ACCEPT = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
 
 const LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration";
-const JOB_NAME_LABEL = "batch.kubernetes.io/job-name";
 const REQUEST_TIMEOUT_MS = 30_000;
 
 type KindName = "ScriptRun" | "Job" | "ConfigMap" | "Pod";
-type Stored = ScriptRun | Job | ConfigMap | PodSummary;
+type Stored = ScriptRun | Job | ConfigMap | WatchedPod;
 
 // deno-lint-ignore no-explicit-any -- raw API JSON, narrowed by the compact functions below
 type Raw = any;
@@ -236,62 +222,16 @@ export function compactConfigMap(raw: Raw): ConfigMap {
   return { apiVersion: "v1", kind: "ConfigMap", metadata: childMeta(raw) };
 }
 
-/** A pod as a {@linkcode PodSummary}. Pure. */
-export function compactPod(raw: Raw): PodSummary {
+/** A pod as a {@linkcode WatchedPod}. Pure. */
+export function compactPod(raw: Raw): WatchedPod {
   const m = raw.metadata ?? {};
-  const labels: Record<string, string> = m.labels ?? {};
-  const jobOwner = (m.ownerReferences as Raw[] | undefined)?.find((o) =>
-    o.controller && o.kind === "Job"
-  );
-  const pod: PodSummary = {
+  return {
+    ...podSummary(raw),
     namespace: m.namespace ?? "",
-    name: m.name,
     uid: m.uid ?? "",
     resourceVersion: m.resourceVersion ?? "",
-    runUid: labels[LABELS.scriptRunUid] ?? "",
+    runUid: m.labels?.[LABELS.scriptRunUid] ?? "",
   };
-  const hash = labels[LABELS.hash];
-  if (hash) pod.hash = hash;
-  const jobName = labels[JOB_NAME_LABEL] ?? jobOwner?.name;
-  if (jobName) pod.jobName = jobName;
-  if (raw.status?.phase) pod.phase = raw.status.phase;
-  if (m.creationTimestamp) pod.creationTimestamp = m.creationTimestamp;
-  if (m.deletionTimestamp) pod.deletionTimestamp = m.deletionTimestamp;
-  const scheduled = (raw.status?.conditions as Raw[] | undefined)?.find((c) =>
-    c.type === "PodScheduled"
-  );
-  if (scheduled && scheduled.status === "False") {
-    pod.unscheduled = pick(scheduled, ["reason", "message"]) as PodSummary["unscheduled"];
-  }
-  const container = (raw.status?.containerStatuses as Raw[] | undefined)?.find((c) =>
-    c.name === CONTAINER_NAME
-  );
-  const state = container?.state;
-  if (state?.waiting || state?.terminated) {
-    pod.script = {};
-    if (state.waiting) pod.script.waiting = pick(state.waiting, ["reason", "message"]);
-    if (state.terminated) {
-      pod.script.terminated = pick(state.terminated, ["exitCode", "reason", "message"]);
-    }
-  }
-  return pod;
-}
-
-/** The script container's termination in the newest pod of `jobName` that has one. Pure. */
-export function podTermination(pods: PodSummary[], jobName: string): PodTermination | undefined {
-  const sorted = pods.filter((p) => p.jobName === jobName).sort((a, b) =>
-    (b.creationTimestamp ?? "").localeCompare(a.creationTimestamp ?? "")
-  );
-  for (const pod of sorted) {
-    const t = pod.script?.terminated;
-    if (t) return { podName: pod.name, exitCode: t.exitCode, reason: t.reason, message: t.message };
-  }
-  return undefined;
-}
-
-/** Whether pods of Jobs other than the one of `hash` are still pending or running. Pure. */
-export function otherPodsActive(pods: PodSummary[], hash: string): boolean {
-  return pods.some((p) => p.hash !== hash && p.phase !== "Succeeded" && p.phase !== "Failed");
 }
 
 function metaOf(obj: Stored): { namespace: string; name: string; resourceVersion: string } {
@@ -363,7 +303,7 @@ export class WatchedView {
   #runs = new Map<string, ScriptRun>();
   #jobs = new Map<string, Job>();
   #configMaps = new Map<string, ConfigMap>();
-  #pods = new Map<string, PodSummary>();
+  #pods = new Map<string, WatchedPod>();
   // Indexes.
   #runsByNs = new Map<string, Map<string, ScriptRun>>();
   #runKeyByUid = new Map<string, string>();
@@ -429,7 +369,7 @@ export class WatchedView {
   }
 
   /** The ConfigMaps and Jobs whose controller is the ScriptRun `runUid`, and its pods. */
-  children(runUid: string): { configMaps: ConfigMap[]; jobs: Job[]; pods: PodSummary[] } {
+  children(runUid: string): { configMaps: ConfigMap[]; jobs: Job[]; pods: WatchedPod[] } {
     const c = this.#childrenByUid.get(runUid);
     const podKeys = this.#podsByRunUid.get(runUid);
     return {
@@ -810,7 +750,7 @@ export class WatchedView {
         (kind === "Job" ? c.jobs : c.configMaps).add(key);
       }
     } else {
-      const pod = obj as PodSummary;
+      const pod = obj as WatchedPod;
       let keys = this.#podsByRunUid.get(pod.runUid);
       if (!keys) this.#podsByRunUid.set(pod.runUid, keys = new Set());
       keys.add(key);
@@ -841,7 +781,7 @@ export class WatchedView {
         if (c.jobs.size === 0 && c.configMaps.size === 0) this.#childrenByUid.delete(uid);
       }
     } else {
-      const pod = obj as PodSummary;
+      const pod = obj as WatchedPod;
       const keys = this.#podsByRunUid.get(pod.runUid);
       keys?.delete(key);
       if (keys?.size === 0) this.#podsByRunUid.delete(pod.runUid);
@@ -855,7 +795,7 @@ export class WatchedView {
       return { namespace: m.namespace, name: m.name };
     }
     if (kind === "Pod") {
-      const pod = obj as PodSummary;
+      const pod = obj as WatchedPod;
       const key = this.#runKeyByUid.get(pod.runUid);
       if (key) {
         const run = this.#runs.get(key)!;

@@ -1,13 +1,5 @@
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
-import {
-  compactConfigMap,
-  compactJob,
-  compactPod,
-  compactScriptRun,
-  otherPodsActive,
-  type PodSummary,
-  podTermination,
-} from "./view.ts";
+import { compactConfigMap, compactJob, compactPod, compactScriptRun } from "./view.ts";
 
 const managedFields = [{ manager: "kubectl", operation: "Update", fieldsV1: { "f:data": {} } }];
 const owner = {
@@ -135,8 +127,8 @@ Deno.test("compactPod() summarises scheduling and the script container's state",
     },
   });
   assertEquals(pod, {
-    namespace: "ns",
     name: "demo-abc-x",
+    namespace: "ns",
     uid: "p1",
     resourceVersion: "11",
     runUid: "u1",
@@ -144,44 +136,7 @@ Deno.test("compactPod() summarises scheduling and the script container's state",
     jobName: "demo-abc",
     phase: "Pending",
     creationTimestamp: "2026-01-01T00:00:00Z",
-    unscheduled: { reason: "Unschedulable", message: "0/1" },
-    script: { waiting: { reason: "ImagePullBackOff", message: "no" } },
+    unschedulable: "0/1",
+    waiting: { reason: "ImagePullBackOff", message: "no" },
   });
-});
-
-function pod(name: string, extra: Partial<PodSummary>): PodSummary {
-  return { namespace: "ns", name, uid: name, resourceVersion: "1", runUid: "u1", ...extra };
-}
-
-Deno.test("podTermination() takes the newest pod of the Job with a terminated script", () => {
-  const pods = [
-    pod("old", {
-      jobName: "j",
-      creationTimestamp: "2026-01-01T00:00:00Z",
-      script: { terminated: { exitCode: 1, reason: "Error" } },
-    }),
-    pod("new", {
-      jobName: "j",
-      creationTimestamp: "2026-01-01T00:01:00Z",
-      script: { terminated: { exitCode: 2, reason: "Error", message: "m" } },
-    }),
-    pod("other", {
-      jobName: "k",
-      creationTimestamp: "2026-01-01T00:02:00Z",
-      script: { terminated: { exitCode: 3 } },
-    }),
-  ];
-  assertEquals(podTermination(pods, "j"), {
-    podName: "new",
-    exitCode: 2,
-    reason: "Error",
-    message: "m",
-  });
-  assertEquals(podTermination(pods, "none"), undefined);
-});
-
-Deno.test("otherPodsActive() is true only for unfinished pods of other hashes", () => {
-  assertEquals(otherPodsActive([pod("a", { hash: "h1", phase: "Running" })], "h1"), false);
-  assertEquals(otherPodsActive([pod("a", { hash: "h0", phase: "Succeeded" })], "h1"), false);
-  assertEquals(otherPodsActive([pod("a", { hash: "h0", phase: "Pending" })], "h1"), true);
 });

@@ -32,7 +32,7 @@ import {
   compactScriptRun,
   METADATA_ACCEPT,
   METADATA_LIST_ACCEPT,
-  type PodSummary,
+  type WatchedPod,
   WatchedView,
   type WatchedViewOptions,
 } from "../src/view.ts";
@@ -94,7 +94,7 @@ interface Content {
   scriptRuns: ScriptRun[];
   configMaps: unknown[];
   jobs: unknown[];
-  pods: PodSummary[];
+  pods: WatchedPod[];
 }
 
 const byName = <T>(items: T[], name: (t: T) => string) =>
@@ -134,7 +134,7 @@ function viewContent(view: WatchedView, ns: string): Content {
     ...names.jobs.values(),
     ...scriptRuns.map((r) => r.metadata.uid ?? ""),
   ]);
-  const configMaps = [], jobs = [], pods: PodSummary[] = [];
+  const configMaps = [], jobs = [], pods: WatchedPod[] = [];
   for (const uid of owners) {
     const c = view.children(uid);
     configMaps.push(...c.configMaps);
@@ -242,7 +242,7 @@ clusterTest("WatchedView equals a plain LIST after creates, updates and deletes 
   assert(!("spec" in job), "Jobs are kept without their spec");
   assert(!("managedFields" in job.metadata), "no managedFields");
   const pod = v.view.children(a.metadata.uid!).pods[0];
-  assertEquals(pod.script?.terminated?.exitCode, 0);
+  assertEquals(pod.terminated?.exitCode, 0);
   assertEquals(pod.runUid, a.metadata.uid);
   assertEquals(v.view.scriptRun(ns.name, "b")?.metadata.uid, b.metadata.uid);
   assertEquals(
@@ -535,3 +535,58 @@ clusterTest("the view's ConfigMap Accept headers get metadata only from the API 
     http.close();
   }
 });
+
+clusterTest(
+  "makeClient transport fetch: ClientNodeKube lists and writes with client-cert and token kubeconfigs",
+  {
+    ...NO_SANITIZE,
+  },
+  async () => {
+    await installCrd();
+    await using ns = await uniqueNamespace("fetch-transport");
+    await kubectlOk(["-n", ns.name, "create", "serviceaccount", "writer"]);
+    await kubectlOk([
+      "-n",
+      ns.name,
+      "create",
+      "role",
+      "writer",
+      "--verb=create,list",
+      "--resource=configmaps",
+    ]);
+    await kubectlOk([
+      "-n",
+      ns.name,
+      "create",
+      "rolebinding",
+      "writer",
+      "--role=writer",
+      `--serviceaccount=${ns.name}:writer`,
+    ]);
+    const token = (await kubectlOk(["-n", ns.name, "create", "token", "writer"])).trim();
+    await using tokenConfig = await tokenKubeconfig(token);
+    const tokenKc = new KubeConfig();
+    tokenKc.loadFromFile(tokenConfig.path);
+    for (const [who, kc] of [["client certificate", adminConfig()], ["token", tokenKc]] as const) {
+      const codes: string[] = [];
+      const kube = new ClientNodeKube(kc, {
+        observe: (verb, resource, code) => codes.push(`${verb} ${resource} ${code}`),
+        client: { transport: "fetch" },
+      });
+      const name = `cm-${who === "token" ? "token" : "cert"}`;
+      await kube.createConfigMap({
+        apiVersion: "v1",
+        kind: "ConfigMap",
+        metadata: {
+          name,
+          namespace: ns.name,
+          labels: { [LABELS.managedBy]: "script-operator" },
+        },
+        data: { a: "b" },
+      });
+      const listed = await kube.listConfigMaps(ns.name);
+      assert(listed.some((c) => c.metadata.name === name), `${who}: the ConfigMap is listed`);
+      assertEquals(codes, ["POST configmaps 201", "LIST configmaps 200"], who);
+    }
+  },
+);
