@@ -199,7 +199,7 @@ export function makeClient<T>(
     baseServer: new ServerConfiguration(cluster.server, {}),
     // KubeHttp authenticates each request itself.
     ...fetch
-      ? { httpApi: new KubeHttpLibrary(sharedKubeHttp(kc)) }
+      ? { httpApi: new KubeHttpLibrary(sharedKubeHttp(kc), { answerMs: connectMs }) }
       : { authMethods: { default: withConnectTimeout(kc, connectMs) } },
     promiseMiddleware: [{
       pre: (request: RequestContext) => {
@@ -269,6 +269,9 @@ export class ClientNodeKube implements Kube {
   #hooks: RequestHooks;
   #reportingInstance: string;
 
+  #http: KubeHttp | undefined;
+  #answerMs: number;
+
   /** A client of `kc`'s current context. */
   constructor(kc: KubeConfig, options: ClientNodeKubeOptions = {}) {
     this.#core = makeClient(kc, CoreV1Api, options.client);
@@ -276,6 +279,32 @@ export class ClientNodeKube implements Kube {
     this.#custom = makeClient(kc, CustomObjectsApi, options.client);
     this.#hooks = { observe: options.observe, onReachability: options.onReachability };
     this.#reportingInstance = options.instance ?? MANAGER;
+    this.#http = unsupportedReason(kc) ? undefined : sharedKubeHttp(kc);
+    this.#answerMs = Math.min(
+      options.client?.connectMs ?? CONNECT_TIMEOUT_MS,
+      options.client?.requestMs ?? REQUEST_TIMEOUT_MS,
+    );
+  }
+
+  /**
+   * `GET /readyz` of the API server (open to every identity): whether it answers at all. An
+   * operator fed by the watched view sends no other request while idle; this keeps /readyz true.
+   * A no-op for kubeconfigs Deno's fetch cannot serve.
+   */
+  async ping(): Promise<void> {
+    if (!this.#http) return;
+    try {
+      const response = await this.#http.fetch("/readyz", {
+        signal: AbortSignal.timeout(this.#answerMs),
+      });
+      await response.body?.cancel();
+      this.#hooks.observe?.("GET", "readyz", String(response.status));
+      this.#hooks.onReachability?.(true);
+    } catch (error) {
+      this.#hooks.observe?.("GET", "readyz", "<error>");
+      this.#hooks.onReachability?.(false);
+      throw classify(error, "get /readyz");
+    }
   }
 
   #call<T>(verb: string, resource: string, where: string, fn: () => Promise<T>): Promise<T> {

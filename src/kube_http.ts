@@ -156,10 +156,16 @@ export class KubeHttp {
  */
 export class KubeHttpLibrary implements HttpLibrary {
   #http: KubeHttp;
+  #answerMs: number | undefined;
 
-  /** Sends through `http`. */
-  constructor(http: KubeHttp) {
+  /**
+   * Sends through `http`. Deno's HttpClient has no connect timeout, so `answerMs` bounds the time
+   * until the response starts (connection, TLS and the server's first byte): a silent API server
+   * is noticed that fast, while a long response body still has the whole request timeout.
+   */
+  constructor(http: KubeHttp, options: { answerMs?: number } = {}) {
     this.#http = http;
+    this.#answerMs = options.answerMs;
   }
 
   /** Sends one request. */
@@ -168,12 +174,24 @@ export class KubeHttpLibrary implements HttpLibrary {
   }
 
   async #send(request: RequestContext): Promise<ResponseContext> {
-    const response = await this.#http.fetchUrl(request.getUrl(), {
-      method: request.getHttpMethod().toString(),
-      headers: request.getHeaders(),
-      body: request.getBody(),
-      signal: request.getSignal(),
-    });
+    const answer = new AbortController();
+    const timer = this.#answerMs === undefined ? undefined : setTimeout(() => {
+      answer.abort(
+        new DOMException(`no answer within ${this.#answerMs} ms`, "TimeoutError"),
+      );
+    }, this.#answerMs);
+    const signals = [request.getSignal(), answer.signal].filter((s): s is AbortSignal => !!s);
+    let response: Response;
+    try {
+      response = await this.#http.fetchUrl(request.getUrl(), {
+        method: request.getHttpMethod().toString(),
+        headers: request.getHeaders(),
+        body: request.getBody(),
+        signal: AbortSignal.any(signals),
+      });
+    } finally {
+      clearTimeout(timer);
+    }
     const headers: Record<string, string> = {};
     response.headers.forEach((value, name) => headers[name] = value);
     return new ResponseContext(response.status, headers, {

@@ -47,6 +47,8 @@ export interface Observed {
   pods?: PodSummary[];
   /** Warning Events of the current Job; undefined when not looked up (the plan may ask). */
   jobEvents?: JobEvent[];
+  /** The pods came from the watched view (a cache), not a request just now. */
+  podsCached?: boolean;
   /** Jobs named by the run's pods but missing from the lists were looked up by name. */
   jobLookedUp?: boolean;
   /** Names held by children of a deleted ScriptRun of the same name, on their way out. */

@@ -54,7 +54,9 @@ export interface RunView {
   /** Children by controller ownerReference uid; pods by the run-uid label. */
   children(runUid: string): { configMaps: ConfigMap[]; jobs: Job[]; pods: PodSummary[] };
   /** name → controller ScriptRun uid ("" for none) of every managed object in a namespace. */
-  names(namespace: string): { configMaps: Map<string, string>; jobs: Map<string, string> };
+  names(
+    namespace: string,
+  ): { configMaps: ReadonlyMap<string, string>; jobs: ReadonlyMap<string, string> };
 }
 
 /** What the reconciler needs. */
@@ -78,6 +80,11 @@ export interface ReconcilerOptions {
   canWrite?: () => boolean;
   /** What ScriptRuns may ask for (default: DEFAULT_POLICY). */
   policy?: Policy;
+  /**
+   * With a current watched view, a cycle hands every ScriptRun to this (the work queue) instead of
+   * reconciling it inline, so every reconcile of a run goes one way: debounced, one at a time.
+   */
+  schedule?: (namespace: string, name: string) => void;
 }
 
 /** Totals of one cycle. */
@@ -139,9 +146,10 @@ interface Expectation {
 
 /** Reconciles ScriptRuns: all of them per `cycle()`, or one per `reconcileKey()`. */
 export class Reconciler {
-  #o: Required<Omit<ReconcilerOptions, "observer" | "view">> & {
+  #o: Required<Omit<ReconcilerOptions, "observer" | "view" | "schedule">> & {
     observer: ReconcileObserver;
     view?: RunView;
+    schedule?: (namespace: string, name: string) => void;
   };
   #busy = new Set<string>();
   #expect = new Map<string, Expectation>();
@@ -228,6 +236,16 @@ export class Reconciler {
         }
         result.scriptRuns += runs.length;
         for (const run of runs) alive.add(run.metadata.uid ?? "");
+        const schedule = this.#o.schedule;
+        if (view && schedule) {
+          // The periodic pass over a current view: every run goes through the work queue.
+          for (const run of runs) {
+            const phase = run.status?.phase;
+            if (phase) phases[phase]++;
+            schedule(run.metadata.namespace ?? "", run.metadata.name);
+          }
+          continue;
+        }
         let throttled = 0;
         await mapLimit(runs, this.#o.concurrency, async (run) => {
           if (stop.signal.aborted || !this.#o.canWrite()) return;
@@ -313,10 +331,11 @@ export class Reconciler {
       foreignConfigMaps: new ForeignNames(names.configMaps, uid, alive),
       foreignJobs: new ForeignNames(names.jobs, uid, alive),
       pods: children.pods,
+      podsCached: true,
     });
     // Our own writes that the watch has not delivered yet count as done.
     const e = this.#expect.get(uid);
-    if (e && Date.now() - e.at < EXPECT_MS) {
+    if (e && performance.now() - e.at < EXPECT_MS) {
       for (const [name, object] of e.created) {
         const list: (ConfigMap | Job)[] = object.kind === "Job"
           ? observed.jobs
@@ -331,7 +350,7 @@ export class Reconciler {
           e.deleted.delete(name);
         } else {
           // A copy: the view's object stays as the watch delivered it.
-          const deletionTimestamp = new Date(e.at).toISOString();
+          const deletionTimestamp = this.#now();
           observed.jobs[i] = { ...job, metadata: { ...job.metadata, deletionTimestamp } };
         }
       }
@@ -344,8 +363,10 @@ export class Reconciler {
 
   #expectation(uid: string): Expectation {
     let e = this.#expect.get(uid);
-    if (!e) this.#expect.set(uid, e = { at: Date.now(), created: new Map(), deleted: new Set() });
-    e.at = Date.now();
+    if (!e) {
+      this.#expect.set(uid, e = { at: performance.now(), created: new Map(), deleted: new Set() });
+    }
+    e.at = performance.now();
     return e;
   }
 
@@ -381,7 +402,13 @@ export class Reconciler {
         }
         if (!this.#o.canWrite()) return { result: "requeue", writes, phase: run.status?.phase };
         log.info(action.message, { ...childFields, ...target(action) });
-        const outcome = await this.#execute(run, action, observed, fields);
+        // Remembered before it is sent: a create that times out may still have happened.
+        this.#remember(run, action);
+        const outcome = await this.#execute(run, action, observed, fields).catch((error) => {
+          if (error instanceof KubeError && error.code >= 400) this.#forget(run, action);
+          throw error;
+        });
+        if (outcome instanceof KubeError || outcome === "replan") this.#forget(run, action);
         if (outcome === "replan") {
           if (++replans > 3) throw new Error("the cluster keeps changing under this ScriptRun");
           p = await this.#plan(run, observed, fields);
@@ -399,7 +426,6 @@ export class Reconciler {
           break;
         }
         writes++;
-        this.#remember(run, action);
         applyToObserved(observed, action, this.#now());
         if (action.event) {
           await this.#event(run, {
@@ -555,6 +581,16 @@ export class Reconciler {
       }
       p = plan(run, { scripts, observed, now: this.#now(), policy });
     }
+    if (
+      observed.podsCached && p.actions.some((a) => a.type === "createJob") && !fresh(run, observed)
+    ) {
+      // The one-Job rule is checked against the cluster itself, not a cache that may lag: read
+      // the run's pods before creating a Job for a run that had Jobs before.
+      observed.pods = await this.#o.kube.listRunPods(namespace, run.metadata.uid ?? "");
+      observed.podsCached = false;
+      observed.jobLookedUp = false;
+      return await this.#plan(run, observed, fields);
+    }
     return p;
   }
 
@@ -631,6 +667,15 @@ export class Reconciler {
     }
   }
 
+  /** Drops what #remember recorded for a write the API server refused. */
+  #forget(run: ScriptRun, action: Action): void {
+    const e = this.#expect.get(run.metadata.uid ?? "");
+    if (!e) return;
+    if (action.type === "createConfigMap" || action.type === "createJob") {
+      e.created.delete(action.object.metadata.name);
+    } else if (action.type === "deleteJob") e.deleted.delete(action.name);
+  }
+
   /** Writes the status; false when the run changed since it was read (409): plan again. */
   async #patchStatus(run: ScriptRun, status: ScriptRunStatus, fields: Fields): Promise<boolean> {
     this.#o.log.debug("Updating status", { ...fields, phase: status.phase, reason: status.reason });
@@ -681,6 +726,15 @@ export class Reconciler {
       this.#o.log.debug("Event not recorded", { ...fields, error: (error as Error).message });
     }
   }
+}
+
+/**
+ * A run that can have had no Job yet: its spec never changed, no status recorded one, and nothing
+ * of it is seen. Its first Job needs no live look at pods (there can be none of another Job).
+ */
+function fresh(run: ScriptRun, observed: Observed): boolean {
+  return (run.metadata.generation ?? 1) <= 1 && !run.status?.runHash && !run.status?.jobName &&
+    observed.jobs.length === 0 && (observed.pods?.length ?? 0) === 0;
 }
 
 /** A status change a user wants an Event for: an outcome or a problem, not every step. */
@@ -840,13 +894,13 @@ function namesByNamespace(
 
 /** Names in a namespace held by objects this ScriptRun does not control; O(1) per lookup. */
 class ForeignNames {
-  #owners: Map<string, string> | undefined;
+  #owners: ReadonlyMap<string, string> | undefined;
   #uid: string | undefined;
   #ownerAlive: (uid: string) => boolean;
 
   /** `ownerAlive` is asked only for a name held by another ScriptRun's child (rare). */
   constructor(
-    owners: Map<string, string> | undefined,
+    owners: ReadonlyMap<string, string> | undefined,
     uid: string | undefined,
     ownerAlive: (uid: string) => boolean,
   ) {

@@ -340,7 +340,7 @@ export class WatchedView {
       this.#fallBack(`Deno's fetch cannot use this kubeconfig: ${reason}`, { retry: false });
       return Promise.resolve();
     }
-    // HTTP/1.1 like makeClient(): sequential requests (LIST pages) were several times slower
+    // HTTP/1.1 like the clients of kube.ts: sequential requests (LIST pages) were several times slower
     // over Deno's HTTP/2 here (bench/http_transport.ts); each watch holds one connection.
     this.#http = new KubeHttp(this.#kc, {
       userAgent: `${MANAGER}/${OPERATOR_VERSION}`,

@@ -166,9 +166,12 @@ function conventionGrant(api: string, method: string): string | undefined {
  */
 function watchGrants(file: string, text: string): Map<string, Need> {
   const out = new Map<string, Need>();
-  if (!/new Watch\(|makeInformer\(|[?&]watch=(true|1)/.test(text)) return out;
+  if (!/new Watch\(|makeInformer\(|[?&]watch=(true|1)|watch: "(true|1)"/.test(text)) return out;
   const constants: Record<string, string> = { GROUP, VERSION, PLURAL };
-  for (const m of text.matchAll(/[`"'](\/apis?\/[^`"'\s]+)[`"']/g)) {
+  // A path with an optional namespace part (`/api/v1/${ns ? `namespaces/${ns}/` : ""}pods`)
+  // reads as its cluster-wide form.
+  const flat = text.replace(/\$\{\w+ \? `[^`]*` : ""\}/g, "");
+  for (const m of flat.matchAll(/[`"'](\/apis?\/[^`"'\s]+)[`"']/g)) {
     const path = m[1].replace(/\$\{(\w+)\}/g, (_, name) => constants[name] ?? "$NS");
     const parts = path.split("/").filter(Boolean);
     const [group, rest] = parts[0] === "api" ? ["", parts.slice(2)] : [parts[1], parts.slice(3)];
