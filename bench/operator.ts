@@ -1,148 +1,978 @@
 /**
- * `deno task bench`: the operator's steady-state cost against a real local control plane, for a
- * few ScriptRun counts. For each count it prints the cycle time (median of 10 steady cycles),
- * requests and writes per steady cycle, and the resident memory of a real operator process
- * (`deno run` with the start task's flags) after it has reconciled them. Prints a table; no
- * assertion (targets live here, not in tests).
+ * `deno task bench`: the operator measured from outside, as a black box, on fresh local control
+ * planes (kwok node): a real operator process started with the start task's flags, ScriptRuns
+ * created through the API, Jobs and ScriptRuns timestamped by the bench's own LIST+WATCH,
+ * memory and CPU read from /proc, requests scraped from the operator's /metrics.
+ *
+ * Scenarios (see the README's "Benchmarks" section):
+ * 1. idle resident memory;
+ * 2. N ScriptRuns created at once (N = 100, 1000; with `--full` also 5000);
+ * 3. one new ScriptRun on an idle operator → its Job exists;
+ * 4. steady state at N finished runs (after scenario 2 converged);
+ * 5. noise: other ConfigMaps and Jobs in the cluster, then 10 new runs.
+ *
+ * Prints a markdown table (min/median/max over runs, target, pass/FAIL) and writes all samples as
+ * JSON to `bench/results/<time>.json`. The targets live here, never in tests.
  * @module
  */
-import { KubeConfig } from "@kubernetes/client-node";
-import { stringify } from "yaml";
-import { startControlPlane } from "../tests/harness/control_plane.ts";
-import { ClientNodeKube } from "../src/kube.ts";
-import { logger } from "../src/log.ts";
-import { Reconciler } from "../src/reconciler.ts";
-import { loadScripts } from "../src/scripts.ts";
+import { parse as parseYaml } from "yaml";
+import {
+  type ControlPlane,
+  ensureBinaries,
+  KWOK_NODE_ANNOTATION,
+  startControlPlane,
+} from "../tests/harness/control_plane.ts";
+import { Api, type KubeObject, type Watcher } from "./api.ts";
+import { OperatorProcess, startTaskFlags } from "./operator_process.ts";
+import {
+  diffCounts,
+  markdownTable,
+  nonWatchRequests,
+  percentile,
+  type RequestCounts,
+  type Row,
+  summarize,
+  type Target,
+  writes,
+} from "./stats.ts";
 
-const COUNTS = (Deno.args[0] ?? "1,50,200").split(",").map(Number);
 const ROOT = new URL("../", import.meta.url).pathname;
+const MiB = 1024;
+const GROUP_PATH = "/apis/script-operator.dev/v1alpha1";
 
-const cp = await startControlPlane({ quiet: true });
-const kubectl = async (args: string[], stdin?: string) => {
-  const child = new Deno.Command(`${cp.binDir}/kubectl`, {
-    args: [`--kubeconfig=${cp.kubeconfigPath}`, ...args],
-    stdin: stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  if (stdin !== undefined) {
-    const w = child.stdin.getWriter();
-    await w.write(new TextEncoder().encode(stdin));
-    await w.close();
+const USAGE = `deno task bench [--full] [--sizes=100,1000] [--runs=N] [--steady-seconds=60]
+                 [--settle-seconds=10] [--single-samples=10] [--noise=10000,5000]
+                 [--out=FILE] [--keep-logs]
+
+  --full              sizes 100, 1000 and 5000 (default: 100 and 1000)
+  --sizes=LIST        ScriptRun counts of scenario 2 (overrides --full)
+  --runs=N            runs per size (default 3; 1 from 1000 on, or with --full from 5000 on)
+  --steady-seconds=S  steady-state window after the last run of sizes ≥ 1000 (or of the largest
+                      size), rounded to whole poll intervals (scenario 4, default 60; 0 = skip)
+  --settle-seconds=S  wait after the operator is ready before the idle sample (default 10)
+  --single-samples=N  sequential single runs of scenario 3 (default 10)
+  --noise=C,J         other ConfigMaps and Jobs of scenario 5 (default 10000,5000)
+  --out=FILE          JSON results (default bench/results/<time>.json)
+  --keep-logs         keep the operator and control-plane logs next to the JSON`;
+
+/** Command-line options of the bench. */
+interface Options {
+  sizes: number[];
+  runs?: number;
+  steadySeconds: number;
+  settleSeconds: number;
+  singleSamples: number;
+  noiseConfigMaps: number;
+  noiseJobs: number;
+  out?: string;
+  keepLogs: boolean;
+  full: boolean;
+}
+
+function parseOptions(args: string[]): Options {
+  const o: Options = {
+    sizes: [100, 1000],
+    steadySeconds: 60,
+    settleSeconds: 10,
+    singleSamples: 10,
+    noiseConfigMaps: 10_000,
+    noiseJobs: 5_000,
+    keepLogs: false,
+    full: false,
+  };
+  let sizes: number[] | undefined;
+  const positive = (flag: string, v: string, min = 1) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min) {
+      throw new Error(`${flag}=${v}: expected a whole number ≥ ${min}\n\n${USAGE}`);
+    }
+    return n;
+  };
+  for (const arg of args) {
+    const [flag, value = ""] = arg.split(/=(.*)/s, 2);
+    switch (flag) {
+      case "--full":
+        o.full = true;
+        break;
+      case "--keep-logs":
+        o.keepLogs = true;
+        break;
+      case "--sizes":
+        sizes = value.split(",").map((v) => positive(flag, v));
+        break;
+      case "--runs":
+        o.runs = positive(flag, value);
+        break;
+      case "--steady-seconds":
+        o.steadySeconds = positive(flag, value, 0);
+        break;
+      case "--settle-seconds":
+        o.settleSeconds = positive(flag, value, 0);
+        break;
+      case "--single-samples":
+        o.singleSamples = positive(flag, value, 0);
+        break;
+      case "--noise": {
+        const [c, j] = value.split(",");
+        o.noiseConfigMaps = positive(flag, c ?? "", 0);
+        o.noiseJobs = positive(flag, j ?? "", 0);
+        break;
+      }
+      case "--out":
+        if (!value) throw new Error(`--out needs a file name\n\n${USAGE}`);
+        o.out = value;
+        break;
+      case "-h":
+      case "--help":
+        console.log(USAGE);
+        Deno.exit(0);
+        break;
+      default:
+        throw new Error(`unknown argument "${arg}"\n\n${USAGE}`);
+    }
   }
-  const out = await child.output();
+  o.sizes = sizes ?? (o.full ? [100, 1000, 5000] : [100, 1000]);
+  return o;
+}
+
+/**
+ * Runs of scenario 2 for `n` ScriptRuns: 3 where cheap, 1 where expensive (from 1000 in the quick
+ * run, which must stay under ~15 min on 2 cores; from 5000 with `--full`).
+ */
+function runsFor(o: Options, n: number): number {
+  return o.runs ?? (n >= (o.full ? 5000 : 1000) ? 1 : 3);
+}
+
+/** Sizes whose last run is followed by the steady-state window (scenario 4). */
+const STEADY_FROM = 1000;
+
+// ---------------------------------------------------------------------------------------------
+// Targets of issue 10 (this machine kind, kwok node). Only here, never in tests.
+
+const le = (value: number, text = `≤ ${value}`): Target => ({ op: "<=", value, text });
+const TARGETS = {
+  idleMiB: le(125),
+  jobsExistSeconds: { 1000: le(25) } as Record<number, Target>,
+  peakMiB: { 1000: le(180), 5000: le(300) } as Record<number, Target>,
+  cpuSeconds: { 1000: le(20) } as Record<number, Target>,
+  completeToSucceededP50: le(1),
+  completeToSucceededP99: le(3),
+  singleJobSeconds: le(1),
+  steadyCpuPerMinute: { 1000: le(0.2) } as Record<number, Target>,
+  steadyRequestsPerInterval: { 1000: le(3) } as Record<number, Target>,
+  noiseAboveIdleMiB: le(10),
+};
+/** Sizes at which the peak must also fit under the shipped Deployment's memory limit. */
+const DEPLOYMENT_LIMIT_SIZES = [5000];
+
+/** The memory limit of the operator container in deploy/deployment.yaml, in MiB. */
+async function deploymentMemoryLimitMiB(): Promise<number | undefined> {
+  const doc = parseYaml(await Deno.readTextFile(`${ROOT}deploy/deployment.yaml`)) as {
+    spec?: {
+      template?: { spec?: { containers?: { resources?: { limits?: { memory?: string } } }[] } };
+    };
+  };
+  const text = doc.spec?.template?.spec?.containers?.[0]?.resources?.limits?.memory;
+  const m = /^(\d+(?:\.\d+)?)(Ki|Mi|Gi|K|M|G)?$/.exec(text ?? "");
+  if (!m) return undefined;
+  const factor: Record<string, number> = {
+    "": 1 / 2 ** 20,
+    Ki: 1 / 1024,
+    Mi: 1,
+    Gi: 1024,
+    K: 1e3 / 2 ** 20,
+    M: 1e6 / 2 ** 20,
+    G: 1e9 / 2 ** 20,
+  };
+  return Number(m[1]) * factor[m[2] ?? ""];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers.
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const say = (msg: string) => console.error(`bench: ${msg}`);
+const secs = (ms: number) => ms / 1000;
+
+function loadAverage(): number[] {
+  return Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).map(Number);
+}
+
+async function git(args: string[]): Promise<string | undefined> {
+  try {
+    const out = await new Deno.Command("git", { args, cwd: ROOT, stdin: "null" }).output();
+    return out.success ? new TextDecoder().decode(out.stdout).trim() : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Polls `done` every 50 ms; throws `what` after `timeoutMs`, or at once if `check` throws. */
+async function until(
+  what: string,
+  timeoutMs: number,
+  done: () => boolean,
+  check: () => Promise<void> = async () => {},
+): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!done()) {
+    await check();
+    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: ${what}`);
+    await sleep(50);
+  }
+}
+
+function scriptRun(namespace: string, name: string): KubeObject {
+  return {
+    apiVersion: "script-operator.dev/v1alpha1",
+    kind: "ScriptRun",
+    metadata: { name, namespace },
+    spec: { script: "task.sh" },
+  };
+}
+
+const runsPath = (o: KubeObject) => `${GROUP_PATH}/namespaces/${o.metadata.namespace}/scriptruns`;
+
+/** Jobs of one namespace as the bench's watch saw them, with arrival times. */
+class JobView {
+  /** name → first seen, Complete seen, owning ScriptRun's uid. */
+  readonly jobs = new Map<string, { added: number; complete?: number; owner?: string }>();
+  completeCount = 0;
+  readonly byOwner = new Map<string, string>();
+
+  onEvent = (type: string, job: KubeObject, at: number) => {
+    if (type === "DELETED") return;
+    const name = job.metadata.name;
+    let entry = this.jobs.get(name);
+    if (!entry) {
+      const owner = job.metadata.ownerReferences?.find((r) => r.kind === "ScriptRun")?.uid;
+      entry = { added: at, owner };
+      this.jobs.set(name, entry);
+      if (owner) this.byOwner.set(owner, name);
+    }
+    const complete = job.status?.conditions?.some((c) =>
+      c.type === "Complete" && c.status === "True"
+    );
+    if (complete && entry.complete === undefined) {
+      entry.complete = at;
+      this.completeCount++;
+    }
+  };
+}
+
+/** ScriptRuns of one namespace as the bench's watch saw them, with arrival times. */
+class RunView {
+  /** uid → name, phase, when a final phase was first seen. */
+  readonly runs = new Map<string, { name: string; phase?: string; finished?: number }>();
+  finishedCount = 0;
+  failedCount = 0;
+
+  onEvent = (type: string, run: KubeObject, at: number) => {
+    if (type === "DELETED" || !run.metadata.uid) return;
+    let entry = this.runs.get(run.metadata.uid);
+    if (!entry) {
+      entry = { name: run.metadata.name };
+      this.runs.set(run.metadata.uid, entry);
+    }
+    entry.phase = run.status?.phase;
+    if ((entry.phase === "Succeeded" || entry.phase === "Failed") && entry.finished === undefined) {
+      entry.finished = at;
+      this.finishedCount++;
+      if (entry.phase === "Failed") this.failedCount++;
+    }
+  };
+}
+
+/** A fresh control plane (kwok node only), its API and the CRD installed. */
+interface Cluster {
+  cp: ControlPlane;
+  api: Api;
+  watchers: Watcher[];
+  /** Starts watching Jobs and ScriptRuns of `namespace`; resolves once both LISTs arrived. */
+  watch(namespace: string): Promise<{ jobs: JobView; runs: RunView }>;
+  /** Creates a namespace and waits for its `default` ServiceAccount (pods need it). */
+  namespace(name: string): Promise<void>;
+}
+
+async function kubectl(cp: ControlPlane, args: string[]): Promise<void> {
+  const out = await new Deno.Command(`${cp.binDir}/kubectl`, {
+    args: [`--kubeconfig=${cp.kubeconfigPath}`, ...args],
+    stdin: "null",
+  }).output();
   if (!out.success) {
     throw new Error(`kubectl ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
   }
-  return new TextDecoder().decode(out.stdout);
-};
-
-function rssMiB(pid: number): { rss: number; peak: number } {
-  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
-  const kb = (key: string) => Number(status.match(new RegExp(`${key}:\\s+(\\d+)`))?.[1] ?? 0);
-  return { rss: kb("VmRSS") / 1024, peak: kb("VmHWM") / 1024 };
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const rows: string[][] = [];
-try {
-  await kubectl(["apply", "-f", `${ROOT}deploy/crd.yaml`]);
-  await kubectl(["wait", "--for=condition=Established", "crd/scriptruns.script-operator.dev"]);
-  const scripts = await loadScripts();
-  const flags = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`)).tasks.start.split(/\s+/)
-    .filter((w: string) => w.startsWith("--allow-"));
-  for (const n of COUNTS) {
-    const ns = `bench-${n}`;
-    await kubectl(["create", "namespace", ns]);
-    const docs = Array.from({ length: n }, (_, i) =>
-      stringify({
-        apiVersion: "script-operator.dev/v1alpha1",
-        kind: "ScriptRun",
-        metadata: { name: `run-${i}`, namespace: ns },
-        spec: { script: "task.sh" },
-      }));
-    await kubectl(["apply", "-f", "-"], docs.join("---\n"));
-    const kc = new KubeConfig();
-    kc.loadFromFile(cp.kubeconfigPath);
-    let requests = 0;
-    const kube = new ClientNodeKube(kc, { observe: () => requests++ });
-    const reconciler = new Reconciler({ kube, scripts, log: logger("bench"), namespaces: [ns] });
-    const t0 = performance.now();
-    while (true) {
-      await reconciler.cycle();
-      // Converged: every run Succeeded with its completion time (the Job's final Complete seen).
-      const statuses = await kubectl([
-        "-n",
-        ns,
-        "get",
-        "scriptruns",
-        "-o",
-        'jsonpath={range .items[*]}{.status.phase}/{.status.completionTime}{"\\n"}{end}',
-      ]);
-      const done = statuses.split("\n").filter((r) => /^Succeeded\/\S+/.test(r)).length;
-      if (done === n) break;
-      await new Promise((r) => setTimeout(r, 500));
+async function withCluster<T>(
+  binDir: string,
+  logDir: string | undefined,
+  fn: (c: Cluster) => Promise<T>,
+): Promise<T> {
+  const cp = await startControlPlane({ binDir, quiet: true, withJobs: true, logDir });
+  const api = await Api.fromKubeconfig(cp.kubeconfigPath);
+  const watchers: Watcher[] = [];
+  try {
+    // kwok only: a real node would make Job timings the node's, not the operator's.
+    const nodes = await api.request<{ items: KubeObject[] }>("GET", "/api/v1/nodes");
+    const [key, value] = KWOK_NODE_ANNOTATION.split("=");
+    const other = nodes.items.filter((n) => n.metadata.annotations?.[key] !== value);
+    if (other.length > 0 || nodes.items.length === 0) {
+      throw new Error(
+        `the bench needs a control plane whose only nodes are kwok nodes; found ${
+          other.map((n) => n.metadata.name).join(", ") || "no node"
+        }`,
+      );
     }
-    const converge = (performance.now() - t0) / 1000;
-    const times: number[] = [];
-    let writes = 0;
-    requests = 0;
-    for (let i = 0; i < 10; i++) {
-      const s = performance.now();
-      writes += (await reconciler.cycle()).writes;
-      times.push(performance.now() - s);
-    }
-    // The real process: start it, let it reconcile the converged runs for a few cycles.
-    const child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        ...flags,
-        `${ROOT}main.ts`,
-        `--kubeconfig=${cp.kubeconfigPath}`,
-        `--namespace=${ns}`,
-        "--interval=1s",
-        "--log-format=json",
-        "--health-probe-bind-address=0",
-        "--metrics-bind-address=0",
-      ],
-      stdout: "null",
-      stderr: "null",
-      stdin: "null",
-    }).spawn();
-    await new Promise((r) => setTimeout(r, 8000));
-    const mem = rssMiB(child.pid);
-    child.kill("SIGTERM");
-    await child.status;
-    rows.push([
-      String(n),
-      converge.toFixed(1),
-      median(times).toFixed(1),
-      (requests / 10).toFixed(1),
-      String(writes / 10),
-      mem.rss.toFixed(0),
-      mem.peak.toFixed(0),
+    await kubectl(cp, ["apply", "--server-side", "-f", `${ROOT}deploy/crd.yaml`]);
+    await kubectl(cp, [
+      "wait",
+      "--for=condition=Established",
+      "crd/scriptruns.script-operator.dev",
+      "--timeout=60s",
     ]);
-    await kubectl(["delete", "namespace", ns, "--wait=false"]);
+    const cluster: Cluster = {
+      cp,
+      api,
+      watchers,
+      async watch(namespace) {
+        const jobs = new JobView();
+        const runs = new RunView();
+        const w1 = api.watch(`/apis/batch/v1/namespaces/${namespace}/jobs`, jobs.onEvent);
+        const w2 = api.watch(`${GROUP_PATH}/namespaces/${namespace}/scriptruns`, runs.onEvent);
+        watchers.push(w1, w2);
+        await Promise.all([w1.synced, w2.synced]);
+        return { jobs, runs };
+      },
+      async namespace(name) {
+        await api.request("POST", "/api/v1/namespaces", {
+          apiVersion: "v1",
+          kind: "Namespace",
+          metadata: { name },
+        });
+        const deadline = performance.now() + 60_000;
+        while (true) {
+          try {
+            await api.request("GET", `/api/v1/namespaces/${name}/serviceaccounts/default`);
+            return;
+          } catch (e) {
+            if (performance.now() > deadline) throw e;
+          }
+          await sleep(100);
+        }
+      },
+    };
+    return await fn(cluster);
+  } finally {
+    await Promise.all(watchers.map((w) => w.stop()));
+    api.close();
+    await cp.stop();
   }
-} finally {
-  await cp.stop();
 }
 
-const header = [
-  "ScriptRuns",
-  "converge s",
-  "steady cycle ms (median)",
-  "requests/cycle",
-  "writes/cycle",
-  "process RSS MiB",
-  "peak RSS MiB",
-];
-const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-const line = (cells: string[]) =>
-  "| " + cells.map((c, i) => c.padStart(widths[i])).join(" | ") + " |";
-console.log(line(header));
-console.log("|" + widths.map((w) => "-".repeat(w + 2)).join("|") + "|");
-for (const r of rows) console.log(line(r));
-console.log(
-  `(Deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} cores; one namespace scope; kwok node)`,
-);
+// ---------------------------------------------------------------------------------------------
+// Results.
+
+/** One run of scenario 2 (and 4 when measured after it). */
+interface BatchRun {
+  n: number;
+  run: number;
+  idleRssMiB?: number;
+  createSeconds?: number;
+  jobsExistSeconds?: number;
+  allSucceededSeconds?: number;
+  jobsCompleteSeconds?: number;
+  peakRssMiB?: number;
+  rssAfterMiB?: number;
+  cpuSeconds?: number;
+  requests?: RequestCounts;
+  writes?: number;
+  writesPerRun?: number;
+  failedRuns?: number;
+  completeToSucceeded?: {
+    p50: number;
+    p99: number;
+    max: number;
+    samples: number;
+    /** Runs whose Succeeded arrived before their Job's Complete on the bench's watches (→ 0). */
+    negative: number;
+  };
+  steady?: Steady;
+  error?: string;
+}
+
+/** Scenario 4: the operator at rest with N finished runs. */
+interface Steady {
+  seconds: number;
+  sampleEverySeconds: number;
+  intervalMs: number;
+  intervalSource: string;
+  cpuSeconds: number;
+  cpuPerMinute: number;
+  requests: RequestCounts;
+  nonWatchRequests: number;
+  requestsPerInterval: number;
+  /** Non-watch requests in each sample window. */
+  requestsPerSample: number[];
+  writes: number;
+}
+
+interface Results {
+  meta: Record<string, unknown>;
+  idleRssMiB: number[];
+  batches: BatchRun[];
+  single?: { samplesSeconds: number[]; intervalMs: number; error?: string };
+  noise?: {
+    configMaps: number;
+    jobs: number;
+    createSeconds?: number;
+    idleRssMiB?: number;
+    allSucceededSeconds?: number;
+    rssAfterMiB?: number;
+    peakRssMiB?: number;
+    error?: string;
+  };
+}
+
+const DEFAULT_INTERVAL_MS = 15_000;
+
+async function operatorInterval(op: OperatorProcess): Promise<{ ms: number; source: string }> {
+  const ms = await op.intervalMs();
+  return ms === undefined
+    ? { ms: DEFAULT_INTERVAL_MS, source: "no Starting log line: assumed the 15 s default" }
+    : { ms, source: "the operator's Starting log line" };
+}
+
+/** Starts an operator, waits until ready and `settle` seconds more; returns it and its VmRSS. */
+async function startSettled(
+  c: Cluster,
+  logPath: string,
+  settleSeconds: number,
+): Promise<{ op: OperatorProcess; idleMiB: number }> {
+  const op = await OperatorProcess.start(c.cp.kubeconfigPath, logPath);
+  await op.waitReady();
+  await sleep(settleSeconds * 1000);
+  await op.assertAlive();
+  return { op, idleMiB: op.memory().rssKiB / MiB };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenario 2 (+ 1 and 4).
+
+async function batch(
+  c: Cluster,
+  o: Options,
+  n: number,
+  run: number,
+  logDir: string,
+  steady: boolean,
+): Promise<BatchRun> {
+  const result: BatchRun = { n, run };
+  const ns = `bench-${n}`;
+  await c.namespace(ns);
+  const { jobs, runs } = await c.watch(ns);
+  const { op, idleMiB } = await startSettled(
+    c,
+    `${logDir}/operator-${n}-${run}.log`,
+    o.settleSeconds,
+  );
+  result.idleRssMiB = idleMiB;
+  const alive = () => op.assertAlive();
+  try {
+    const objects = Array.from(
+      { length: n },
+      (_, i) => scriptRun(ns, `run-${String(i).padStart(5, "0")}`),
+    );
+    const cpu0 = await op.cpuSeconds();
+    const req0 = await op.requests();
+    const t0 = performance.now();
+    await c.api.createAll(objects, runsPath, 32);
+    result.createSeconds = secs(performance.now() - t0);
+    say(`[${n} #${run}] created ${n} ScriptRuns in ${result.createSeconds.toFixed(1)} s`);
+
+    await until(`${n} Jobs exist`, 60_000 + 300 * n, () => jobs.jobs.size >= n, alive);
+    const added = [...jobs.jobs.values()].map((j) => j.added).sort((a, b) => a - b);
+    result.jobsExistSeconds = secs(added[n - 1] - t0);
+    say(`[${n} #${run}] all Jobs exist after ${result.jobsExistSeconds.toFixed(1)} s`);
+
+    await until(
+      `${n} ScriptRuns finished`,
+      120_000 + 600 * n,
+      () => runs.finishedCount >= n,
+      alive,
+    );
+    const cpu1 = await op.cpuSeconds();
+    const req1 = await op.requests();
+    const mem = op.memory();
+    const finished = [...runs.runs.values()].map((r) => r.finished ?? 0);
+    result.allSucceededSeconds = secs(Math.max(...finished) - t0);
+    result.failedRuns = runs.failedCount;
+    result.cpuSeconds = cpu1 - cpu0;
+    result.requests = diffCounts(req0, req1);
+    result.writes = writes(result.requests);
+    result.writesPerRun = result.writes / n;
+    result.peakRssMiB = mem.hwmKiB / MiB;
+    result.rssAfterMiB = mem.rssKiB / MiB;
+    say(
+      `[${n} #${run}] all ScriptRuns finished after ${
+        result.allSucceededSeconds.toFixed(1)
+      } s (${runs.failedCount} Failed); CPU ${result.cpuSeconds.toFixed(1)} s, peak ${
+        result.peakRssMiB.toFixed(0)
+      } MiB, ${result.writes} writes`,
+    );
+
+    await until(`${n} Jobs Complete`, 60_000, () => jobs.completeCount >= n - runs.failedCount);
+    const completes = [...jobs.jobs.values()].map((j) => j.complete ?? 0);
+    result.jobsCompleteSeconds = secs(Math.max(...completes) - t0);
+
+    const latencies: number[] = [];
+    let negative = 0;
+    for (const [uid, r] of runs.runs) {
+      const job = jobs.jobs.get(jobs.byOwner.get(uid) ?? "");
+      if (r.phase !== "Succeeded" || r.finished === undefined || job?.complete === undefined) {
+        continue;
+      }
+      const d = secs(r.finished - job.complete);
+      if (d < 0) negative++;
+      latencies.push(Math.max(0, d));
+    }
+    result.completeToSucceeded = {
+      p50: percentile(latencies, 50)!,
+      p99: percentile(latencies, 99)!,
+      max: Math.max(...latencies),
+      samples: latencies.length,
+      negative,
+    };
+
+    if (steady && o.steadySeconds > 0) {
+      // Let trailing writes of the convergence (Events, last patches) land first.
+      await sleep(5000);
+      result.steady = await measureSteady(op, o.steadySeconds);
+      say(
+        `[${n} #${run}] steady: ${result.steady.cpuPerMinute.toFixed(2)} CPU s/min, ${
+          result.steady.requestsPerInterval.toFixed(1)
+        } requests per ${result.steady.intervalMs / 1000} s interval`,
+      );
+    }
+  } catch (e) {
+    result.error = e instanceof Error ? e.message : String(e);
+    say(`[${n} #${run}] FAILED: ${result.error}`);
+  } finally {
+    await op.stop();
+  }
+  return result;
+}
+
+const SAMPLE_EVERY_MS = 2000;
+
+/**
+ * Scenario 4: CPU and requests over about `seconds`, rounded to whole poll intervals (so a window
+ * does not catch one cycle more or less by its phase alone), sampled every 2 s.
+ */
+async function measureSteady(op: OperatorProcess, about: number): Promise<Steady> {
+  const interval = await operatorInterval(op);
+  const seconds = (Math.max(1, Math.round((about * 1000) / interval.ms)) * interval.ms) / 1000;
+  const t0 = performance.now();
+  const cpu0 = await op.cpuSeconds();
+  const req0 = await op.requests();
+  let last = req0;
+  const perSample: number[] = [];
+  while (performance.now() - t0 < seconds * 1000) {
+    await sleep(Math.min(SAMPLE_EVERY_MS, seconds * 1000 - (performance.now() - t0)));
+    await op.assertAlive();
+    const now = await op.requests();
+    perSample.push(nonWatchRequests(diffCounts(last, now)));
+    last = now;
+  }
+  const cpu1 = await op.cpuSeconds();
+  const elapsed = performance.now() - t0;
+  const requests = diffCounts(req0, last);
+  const total = nonWatchRequests(requests);
+  return {
+    seconds: secs(elapsed),
+    sampleEverySeconds: SAMPLE_EVERY_MS / 1000,
+    intervalMs: interval.ms,
+    intervalSource: interval.source,
+    cpuSeconds: cpu1 - cpu0,
+    cpuPerMinute: ((cpu1 - cpu0) * 60_000) / elapsed,
+    requests,
+    nonWatchRequests: total,
+    requestsPerInterval: (total * interval.ms) / elapsed,
+    requestsPerSample: perSample,
+    writes: writes(requests),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios 3 and 5, on one control plane.
+
+async function singleAndNoise(
+  c: Cluster,
+  o: Options,
+  logDir: string,
+  results: Results,
+): Promise<void> {
+  // Scenario 1 sample and scenario 3.
+  {
+    const ns = "single";
+    await c.namespace(ns);
+    const { jobs } = await c.watch(ns);
+    const { op, idleMiB } = await startSettled(c, `${logDir}/operator-single.log`, o.settleSeconds);
+    results.idleRssMiB.push(idleMiB);
+    say(`idle resident memory ${idleMiB.toFixed(0)} MiB`);
+    const interval = await operatorInterval(op);
+    const single: NonNullable<Results["single"]> = { samplesSeconds: [], intervalMs: interval.ms };
+    results.single = single;
+    try {
+      for (let i = 0; i < o.singleSamples; i++) {
+        // A random moment within one poll interval, so a poll loop is not caught at one phase.
+        await sleep(Math.random() * interval.ms);
+        const t0 = performance.now();
+        const created = await c.api.request<KubeObject>(
+          "POST",
+          runsPath(scriptRun(ns, `single-${i}`)),
+          scriptRun(ns, `single-${i}`),
+        );
+        const uid = created.metadata.uid!;
+        await until(
+          `the Job of single-${i}`,
+          120_000,
+          () => jobs.byOwner.has(uid),
+          () => op.assertAlive(),
+        );
+        const job = jobs.jobs.get(jobs.byOwner.get(uid)!)!;
+        single.samplesSeconds.push(secs(job.added - t0));
+        say(
+          `single run ${i + 1}/${o.singleSamples}: Job after ${secs(job.added - t0).toFixed(2)} s`,
+        );
+      }
+    } catch (e) {
+      single.error = e instanceof Error ? e.message : String(e);
+      say(`single runs FAILED: ${single.error}`);
+    } finally {
+      await op.stop();
+    }
+  }
+
+  // Scenario 5.
+  const noise: NonNullable<Results["noise"]> = {
+    configMaps: o.noiseConfigMaps,
+    jobs: o.noiseJobs,
+  };
+  results.noise = noise;
+  let op: OperatorProcess | undefined;
+  try {
+    await c.namespace("noise");
+    const t0 = performance.now();
+    const filler = "x".repeat(1024);
+    await c.api.createAll(
+      Array.from({ length: o.noiseConfigMaps }, (_, i) => ({
+        apiVersion: "v1",
+        kind: "ConfigMap",
+        metadata: { name: `noise-${i}`, namespace: "noise", labels: { app: "noise" } },
+        data: { "payload.txt": filler },
+      })),
+      () => "/api/v1/namespaces/noise/configmaps",
+      64,
+    );
+    // Suspended (no pods) and managed by someone else (the job controller leaves them alone).
+    await c.api.createAll(
+      Array.from({ length: o.noiseJobs }, (_, i) => ({
+        apiVersion: "batch/v1",
+        kind: "Job",
+        metadata: { name: `noise-${i}`, namespace: "noise", labels: { app: "noise" } },
+        spec: {
+          suspend: true,
+          managedBy: "bench.script-operator.dev/noise",
+          template: {
+            spec: {
+              restartPolicy: "Never",
+              containers: [{ name: "main", image: "busybox:1.36", command: ["true"] }],
+            },
+          },
+        },
+      })),
+      () => "/apis/batch/v1/namespaces/noise/jobs",
+      64,
+    );
+    noise.createSeconds = secs(performance.now() - t0);
+    say(
+      `noise: ${o.noiseConfigMaps} ConfigMaps and ${o.noiseJobs} Jobs created in ${
+        noise.createSeconds.toFixed(1)
+      } s`,
+    );
+    const ns = "noise-runs";
+    await c.namespace(ns);
+    const { runs } = await c.watch(ns);
+    const started = await startSettled(c, `${logDir}/operator-noise.log`, o.settleSeconds);
+    op = started.op;
+    noise.idleRssMiB = started.idleMiB;
+    const t1 = performance.now();
+    await c.api.createAll(
+      Array.from({ length: 10 }, (_, i) => scriptRun(ns, `noisy-${i}`)),
+      runsPath,
+    );
+    const alive = op.assertAlive.bind(op);
+    await until(
+      "10 ScriptRuns finished among the noise",
+      300_000,
+      () => runs.finishedCount >= 10,
+      alive,
+    );
+    const finished = [...runs.runs.values()].map((r) => r.finished ?? 0);
+    noise.allSucceededSeconds = secs(Math.max(...finished) - t1);
+    const mem = op.memory();
+    noise.rssAfterMiB = mem.rssKiB / MiB;
+    noise.peakRssMiB = mem.hwmKiB / MiB;
+    say(
+      `noise: 10 runs finished after ${noise.allSucceededSeconds.toFixed(1)} s; resident ${
+        noise.rssAfterMiB.toFixed(0)
+      } MiB`,
+    );
+  } catch (e) {
+    noise.error = e instanceof Error ? e.message : String(e);
+    say(`noise FAILED: ${noise.error}`);
+  } finally {
+    await op?.stop();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The table.
+
+function rowsOf(results: Results, o: Options, limitMiB: number | undefined): Row[] {
+  const rows: Row[] = [];
+  const idle = summarize(results.idleRssMiB);
+  rows.push({
+    measure: `idle resident memory (VmRSS ${o.settleSeconds} s after ready), MiB`,
+    runs: `${results.idleRssMiB.length} processes`,
+    summary: idle,
+    digits: 0,
+    target: TARGETS.idleMiB,
+  });
+  for (const n of o.sizes) {
+    const bs = results.batches.filter((b) => b.n === n);
+    const runs = `${bs.length} run${bs.length === 1 ? "" : "s"}`;
+    const errors = bs.filter((b) => b.error).length;
+    const note = errors ? `${errors} run(s) failed, see JSON` : undefined;
+    const row = (
+      measure: string,
+      pick: (b: BatchRun) => number | undefined,
+      digits: number,
+      target?: Target,
+    ) => rows.push({ measure, runs, summary: summarize(bs.map(pick)), digits, target, note });
+    const N = n.toLocaleString("en-US");
+    row(`${N} at once: the bench's POSTs done (32 parallel), s`, (b) => b.createSeconds, 1);
+    row(
+      `${N} at once: all Jobs exist after the first POST, s`,
+      (b) => b.jobsExistSeconds,
+      1,
+      TARGETS.jobsExistSeconds[n],
+    );
+    row(
+      `${N} at once: peak resident memory (VmHWM), MiB`,
+      (b) => b.peakRssMiB,
+      0,
+      TARGETS.peakMiB[n],
+    );
+    if (DEPLOYMENT_LIMIT_SIZES.includes(n) && limitMiB !== undefined) {
+      row(
+        `${N} at once: peak resident memory vs the Deployment's limit, MiB`,
+        (b) => b.peakRssMiB,
+        0,
+        le(limitMiB, `≤ ${limitMiB.toFixed(0)} (deploy/)`),
+      );
+    }
+    row(
+      `${N} at once: operator CPU until all finished, s`,
+      (b) => b.cpuSeconds,
+      1,
+      TARGETS.cpuSeconds[n],
+    );
+    row(`${N} at once: operator writes per ScriptRun`, (b) => b.writesPerRun, 1);
+    row(
+      `${N} at once: all ScriptRuns Succeeded after the first POST, s`,
+      (b) => b.allSucceededSeconds,
+      1,
+    );
+    row(
+      `${N} at once: all Jobs Complete (kube-controller-manager's pace), s`,
+      (b) => b.jobsCompleteSeconds,
+      1,
+    );
+    row(
+      `${N} at once: Job Complete → ScriptRun Succeeded p50, s`,
+      (b) => b.completeToSucceeded?.p50,
+      2,
+      TARGETS.completeToSucceededP50,
+    );
+    row(
+      `${N} at once: Job Complete → ScriptRun Succeeded p99, s`,
+      (b) => b.completeToSucceeded?.p99,
+      2,
+      TARGETS.completeToSucceededP99,
+    );
+    const steady = bs.filter((b) => b.steady);
+    if (steady.length > 0) {
+      const s = steady[0].steady!;
+      const sruns = `${steady.length} × ${s.seconds.toFixed(0)} s`;
+      rows.push({
+        measure: `steady at ${N} finished: operator CPU per minute, s`,
+        runs: sruns,
+        summary: summarize(steady.map((b) => b.steady!.cpuPerMinute)),
+        digits: 2,
+        target: TARGETS.steadyCpuPerMinute[n],
+      });
+      rows.push({
+        measure: `steady at ${N} finished: requests per ${
+          s.intervalMs / 1000
+        } s interval, watches excluded`,
+        runs: sruns,
+        summary: summarize(steady.map((b) => b.steady!.requestsPerInterval)),
+        digits: 1,
+        target: TARGETS.steadyRequestsPerInterval[n],
+      });
+    }
+  }
+  const single = results.single;
+  if (single) {
+    rows.push({
+      measure: "one new ScriptRun on an idle operator → its Job exists, s",
+      runs: `${single.samplesSeconds.length} sequential runs`,
+      summary: summarize(single.samplesSeconds),
+      digits: 2,
+      target: TARGETS.singleJobSeconds,
+      note: single.error ? "failed, see JSON" : undefined,
+    });
+  }
+  const noise = results.noise;
+  if (noise) {
+    const what = `${noise.configMaps.toLocaleString("en-US")} other ConfigMaps, ${
+      noise.jobs.toLocaleString("en-US")
+    } other Jobs`;
+    const note = noise.error ? "failed, see JSON" : undefined;
+    rows.push({
+      measure: `${what}: 10 new runs → all Succeeded, s`,
+      runs: "1 run",
+      summary: summarize([noise.allSucceededSeconds]),
+      digits: 1,
+      note,
+    });
+    rows.push({
+      measure: `${what}: resident memory after them, MiB`,
+      runs: "1 run",
+      summary: summarize([noise.rssAfterMiB]),
+      digits: 0,
+      note,
+    });
+    rows.push({
+      measure: `${what}: resident memory above the idle median, MiB`,
+      runs: "1 run",
+      summary: summarize([
+        noise.rssAfterMiB !== undefined && idle ? noise.rssAfterMiB - idle.median : undefined,
+      ]),
+      digits: 0,
+      target: TARGETS.noiseAboveIdleMiB,
+      note,
+    });
+  }
+  return rows;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Main.
+
+async function main(): Promise<number> {
+  const o = parseOptions(Deno.args);
+  // Whatever the test harness learns from the environment (another cluster, a real node), the
+  // bench always starts its own control planes with the kwok node only.
+  for (const name of Object.keys(Deno.env.toObject())) {
+    if (name.startsWith("SCRIPT_OPERATOR_TEST_")) Deno.env.delete(name);
+  }
+  const stamp = new Date().toISOString().replace(/\..*/, "").replaceAll(":", "-");
+  const out = o.out ?? `${ROOT}bench/results/${stamp}.json`;
+  const keptLogs = o.keepLogs ? out.replace(/\.json$/, "") + "-logs" : undefined;
+  const logDir = keptLogs ?? (await Deno.makeTempDir({ prefix: "script-operator-bench-" }));
+  await Deno.mkdir(logDir, { recursive: true });
+  const started = new Date();
+  const loadStart = loadAverage();
+  const results: Results = {
+    meta: {
+      started: started.toISOString(),
+      nproc: navigator.hardwareConcurrency,
+      loadAverageStart: loadStart,
+      deno: Deno.version.deno,
+      commit: await git(["rev-parse", "HEAD"]),
+      dirty: ((await git(["status", "--porcelain"])) ?? "") !== "",
+      operatorFlags: await startTaskFlags(),
+      options: o,
+      node: "kwok",
+    },
+    idleRssMiB: [],
+    batches: [],
+  };
+  say(
+    `${navigator.hardwareConcurrency} cores, load average ${loadStart.join(" ")}; sizes ${
+      o.sizes.join(", ")
+    }; logs in ${logDir}`,
+  );
+  const binDir = await ensureBinaries();
+  const cpLogs = (name: string) => keptLogs ? `${keptLogs}/control-plane-${name}` : undefined;
+
+  await withCluster(binDir, cpLogs("single"), (c) => singleAndNoise(c, o, logDir, results));
+  for (const n of o.sizes) {
+    const runs = runsFor(o, n);
+    for (let run = 1; run <= runs; run++) {
+      say(`${n} ScriptRuns, run ${run}/${runs}`);
+      const result = await withCluster(
+        binDir,
+        cpLogs(`${n}-${run}`),
+        (c) => batch(c, o, n, run, logDir, run === runs && n >= Math.min(STEADY_FROM, ...o.sizes)),
+      );
+      results.batches.push(result);
+      if (result.idleRssMiB !== undefined) results.idleRssMiB.push(result.idleRssMiB);
+    }
+  }
+
+  const loadEnd = loadAverage();
+  results.meta.loadAverageEnd = loadEnd;
+  results.meta.finished = new Date().toISOString();
+  results.meta.minutes = (Date.now() - started.getTime()) / 60_000;
+  const limitMiB = await deploymentMemoryLimitMiB();
+  results.meta.deploymentMemoryLimitMiB = limitMiB;
+  const rows = rowsOf(results, o, limitMiB);
+  const steady = results.batches.find((b) => b.steady)?.steady;
+  const header = [
+    `script-operator bench, ${started.toISOString().slice(0, 16)}Z, commit ${
+      String(results.meta.commit ?? "?").slice(0, 10)
+    }${results.meta.dirty ? " (dirty)" : ""}; Deno ${Deno.version.deno}; kwok node`,
+    `${navigator.hardwareConcurrency} cores; load average at start ${loadStart.join(" ")}, at end ${
+      loadEnd.join(" ")
+    }; ${(results.meta.minutes as number).toFixed(1)} min`,
+    `operator: deno run ${(results.meta.operatorFlags as string[]).join(" ")} main.ts` +
+    (steady ? ` (poll interval ${steady.intervalMs / 1000} s, from ${steady.intervalSource})` : ""),
+    `runs per size: ${o.sizes.map((n) => `${n}: ${runsFor(o, n)}`).join(", ")}; steady state ` +
+    `sampled every ${SAMPLE_EVERY_MS / 1000} s; latencies from the bench's own watch timestamps`,
+  ];
+  results.meta.table = rows;
+  await Deno.mkdir(out.replace(/\/[^/]*$/, ""), { recursive: true });
+  await Deno.writeTextFile(out, JSON.stringify(results, null, 2) + "\n");
+  if (!keptLogs) await Deno.remove(logDir, { recursive: true }).catch(() => {});
+  console.log(header.map((l) => `> ${l}`).join("\n"));
+  console.log();
+  console.log(markdownTable(rows));
+  console.log();
+  console.log(`JSON: ${out}${keptLogs ? `; logs: ${keptLogs}` : ""}`);
+  const failed = results.batches.some((b) => b.error) || results.single?.error ||
+    results.noise?.error;
+  return failed ? 1 : 0;
+}
+
+if (import.meta.main) {
+  try {
+    Deno.exit(await main());
+  } catch (e) {
+    console.error(`bench: ${e instanceof Error ? e.message : e}`);
+    Deno.exit(1);
+  }
+}
