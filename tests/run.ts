@@ -6,7 +6,7 @@
  *    cluster and `SCRIPT_OPERATOR_TEST_JOBS` defaults to `real`), builds the binaries if needed
  *    (or uses `KUBEBUILDER_ASSETS`) and runs two suites, one after the other, each on a fresh
  *    control plane with the test_env.ts variables exported:
- *    - the kwok suite: `deno test -A --no-check=remote tests/ src/ deploy/` except
+ *    - the kwok suite: `deno test -A --no-check=remote tests/ src/ deploy/ bench/` except
  *      `tests/real_node/`, on a control plane whose node is kwok;
  *    - the real-node suite: `tests/real_node/`, on a control plane with a real node (containerd +
  *      kubelet). When the real node cannot run here, its tests are reported skipped with the
@@ -64,7 +64,7 @@ async function runTests(args: string[], env: Record<string, string>): Promise<vo
   const here = `${Deno.cwd()}/` === root ? "" : root;
   const defaults = paths.length > 0
     ? []
-    : ["tests/", "src/", "deploy/"].map((p) => `${here}${p}`).filter(exists);
+    : ["tests/", "src/", "deploy/", "bench/"].map((p) => `${here}${p}`).filter(exists);
   const testArgs = [
     "test",
     "-A",
@@ -214,9 +214,10 @@ async function main(): Promise<void> {
     const paths = args.filter((a) => !a.startsWith("-") && exists(a));
     const flags = args.filter((a) => !paths.includes(a));
     const here = `${Deno.cwd()}/` === root ? "" : root;
-    const suites = paths.length > 0
-      ? splitSuites(paths, Deno.cwd())
-      : { kwok: ["tests/", "src/", "deploy/"].map((p) => `${here}${p}`), real: [REAL_NODE_SUITE] };
+    const suites = paths.length > 0 ? splitSuites(paths, Deno.cwd()) : {
+      kwok: ["tests/", "src/", "deploy/", "bench/"].map((p) => `${here}${p}`),
+      real: [REAL_NODE_SUITE],
+    };
     const envtest = Deno.env.get("KUBEBUILDER_ASSETS");
     const binDir = envtest || await ensureBinaries();
     if (suites.kwok.length > 0) {
