@@ -44,6 +44,7 @@ const GROUP_PATH = "/apis/script-operator.dev/v1alpha1";
 const USAGE = `deno task bench [--full] [--sizes=100,1000] [--runs=N] [--steady-seconds=60]
                  [--settle-seconds=10] [--single-samples=10] [--noise=10000,5000]
                  [--out=FILE] [--keep-logs]
+       deno task bench --table=FILE
 
   --full              sizes 100, 1000 and 5000 (default: 100 and 1000)
   --sizes=LIST        ScriptRun counts of scenario 2 (overrides --full)
@@ -54,7 +55,8 @@ const USAGE = `deno task bench [--full] [--sizes=100,1000] [--runs=N] [--steady-
   --single-samples=N  sequential single runs of scenario 3 (default 10)
   --noise=C,J         other ConfigMaps and Jobs of scenario 5 (default 10000,5000)
   --out=FILE          JSON results (default bench/results/<time>.json)
-  --keep-logs         keep the operator and control-plane logs next to the JSON`;
+  --keep-logs         keep the operator and control-plane logs next to the JSON
+  --table=FILE        print the table of an earlier run's JSON, run nothing`;
 
 /** Command-line options of the bench. */
 interface Options {
@@ -68,6 +70,8 @@ interface Options {
   out?: string;
   keepLogs: boolean;
   full: boolean;
+  /** Print the report of this JSON results file instead of running. */
+  table?: string;
 }
 
 function parseOptions(args: string[]): Options {
@@ -119,6 +123,10 @@ function parseOptions(args: string[]): Options {
         o.noiseJobs = positive(flag, j ?? "", 0);
         break;
       }
+      case "--table":
+        if (!value) throw new Error(`--table needs a JSON results file\n\n${USAGE}`);
+        o.table = value;
+        break;
       case "--out":
         if (!value) throw new Error(`--out needs a file name\n\n${USAGE}`);
         o.out = value;
@@ -889,11 +897,67 @@ function rowsOf(results: Results, o: Options, limitMiB: number | undefined): Row
   return rows;
 }
 
+/** One line: the operator's requests by method until all finished, for the median run of each size. */
+function writesByMethod(results: Results, o: Options): string {
+  const parts = o.sizes.flatMap((n) => {
+    const bs = results.batches.filter((b) => b.n === n && b.requests)
+      .sort((a, b) => a.writes! - b.writes!);
+    const mid = bs[Math.floor((bs.length - 1) / 2)];
+    if (!mid) return [];
+    const counts = Object.entries(mid.requests!).sort(([a], [b]) => a.localeCompare(b))
+      .map(([m, c]) => `${m} ${c}`).join(", ");
+    return [`${n.toLocaleString("en-US")}: ${counts}`];
+  });
+  return `Requests until all finished, by method (median run): ${parts.join("; ") || "-"}`;
+}
+
+/** The printed report of some results: header lines, the table, requests by method. */
+function report(results: Results): string {
+  const m = results.meta as {
+    started: string;
+    commit?: string;
+    dirty?: boolean;
+    deno: string;
+    nproc: number;
+    loadAverageStart: number[];
+    loadAverageEnd: number[];
+    minutes: number;
+    operatorFlags: string[];
+    options: Options;
+    deploymentMemoryLimitMiB?: number;
+  };
+  const o = m.options;
+  const steady = results.batches.find((b) => b.steady)?.steady;
+  const header = [
+    `script-operator bench, ${m.started.slice(0, 16)}Z, commit ${
+      String(m.commit ?? "?").slice(0, 10)
+    }${m.dirty ? " (dirty)" : ""}; Deno ${m.deno}; kwok node`,
+    `${m.nproc} cores; load average (1, 5, 15 min) at start ${
+      m.loadAverageStart.join(" ")
+    }, at end ${m.loadAverageEnd.join(" ")}; took ${m.minutes.toFixed(1)} min`,
+    `operator: deno run ${m.operatorFlags.join(" ")} main.ts` +
+    (steady ? ` (poll interval ${steady.intervalMs / 1000} s, from ${steady.intervalSource})` : ""),
+    `runs per size: ${o.sizes.map((n) => `${n}: ${runsFor(o, n)}`).join(", ")}; steady state ` +
+    `sampled every ${SAMPLE_EVERY_MS / 1000} s; latencies from the bench's own watch timestamps`,
+  ];
+  return [
+    header.map((l) => `> ${l}`).join("\n"),
+    "",
+    markdownTable(rowsOf(results, o, m.deploymentMemoryLimitMiB)),
+    "",
+    writesByMethod(results, o),
+  ].join("\n");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Main.
 
 async function main(): Promise<number> {
   const o = parseOptions(Deno.args);
+  if (o.table) {
+    console.log(report(JSON.parse(await Deno.readTextFile(o.table)) as Results));
+    return 0;
+  }
   // Whatever the test harness learns from the environment (another cluster, a real node), the
   // bench always starts its own control planes with the kwok node only.
   for (const name of Object.keys(Deno.env.toObject())) {
@@ -956,30 +1020,11 @@ async function main(): Promise<number> {
   results.meta.loadAverageEnd = loadEnd;
   results.meta.finished = new Date().toISOString();
   results.meta.minutes = (Date.now() - started.getTime()) / 60_000;
-  const limitMiB = await deploymentMemoryLimitMiB();
-  results.meta.deploymentMemoryLimitMiB = limitMiB;
-  const rows = rowsOf(results, o, limitMiB);
-  const steady = results.batches.find((b) => b.steady)?.steady;
-  const header = [
-    `script-operator bench, ${started.toISOString().slice(0, 16)}Z, commit ${
-      String(results.meta.commit ?? "?").slice(0, 10)
-    }${results.meta.dirty ? " (dirty)" : ""}; Deno ${Deno.version.deno}; kwok node`,
-    `${navigator.hardwareConcurrency} cores; load average at start ${loadStart.join(" ")}, at end ${
-      loadEnd.join(" ")
-    }; ${(results.meta.minutes as number).toFixed(1)} min`,
-    `operator: deno run ${(results.meta.operatorFlags as string[]).join(" ")} main.ts` +
-    (steady ? ` (poll interval ${steady.intervalMs / 1000} s, from ${steady.intervalSource})` : ""),
-    `runs per size: ${o.sizes.map((n) => `${n}: ${runsFor(o, n)}`).join(", ")}; steady state ` +
-    `sampled every ${SAMPLE_EVERY_MS / 1000} s; latencies from the bench's own watch timestamps`,
-  ];
-  results.meta.table = rows;
+  results.meta.deploymentMemoryLimitMiB = await deploymentMemoryLimitMiB();
   await Deno.mkdir(out.replace(/\/[^/]*$/, ""), { recursive: true });
   await Deno.writeTextFile(out, JSON.stringify(results, null, 2) + "\n");
   if (!keptLogs) await Deno.remove(logDir, { recursive: true }).catch(() => {});
-  console.log(header.map((l) => `> ${l}`).join("\n"));
-  console.log();
-  console.log(markdownTable(rows));
-  console.log();
+  console.log(report(results));
   console.log(`JSON: ${out}${keptLogs ? `; logs: ${keptLogs}` : ""}`);
   const failed = results.batches.some((b) => b.error) || results.single?.error ||
     results.noise?.error;
