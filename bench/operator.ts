@@ -38,12 +38,14 @@ import {
 } from "./stats.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
+/** The checkout whose operator is measured (`--operator=DIR`; default this one), ending in `/`. */
+let OPERATOR_ROOT = ROOT;
 const MiB = 1024;
 const GROUP_PATH = "/apis/script-operator.dev/v1alpha1";
 
 const USAGE = `deno task bench [--full] [--sizes=100,1000] [--runs=N] [--steady-seconds=60]
                  [--settle-seconds=10] [--single-samples=10] [--noise=10000,5000]
-                 [--out=FILE] [--keep-logs]
+                 [--out=FILE] [--keep-logs] [--operator=DIR]
        deno task bench --table=FILE
 
   --full              sizes 100, 1000 and 5000 (default: 100 and 1000)
@@ -56,6 +58,8 @@ const USAGE = `deno task bench [--full] [--sizes=100,1000] [--runs=N] [--steady-
   --noise=C,J         other ConfigMaps and Jobs of scenario 5 (default 10000,5000)
   --out=FILE          JSON results (default bench/results/<time>.json)
   --keep-logs         keep the operator and control-plane logs next to the JSON
+  --operator=DIR      measure the operator of another checkout (its main.ts, start task, CRD
+                      and deploy/deployment.yaml), e.g. a worktree of the previous version
   --table=FILE        print the table of an earlier run's JSON, run nothing`;
 
 /** Command-line options of the bench. */
@@ -72,6 +76,8 @@ interface Options {
   full: boolean;
   /** Print the report of this JSON results file instead of running. */
   table?: string;
+  /** Checkout whose operator is measured. */
+  operator?: string;
 }
 
 function parseOptions(args: string[]): Options {
@@ -127,6 +133,10 @@ function parseOptions(args: string[]): Options {
         if (!value) throw new Error(`--table needs a JSON results file\n\n${USAGE}`);
         o.table = value;
         break;
+      case "--operator":
+        if (!value) throw new Error(`--operator needs a checkout folder\n\n${USAGE}`);
+        o.operator = value.endsWith("/") ? value : `${value}/`;
+        break;
       case "--out":
         if (!value) throw new Error(`--out needs a file name\n\n${USAGE}`);
         o.out = value;
@@ -176,7 +186,7 @@ const DEPLOYMENT_LIMIT_SIZES = [5000];
 
 /** The memory limit of the operator container in deploy/deployment.yaml, in MiB. */
 async function deploymentMemoryLimitMiB(): Promise<number | undefined> {
-  const doc = parseYaml(await Deno.readTextFile(`${ROOT}deploy/deployment.yaml`)) as {
+  const doc = parseYaml(await Deno.readTextFile(`${OPERATOR_ROOT}deploy/deployment.yaml`)) as {
     spec?: {
       template?: { spec?: { containers?: { resources?: { limits?: { memory?: string } } }[] } };
     };
@@ -209,7 +219,7 @@ function loadAverage(): number[] {
 
 async function git(args: string[]): Promise<string | undefined> {
   try {
-    const out = await new Deno.Command("git", { args, cwd: ROOT, stdin: "null" }).output();
+    const out = await new Deno.Command("git", { args, cwd: OPERATOR_ROOT, stdin: "null" }).output();
     return out.success ? new TextDecoder().decode(out.stdout).trim() : undefined;
   } catch {
     return undefined;
@@ -342,7 +352,7 @@ async function withCluster<T>(
         }`,
       );
     }
-    await kubectl(cp, ["apply", "--server-side", "-f", `${ROOT}deploy/crd.yaml`]);
+    await kubectl(cp, ["apply", "--server-side", "-f", `${OPERATOR_ROOT}deploy/crd.yaml`]);
     await kubectl(cp, [
       "wait",
       "--for=condition=Established",
@@ -467,7 +477,7 @@ async function startSettled(
   logPath: string,
   settleSeconds: number,
 ): Promise<{ op: OperatorProcess; idleMiB: number }> {
-  const op = await OperatorProcess.start(c.cp.kubeconfigPath, logPath);
+  const op = await OperatorProcess.start(c.cp.kubeconfigPath, logPath, OPERATOR_ROOT);
   await op.waitReady();
   await sleep(settleSeconds * 1000);
   await op.assertAlive();
@@ -954,6 +964,16 @@ function report(results: Results): string {
 
 async function main(): Promise<number> {
   const o = parseOptions(Deno.args);
+  if (o.operator) {
+    OPERATOR_ROOT = await Deno.realPath(o.operator).then((p) => `${p}/`).catch(() => {
+      throw new Error(`--operator=${o.operator}: no such folder`);
+    });
+    if (!(await Deno.stat(`${OPERATOR_ROOT}main.ts`).catch(() => undefined))) {
+      throw new Error(
+        `--operator=${o.operator}: no main.ts there; give a script-operator checkout`,
+      );
+    }
+  }
   if (o.table) {
     console.log(report(JSON.parse(await Deno.readTextFile(o.table)) as Results));
     return 0;
@@ -978,7 +998,8 @@ async function main(): Promise<number> {
       deno: Deno.version.deno,
       commit: await git(["rev-parse", "HEAD"]),
       dirty: ((await git(["status", "--porcelain"])) ?? "") !== "",
-      operatorFlags: await startTaskFlags(),
+      operatorFlags: await startTaskFlags(OPERATOR_ROOT),
+      operatorRoot: OPERATOR_ROOT,
       options: o,
       node: "kwok",
     },

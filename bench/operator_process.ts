@@ -17,9 +17,12 @@ import {
 
 const ROOT = new URL("../", import.meta.url).pathname;
 
-/** The `deno run` flags of deno.json's start task: every word between `run` and `main.ts`. */
-export async function startTaskFlags(): Promise<string[]> {
-  const config = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`));
+/**
+ * The `deno run` flags of deno.json's start task in the checkout `root` (default: this one):
+ * every word between `run` and `main.ts`.
+ */
+export async function startTaskFlags(root: string = ROOT): Promise<string[]> {
+  const config = JSON.parse(await Deno.readTextFile(`${root}deno.json`));
   const words: string[] = String(config.tasks?.start ?? "").trim().split(/\s+/);
   const run = words.indexOf("run");
   const main = words.findIndex((w) => /(^|\/)main\.ts$/.test(w));
@@ -84,16 +87,20 @@ export class OperatorProcess {
   }
 
   /**
-   * Starts `main.ts` with the start task's flags against `kubeconfig`, all namespaces, default
+   * Starts `<root>main.ts` (`root` ends with `/`) with the start task's flags against `kubeconfig`, all namespaces, default
    * interval and concurrency, JSON logs to `logPath`, probes and metrics on free loopback ports.
    */
-  static async start(kubeconfig: string, logPath: string): Promise<OperatorProcess> {
+  static async start(
+    kubeconfig: string,
+    logPath: string,
+    root: string = ROOT,
+  ): Promise<OperatorProcess> {
     const ports = freePorts(2);
     const commandLine = [
       Deno.execPath(),
       "run",
-      ...(await startTaskFlags()),
-      `${ROOT}main.ts`,
+      ...(await startTaskFlags(root)),
+      `${root}main.ts`,
       `--kubeconfig=${kubeconfig}`,
       "--log-format=json",
       `--health-probe-bind-address=127.0.0.1:${ports[0]}`,
@@ -108,7 +115,7 @@ export class OperatorProcess {
     ]);
     const child = new Deno.Command(cmd, {
       args,
-      cwd: ROOT,
+      cwd: root,
       env: { BENCH_LOG_FILE: logPath },
       stdin: "null",
       stdout: "null",
