@@ -209,6 +209,7 @@ async function deploymentMemoryLimitMiB(): Promise<number | undefined> {
 // ---------------------------------------------------------------------------------------------
 // Small helpers.
 
+const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const say = (msg: string) => console.error(`bench: ${msg}`);
 const secs = (ms: number) => ms / 1000;
@@ -478,10 +479,15 @@ async function startSettled(
   settleSeconds: number,
 ): Promise<{ op: OperatorProcess; idleMiB: number }> {
   const op = await OperatorProcess.start(c.cp.kubeconfigPath, logPath, OPERATOR_ROOT);
-  await op.waitReady();
-  await sleep(settleSeconds * 1000);
-  await op.assertAlive();
-  return { op, idleMiB: op.memory().rssKiB / MiB };
+  try {
+    await op.waitReady();
+    await sleep(settleSeconds * 1000);
+    await op.assertAlive();
+    return { op, idleMiB: op.memory().rssKiB / MiB };
+  } catch (e) {
+    await op.stop();
+    throw e;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1014,12 +1020,18 @@ async function main(): Promise<number> {
   const binDir = await ensureBinaries();
   const cpLogs = (name: string) => keptLogs ? `${keptLogs}/control-plane-${name}` : undefined;
 
-  await withCluster(binDir, cpLogs("single"), (c) => singleAndNoise(c, o, logDir, results));
+  await withCluster(binDir, cpLogs("single"), (c) => singleAndNoise(c, o, logDir, results))
+    .catch((e) => {
+      const error = message(e);
+      say(`single runs and noise FAILED: ${error}`);
+      results.single ??= { samplesSeconds: [], intervalMs: 0, error };
+      results.noise ??= { configMaps: o.noiseConfigMaps, jobs: o.noiseJobs, error };
+    });
   for (const n of o.sizes) {
     const runs = runsFor(o, n);
     for (let run = 1; run <= runs; run++) {
       say(`${n} ScriptRuns, run ${run}/${runs}`);
-      const result = await withCluster(
+      const result: BatchRun = await withCluster(
         binDir,
         cpLogs(`${n}-${run}`),
         (c) =>
@@ -1031,7 +1043,10 @@ async function main(): Promise<number> {
             logDir,
             run === runs && n >= Math.min(STEADY_FROM, Math.max(...o.sizes)),
           ),
-      );
+      ).catch((e) => {
+        say(`[${n} #${run}] FAILED: ${message(e)}`);
+        return { n, run, error: message(e) };
+      });
       results.batches.push(result);
       if (result.idleRssMiB !== undefined) results.idleRssMiB.push(result.idleRssMiB);
     }
