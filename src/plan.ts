@@ -638,17 +638,6 @@ function planRun(
         needs,
       };
     }
-    if (finishedReason(previous) && previous.jobName === name) {
-      // The Job was deleted, or the operator removed it after ttlSecondsAfterFinished: the run is
-      // over and its status stays (planFinished handles it; this is the OnChange same-hash case).
-      return {
-        hash,
-        childName: name,
-        actions,
-        status: { ...previous, observedGeneration: generation },
-        needs,
-      };
-    }
     // One Job of a ScriptRun at a time, whatever the status says: no other Job may exist and no
     // pod of the run may be pending or running (our Job does not exist, so any such pod belongs to
     // another Job: of another run hash, or an earlier Job of this one deleted by someone).
@@ -661,7 +650,7 @@ function planRun(
         hash,
         childName: name,
         actions,
-        status: pendingStatus(base, previous, name),
+        status: pendingStatus(base, name),
         needs: ["job"],
       };
     }
@@ -690,7 +679,7 @@ function planRun(
         hash,
         childName: name,
         actions,
-        status: pendingStatus(base, previous, name),
+        status: pendingStatus(base, name),
         needs: ["pods"],
       };
     }
@@ -712,7 +701,7 @@ function planRun(
       message: again ? "Recreating missing Job" : "Creating Job",
       event: true,
     });
-    return { hash, childName: name, actions, status: pendingStatus(base, previous, name), needs };
+    return { hash, childName: name, actions, status: pendingStatus(base, name), needs };
   }
 
   if (job.metadata.deletionTimestamp) {
@@ -762,11 +751,7 @@ function planRun(
   return { hash, childName: name, actions, status, needs, recheckAt };
 }
 
-function pendingStatus(
-  base: ScriptRunStatus,
-  _previous: ScriptRunStatus,
-  name: string,
-): ScriptRunStatus {
+function pendingStatus(base: ScriptRunStatus, name: string): ScriptRunStatus {
   return {
     ...base,
     phase: "Pending",

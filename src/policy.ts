@@ -4,6 +4,7 @@
  * pods this policy allows. Pure. No I/O.
  * @module
  */
+import { REASON } from "./reasons.ts";
 import {
   DEFAULTS,
   effectiveResources,
@@ -95,7 +96,7 @@ export function unsafeEnvName(name: string): boolean {
 }
 
 /** Status reason of a refused ScriptRun. */
-export const POLICY_VIOLATION = "PolicyViolation";
+export const POLICY_VIOLATION: string = REASON.PolicyViolation;
 
 /** The flags that widen the policy, as the refusal messages name them. */
 export const POLICY_FLAGS = {
