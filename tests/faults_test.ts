@@ -157,6 +157,22 @@ clusterTest(
       );
       const waiting = await getRun(ns.name, "edits");
       assertEquals([waiting.status?.phase, waiting.status?.reason], ["Pending", "ReplacingJob"]);
+      // A pod stuck terminating holds the rollout until it is gone: force-deleting it (as on a
+      // lost node) releases it, and the new Job is created while the node is still paused.
+      await kubectlOk([
+        "-n",
+        ns.name,
+        "delete",
+        "pods",
+        "-l",
+        `script-operator.dev/scriptrun-uid=${first.metadata.uid}`,
+        "--force",
+        "--grace-period=0",
+      ]);
+      await waitFor(async () => {
+        const all = (await kubectlJson<{ items: Job[] }>(["-n", ns.name, "get", "jobs"])).items;
+        return all.some((j) => !j.metadata.deletionTimestamp);
+      }, { what: "the new Job after the stuck pod was force-deleted", timeoutMs: 30_000 });
       node.resume();
       // The last spec runs, once.
       const last = await running(ns.name, "edits");
