@@ -122,6 +122,8 @@ interface Fields {
 
 /** How long a write of ours may take to show in the watched view before we stop assuming it. */
 const EXPECT_MS = 30_000;
+/** A settled run (nothing to do for the versions it was planned from) is planned again after this. */
+const SETTLED_MS = 5 * 60_000;
 /** A status patch refused with 409 (the run changed meanwhile) is planned again after this. */
 const CONFLICT_RETRY_MS = 200;
 
@@ -153,6 +155,8 @@ export class Reconciler {
   };
   #busy = new Set<string>();
   #expect = new Map<string, Expectation>();
+  /** Runs whose last reconcile from the view wrote nothing, by the versions it planned from. */
+  #settled = new Map<string, { fingerprint: string; until: number }>();
 
   /** See ReconcilerOptions. */
   constructor(options: ReconcilerOptions) {
@@ -275,6 +279,7 @@ export class Reconciler {
     if (!result.unreachable && result.scopeErrors.length === 0) {
       this.#o.backoff.retain(alive);
       for (const uid of this.#expect.keys()) if (!alive.has(uid)) this.#expect.delete(uid);
+      for (const uid of this.#settled.keys()) if (!alive.has(uid)) this.#settled.delete(uid);
       this.#o.observer.phases?.(phases);
     }
     this.#o.observer.cycle?.((performance.now() - started) / 1000, result.ok);
@@ -290,7 +295,29 @@ export class Reconciler {
     if (!view || !this.#o.canWrite()) return undefined;
     const run = view.scriptRun(namespace, name);
     if (!run) return undefined;
-    return await this.#locked(run, () => this.#observeFromView(view, run));
+    // Settled: planned from exactly these object versions with nothing to do, and no time-bound
+    // step due. The same input gives the same plan, so it is not planned again (the view's
+    // re-LIST every 10 minutes and SETTLED_MS bound how long this is trusted).
+    const uid = run.metadata.uid ?? "";
+    const fingerprint = versions(run, view.children(uid));
+    const settled = this.#settled.get(uid);
+    const now = performance.now();
+    if (settled?.fingerprint === fingerprint && now < settled.until && !this.#pending(uid)) {
+      return { result: "success", writes: 0, phase: run.status?.phase };
+    }
+    this.#settled.delete(uid);
+    const result = await this.#locked(run, () => this.#observeFromView(view, run));
+    if (result.result === "success" && result.writes === 0 && !this.#o.dryRun) {
+      const until = now + Math.min(result.retryAfterMs ?? SETTLED_MS, SETTLED_MS);
+      this.#settled.set(uid, { fingerprint, until });
+    }
+    return result;
+  }
+
+  /** Whether writes of ours for this run are not yet seen in the view. */
+  #pending(uid: string): boolean {
+    const e = this.#expect.get(uid);
+    return !!e && (e.created.size > 0 || e.deleted.size > 0 || e.written !== undefined);
   }
 
   /** One reconcile per run at a time: a cycle and a wake-up never plan the same run at once. */
@@ -679,14 +706,10 @@ export class Reconciler {
   /** Writes the status; false when the run changed since it was read (409): plan again. */
   async #patchStatus(run: ScriptRun, status: ScriptRunStatus, fields: Fields): Promise<boolean> {
     this.#o.log.debug("Updating status", { ...fields, phase: status.phase, reason: status.reason });
+    const from = run.metadata.resourceVersion;
     try {
       const updated = await this.#o.kube.patchStatus(run, status);
-      if (this.#o.view) {
-        this.#expectation(run.metadata.uid ?? "").written = {
-          from: run.metadata.resourceVersion,
-          run: updated,
-        };
-      }
+      if (this.#o.view) this.#expectation(run.metadata.uid ?? "").written = { from, run: updated };
       return true;
     } catch (error) {
       if (error instanceof KubeError && error.code === 409) {
@@ -726,6 +749,22 @@ export class Reconciler {
       this.#o.log.debug("Event not recorded", { ...fields, error: (error as Error).message });
     }
   }
+}
+
+/** The resourceVersions of a run and everything of it the view holds, as one string. */
+function versions(
+  run: ScriptRun,
+  children: { configMaps: ConfigMap[]; jobs: Job[]; pods: PodSummary[] },
+): string {
+  const rv = (o: { metadata?: { name: string; resourceVersion?: string } }) =>
+    `${o.metadata?.name}@${o.metadata?.resourceVersion}`;
+  const podRv = (p: PodSummary & { resourceVersion?: string }) => `${p.name}@${p.resourceVersion}`;
+  return [
+    rv(run),
+    ...children.jobs.map(rv),
+    ...children.configMaps.map(rv),
+    ...children.pods.map(podRv),
+  ].join(" ");
 }
 
 /**

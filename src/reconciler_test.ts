@@ -4,7 +4,7 @@ import { childName, runHash } from "./desired.ts";
 import type { KubeError } from "./errors.ts";
 import { FakeKube, kubeError, recordingLogger } from "./fake_kube.ts";
 import { NotLeaderError } from "./kube.ts";
-import { Reconciler, type ReconcilerOptions } from "./reconciler.ts";
+import { Reconciler, type ReconcilerOptions, type RunView } from "./reconciler.ts";
 import { script, scriptRun, scripts } from "./test_fixtures.ts";
 import { LABELS, type ScriptRun } from "./types.ts";
 
@@ -297,4 +297,56 @@ Deno.test("Reconciler: losing leadership mid-reconcile is a quiet requeue, not a
   const result = await reconciler.cycle();
   assertEquals([result.unreachable, result.errors], [false, 0]);
   assertEquals(lines.filter((l) => l.level === "error" || l.level === "warn"), []);
+});
+
+/** A watched view over the fake's stores, as src/view.ts would hold them. */
+function fakeView(kube: FakeKube): RunView {
+  const ours = (o: { metadata: { ownerReferences?: { uid: string; controller?: boolean }[] } }) =>
+    o.metadata.ownerReferences?.find((r) => r.controller)?.uid;
+  return {
+    mode: "watch",
+    synced: () => true,
+    // Copies, as the view's objects are replaced by the watch, never changed in place.
+    scriptRuns: (ns) =>
+      structuredClone([...kube.runs.values()].filter((r) => !ns || r.metadata.namespace === ns)),
+    scriptRun: (ns, name) => structuredClone(kube.runs.get(`${ns}/${name}`)),
+    children: (uid) => ({
+      configMaps: [...kube.configMaps.values()].filter((c) => ours(c) === uid),
+      jobs: [...kube.jobs.values()].filter((j) => ours(j) === uid),
+      pods: kube.pods,
+    }),
+    names: () => ({
+      configMaps: new Map(
+        [...kube.configMaps.values()].map((c) => [c.metadata.name, ours(c) ?? ""]),
+      ),
+      jobs: new Map([...kube.jobs.values()].map((j) => [j.metadata.name, ours(j) ?? ""])),
+    }),
+  };
+}
+
+Deno.test("Reconciler: from the view, a run planned with nothing to do is not planned again until a version changes", async () => {
+  const kube = new FakeKube();
+  const { log, lines } = recordingLogger();
+  const reconciler = new Reconciler({
+    kube,
+    scripts: scripts(),
+    log,
+    namespaces: [NS],
+    view: fakeView(kube),
+  });
+  const run = kube.addRun(scriptRun());
+  const name = nameOf(run);
+  await reconciler.reconcileKey(NS, "demo");
+  assert(kube.calls.includes(`POST jobs ns/${name}`));
+  // Nothing changed since: the first quiet reconcile settles, the next ones do not plan at all.
+  await reconciler.reconcileKey(NS, "demo");
+  const planned = lines.length;
+  for (let i = 0; i < 3; i++) await reconciler.reconcileKey(NS, "demo");
+  assertEquals(lines.length, planned, "planned again with nothing changed");
+  // The Job's status changes (a new resourceVersion): planned again, and the status follows.
+  const job = kube.jobs.get(`ns/${name}`)!;
+  job.status = { active: 1, ready: 1 };
+  job.metadata.resourceVersion = "9999";
+  await reconciler.reconcileKey(NS, "demo");
+  assertEquals(kube.runs.get("ns/demo")!.status!.reason, "JobRunning");
 });
