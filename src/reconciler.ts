@@ -28,6 +28,7 @@ import {
   type ConfigMap,
   GROUP,
   type Job,
+  type JobEvent,
   KIND,
   type Phase,
   type PodSummary,
@@ -122,6 +123,8 @@ interface Fields {
 
 /** How long a write of ours may take to show in the watched view before we stop assuming it. */
 const EXPECT_MS = 30_000;
+/** A Job's events are read again for a late pod at most this often. */
+const JOB_EVENTS_MS = 10_000;
 /** A settled run (nothing to do for the versions it was planned from) is planned again after this. */
 const SETTLED_MS = 5 * 60_000;
 /** A status patch refused with 409 (the run changed meanwhile) is planned again after this. */
@@ -155,6 +158,8 @@ export class Reconciler {
   };
   #busy = new Set<string>();
   #expect = new Map<string, Expectation>();
+  /** The last Job events read per Job (`namespace/name`), with when. */
+  #jobEvents = new Map<string, { at: number; events: JobEvent[] }>();
   /** Runs whose last reconcile from the view wrote nothing, by the versions it planned from. */
   #settled = new Map<string, { fingerprint: string; until: number }>();
 
@@ -280,6 +285,10 @@ export class Reconciler {
       this.#o.backoff.retain(alive);
       for (const uid of this.#expect.keys()) if (!alive.has(uid)) this.#expect.delete(uid);
       for (const uid of this.#settled.keys()) if (!alive.has(uid)) this.#settled.delete(uid);
+      const now = performance.now();
+      for (const [key, e] of this.#jobEvents) {
+        if (now - e.at >= JOB_EVENTS_MS) this.#jobEvents.delete(key);
+      }
       this.#o.observer.phases?.(phases);
     }
     this.#o.observer.cycle?.((performance.now() - started) / 1000, result.ok);
@@ -595,7 +604,15 @@ export class Reconciler {
           observed.pods = await this.#o.kube.listRunPods(namespace, run.metadata.uid ?? "");
         } else if (need === "jobEvents" && observed.jobEvents === undefined && p.childName) {
           try {
-            observed.jobEvents = await this.#o.kube.listJobEvents(namespace, p.childName);
+            // Read at most once per JOB_EVENTS_MS per Job: a late pod wakes its run often.
+            const key = `${namespace}/${p.childName}`;
+            const cached = this.#jobEvents.get(key);
+            if (cached && performance.now() - cached.at < JOB_EVENTS_MS) {
+              observed.jobEvents = cached.events;
+            } else {
+              observed.jobEvents = await this.#o.kube.listJobEvents(namespace, p.childName);
+              this.#jobEvents.set(key, { at: performance.now(), events: observed.jobEvents });
+            }
           } catch (error) {
             // Events explain a wait; without them the status still says the pod has not started.
             this.#o.log.debug("Job events not readable", {
