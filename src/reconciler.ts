@@ -536,6 +536,11 @@ export class Reconciler {
         return { result: "error", writes, phase: run.status?.phase, retryAfterMs: delay };
       }
       const e = error;
+      if (e.kind === "forbidden" && /because it is being terminated/.test(e.message)) {
+        // The namespace is being deleted, this ScriptRun with it: nothing to create any more.
+        log.debug("Namespace is being deleted, nothing created", fields);
+        return { result: "requeue", writes, phase: run.status?.phase };
+      }
       const delay = backoff.failure(key, nowMs, {
         generation,
         retryAfterMs: e.retryAfterSeconds !== undefined ? e.retryAfterSeconds * 1000 : undefined,

@@ -350,3 +350,19 @@ Deno.test("Reconciler: from the view, a run planned with nothing to do is not pl
   await reconciler.reconcileKey(NS, "demo");
   assertEquals(kube.runs.get("ns/demo")!.status!.reason, "JobRunning");
 });
+
+Deno.test("Reconciler: creating in a namespace being deleted is not an error (no RBAC hint)", async () => {
+  const { kube, lines, reconciler } = setup();
+  kube.addRun(scriptRun());
+  kube.failOn(
+    "POST configmaps",
+    kubeError(
+      403,
+      "forbidden",
+      'post configmaps in namespace ns: HTTP 403 Forbidden: configmaps "x" is forbidden: unable to create new content in namespace ns because it is being terminated',
+    ),
+  );
+  const result = await reconciler.cycle();
+  assertEquals([result.errors, result.unreachable], [0, false]);
+  assertEquals(lines.filter((l) => l.level === "error" || l.level === "warn"), []);
+});

@@ -218,13 +218,18 @@ clusterTest(
           await setVariable(admission, "maxCpu", "'2'");
           await setVariable(admission, "maxMemory", "'1Gi'");
           const secret = UNSAFE.find((c) => c.name === "secret")!;
-          await waitFor(async () => (await submit(ns.name, secret, true)).code === 0, {
-            what: "the changed policy to admit a Secret it allows",
-          });
           const admitted = async (spec: Record<string, unknown>) => {
             const res = await submit(ns.name, { name: "probe", spec, field: "" }, true);
             return res.code === 0 ? "" : res.stderr;
           };
+          // Each variable is its own update of the policy: wait until the last one (maxMemory) is
+          // in force, which holds every earlier one too.
+          await waitFor(
+            async () =>
+              (await submit(ns.name, secret, true)).code === 0 &&
+              (await admitted({ resources: { limits: { memory: "2Gi" } } })) !== "",
+            { what: "the changed policy (every variable) to be in force" },
+          );
           assertEquals(await admitted({ image: "registry.example/tools/sh:1" }), "");
           for (const image of ["busybox.attacker.example/x", "busybox:1.37"]) {
             assert((await admitted({ image })).includes("denied request: spec.image:"), image);
