@@ -432,46 +432,52 @@ function planScriptNotFound(run: ScriptRun, options: PlanOptions): Plan {
     ];
     return { hash: status.runHash, childName: name, actions, status, needs };
   }
-  if (specChanged || observed.jobs.length === 0) {
-    for (const j of observed.jobs) {
-      if (j.metadata.deletionTimestamp) continue;
-      actions.push(deleteJob(j.metadata.name, "DeletingJob", "Deleting Job of a previous spec"));
-    }
-    for (const c of observed.configMaps) {
-      if (!c.metadata.deletionTimestamp) actions.push(deleteConfigMap(c.metadata.name));
-    }
-  }
-  const status: ScriptRunStatus = {
-    phase: "Failed",
-    reason: REASON.ScriptNotFound,
-    message,
-    observedGeneration: generation,
+  if (specChanged || observed.jobs.length === 0) actions.push(...removeChildren(observed));
+  return {
+    actions,
+    status: failedBeforeRunning(run, REASON.ScriptNotFound, message, now),
+    needs: [],
   };
-  status.conditions = outcomeConditions(status, previous.conditions, generation, now);
-  return { actions, status, needs: [] };
 }
 
 /** The operator's policy refuses the spec: nothing is created, what ran for an earlier spec goes. */
 function planRefused(run: ScriptRun, options: PlanOptions, message: string): Plan {
   const { observed, now } = options;
+  return {
+    actions: removeChildren(observed),
+    status: failedBeforeRunning(run, REASON.PolicyViolation, message, now),
+    needs: [],
+  };
+}
+
+/** Deletes of every child not already on its way out: what ran for an earlier spec. */
+function removeChildren(observed: Observed): Action[] {
+  return [
+    ...observed.jobs.filter((j) => !j.metadata.deletionTimestamp).map((j) =>
+      deleteJob(j.metadata.name, "DeletingJob", "Deleting Job of a previous spec")
+    ),
+    ...observed.configMaps.filter((c) => !c.metadata.deletionTimestamp).map((c) =>
+      deleteConfigMap(c.metadata.name)
+    ),
+  ];
+}
+
+/** Status Failed, with its condition, of a run that ended before a Job could run. */
+function failedBeforeRunning(
+  run: ScriptRun,
+  reason: string,
+  message: string,
+  now: string,
+): ScriptRunStatus {
   const generation = run.metadata.generation;
-  const actions: Action[] = [];
-  for (const j of observed.jobs) {
-    if (!j.metadata.deletionTimestamp) {
-      actions.push(deleteJob(j.metadata.name, "DeletingJob", "Deleting Job of a previous spec"));
-    }
-  }
-  for (const c of observed.configMaps) {
-    if (!c.metadata.deletionTimestamp) actions.push(deleteConfigMap(c.metadata.name));
-  }
   const status: ScriptRunStatus = {
     phase: "Failed",
-    reason: REASON.PolicyViolation,
+    reason,
     message,
     observedGeneration: generation,
   };
   status.conditions = outcomeConditions(status, run.status?.conditions, generation, now);
-  return { actions, status, needs: [] };
+  return status;
 }
 
 /** Whether the TTL of a finished Job is due, once the status has recorded its outcome. */

@@ -13,6 +13,7 @@ import {
 } from "./harness/operator.ts";
 import {
   clusterTest,
+  freePort,
   kubectlJson,
   kubectlOk,
   tokenKubeconfig,
@@ -21,13 +22,6 @@ import {
 } from "./harness/test_env.ts";
 
 const NO_SANITIZE = { sanitizeResources: false, sanitizeOps: false };
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
 
 async function get(url: string): Promise<{ status: number; body: string }> {
   const res = await fetch(url);

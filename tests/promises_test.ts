@@ -13,6 +13,7 @@ import { installCrd, type LogLine, startOperator } from "./harness/operator.ts";
 import { startPauseProxy } from "./harness/pause_proxy.ts";
 import {
   clusterTest,
+  freePort,
   kubectl,
   kubectlJson,
   kubectlOk,
@@ -22,13 +23,6 @@ import {
 } from "./harness/test_env.ts";
 
 const NO_SANITIZE = { sanitizeResources: false, sanitizeOps: false };
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
 
 /** The HTTP status of a probe; "not yet" while the operator's server does not listen. */
 async function status(url: string): Promise<number> {

@@ -9,6 +9,7 @@ import { stringify } from "yaml";
 import type { ScriptRun } from "../src/types.ts";
 import {
   clusterTest,
+  freePort,
   kubectlJson,
   kubectlOk,
   NotYet,
@@ -18,13 +19,6 @@ import {
 import { installCrd, startOperator } from "./harness/operator.ts";
 
 const NO_SANITIZE = { sanitizeResources: false, sanitizeOps: false };
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
 
 async function applyRuns(ns: string, names: string[]): Promise<void> {
   const docs = names.map((name) =>
