@@ -351,17 +351,9 @@ function planFinished(
   }
   let recheckAt: string | undefined;
   if (job && terminal(job) && !job.metadata.deletionTimestamp) {
-    const ttl = ttlDue(run, previous, job, jobName, now);
-    if (ttl.due) {
-      actions.push(
-        deleteJob(
-          jobName,
-          "DeletingFinishedJob",
-          "Deleting finished Job (ttlSecondsAfterFinished)",
-        ),
-      );
-    }
-    recheckAt = ttl.at;
+    const due = ttl(run, previous, job, jobName, now);
+    actions.push(...due.actions);
+    recheckAt = due.at;
   }
   const conditions = [...(status.conditions ?? [])].filter((c) =>
     c.type === CONDITION.Complete || c.type === CONDITION.Failed
@@ -480,21 +472,36 @@ function failedBeforeRunning(
   return status;
 }
 
-/** Whether the TTL of a finished Job is due, once the status has recorded its outcome. */
-function ttlDue(
+/**
+ * ttlSecondsAfterFinished of a finished Job, once the status has recorded its outcome: the delete
+ * when it is due, and when to look again.
+ */
+function ttl(
   run: ScriptRun,
   previous: ScriptRunStatus,
   job: Job,
   jobName: string,
   now: string,
-): { due: boolean; at?: string } {
+): { actions: Action[]; at?: string } {
   const outcome = jobOutcome(job);
   const recorded = previous.jobName === jobName && previous.phase === outcome.phase &&
     previous.completionTime;
-  if (!recorded) return { due: false };
-  const ttl = (run.spec.ttlSecondsAfterFinished ?? DEFAULTS.ttlSecondsAfterFinished) * 1000;
-  const atMs = Date.parse(previous.completionTime!) + ttl;
-  return { due: Date.parse(now) >= atMs, at: new Date(atMs).toISOString() };
+  if (!recorded) return { actions: [] };
+  const ttlMs = (run.spec.ttlSecondsAfterFinished ?? DEFAULTS.ttlSecondsAfterFinished) * 1000;
+  const atMs = Date.parse(previous.completionTime!) + ttlMs;
+  const due = Date.parse(now) >= atMs;
+  return {
+    actions: due
+      ? [
+        deleteJob(
+          jobName,
+          "DeletingFinishedJob",
+          "Deleting finished Job (ttlSecondsAfterFinished)",
+        ),
+      ]
+      : [],
+    at: new Date(atMs).toISOString(),
+  };
 }
 
 /** The status a Job of this run shows. Adds to `needs` what would explain it better. */
@@ -595,6 +602,15 @@ function planRun(
     jobName: name,
     observedGeneration: generation,
   };
+  /** The plan of a run whose Job is not running yet: why, and what to look up first. */
+  const pending = (reason: string, message: string, asks: Need[] = needs): Plan => ({
+    hash,
+    childName: name,
+    actions,
+    status: { ...base, phase: "Pending", reason, message, conditions: [] },
+    needs: asks,
+  });
+  const startsSoon = `Job ${name} is waiting for its pod to start`;
 
   // Jobs of another spec or script go first. Foreground deletion keeps a Job visible until its
   // pods are gone, so "no other Job" and "no other pod still running" guard the new Job's start.
@@ -613,20 +629,11 @@ function planRun(
     if (observed.predecessors?.has(name)) {
       // A ScriptRun of this name was deleted and created again: its children are being
       // garbage-collected. Not a conflict; wait for them to go.
-      return {
-        hash,
-        childName: name,
-        actions,
-        status: {
-          ...base,
-          phase: "Pending",
-          reason: REASON.ReplacingJob,
-          message: `${name} of a deleted ScriptRun of the same name is being removed; ` +
-            `Job ${name} starts when it is gone`,
-          conditions: [],
-        },
-        needs,
-      };
+      return pending(
+        REASON.ReplacingJob,
+        `${name} of a deleted ScriptRun of the same name is being removed; ` +
+          `Job ${name} starts when it is gone`,
+      );
     }
     const conflict = observed.foreignConfigMaps.has(name)
       ? `ConfigMap ${name}`
@@ -636,13 +643,7 @@ function planRun(
     if (conflict) {
       const message = `${conflict} already exists and is not controlled by this ScriptRun; ` +
         `the operator leaves it alone. Delete or rename it, or rename the ScriptRun.`;
-      return {
-        hash,
-        childName: name,
-        actions,
-        status: { ...base, phase: "Pending", reason: REASON.NameConflict, message, conditions: [] },
-        needs,
-      };
+      return pending(REASON.NameConflict, message);
     }
     // One Job of a ScriptRun at a time, whatever the status says: no other Job may exist and no
     // pod of the run may be pending or running (our Job does not exist, so any such pod belongs to
@@ -652,42 +653,20 @@ function planRun(
     if (!observed.jobLookedUp && otherPods.some((p) => p.jobName && !known.has(p.jobName))) {
       // Pods of a Job that is not in the lists: it may be ours with its labels removed (then it
       // is relabelled, and deleted if outdated). Look it up by name before deciding anything.
-      return {
-        hash,
-        childName: name,
-        actions,
-        status: pendingStatus(base, name),
-        needs: ["job"],
-      };
+      return pending(REASON.JobPending, startsSoon, ["job"]);
     }
     if (others.length > 0 || otherPods.length > 0) {
       const waitingFor = others.length > 0
         ? `Job ${others.map((j) => j.metadata.name).join(", ")}`
         : `pod ${otherPods.map((p) => p.name).join(", ")}`;
-      return {
-        hash,
-        childName: name,
-        actions,
-        status: {
-          ...base,
-          phase: "Pending",
-          reason: REASON.ReplacingJob,
-          message:
-            `replacing ${waitingFor}; Job ${name} starts when the replaced pods have stopped`,
-          conditions: [],
-        },
-        needs,
-      };
+      return pending(
+        REASON.ReplacingJob,
+        `replacing ${waitingFor}; Job ${name} starts when the replaced pods have stopped`,
+      );
     }
     if (observed.pods === undefined) {
       // Not known yet whether an old pod still runs: look before creating anything.
-      return {
-        hash,
-        childName: name,
-        actions,
-        status: pendingStatus(base, name),
-        needs: ["pods"],
-      };
+      return pending(REASON.JobPending, startsSoon, ["pods"]);
     }
     const again = previous.jobName === name && previous.reason !== REASON.ReplacingJob &&
       previous.phase !== undefined;
@@ -707,25 +686,16 @@ function planRun(
       message: again ? "Recreating missing Job" : "Creating Job",
       event: true,
     });
-    return { hash, childName: name, actions, status: pendingStatus(base, name), needs };
+    return pending(REASON.JobPending, startsSoon);
   }
 
   if (job.metadata.deletionTimestamp) {
     // Our Job of this very spec is being deleted (by a previous spec change, or by someone):
     // a new one starts once it is gone.
-    return {
-      hash,
-      childName: name,
-      actions,
-      status: {
-        ...base,
-        phase: "Pending",
-        reason: REASON.ReplacingJob,
-        message: `Job ${name} is being deleted; it starts again when its pods have stopped`,
-        conditions: [],
-      },
-      needs,
-    };
+    return pending(
+      REASON.ReplacingJob,
+      `Job ${name} is being deleted; it starts again when its pods have stopped`,
+    );
   }
 
   const status = { ...jobStatus(run, options, job, name, hash, needs), scriptHash: script.sha256 };
@@ -741,13 +711,9 @@ function planRun(
   }
   let recheckAt: string | undefined;
   if (isTerminal) {
-    const ttl = ttlDue(run, previous, job, name, now);
-    if (ttl.due) {
-      actions.push(
-        deleteJob(name, "DeletingFinishedJob", "Deleting finished Job (ttlSecondsAfterFinished)"),
-      );
-    }
-    recheckAt = ttl.at;
+    const due = ttl(run, previous, job, name, now);
+    actions.push(...due.actions);
+    recheckAt = due.at;
   } else if (status.phase === "Pending") {
     const created = Date.parse(job.metadata.creationTimestamp ?? now);
     if (Date.parse(now) - created < POD_CHECK_AFTER_MS) {
@@ -755,16 +721,6 @@ function planRun(
     }
   }
   return { hash, childName: name, actions, status, needs, recheckAt };
-}
-
-function pendingStatus(base: ScriptRunStatus, name: string): ScriptRunStatus {
-  return {
-    ...base,
-    phase: "Pending",
-    reason: REASON.JobPending,
-    message: `Job ${name} is waiting for its pod to start`,
-    conditions: [],
-  };
 }
 
 function dropUndefined<T extends object>(value: T): T {
