@@ -5,8 +5,7 @@
  * @module
  */
 import { assert, assertEquals } from "./harness/assert.ts";
-import { stringify } from "yaml";
-import type { Job, ScriptRun, ScriptRunSpec } from "../src/types.ts";
+import type { Job, ScriptRun } from "../src/types.ts";
 import {
   clusterTest,
   kubectl,
@@ -16,24 +15,16 @@ import {
   uniqueNamespace,
   waitFor,
 } from "./harness/test_env.ts";
-import { copyBuild, installCrd, type OperatorProcess, startOperator } from "./harness/operator.ts";
+import {
+  applyRun,
+  copyBuild,
+  getRun,
+  installCrd,
+  type OperatorProcess,
+  startOperator,
+} from "./harness/operator.ts";
 
 const NO_SANITIZE = { sanitizeResources: false, sanitizeOps: false };
-
-async function applyRun(ns: string, name: string, spec: ScriptRunSpec): Promise<void> {
-  await kubectlOk(["apply", "-f", "-"], {
-    stdin: stringify({
-      apiVersion: "script-operator.dev/v1alpha1",
-      kind: "ScriptRun",
-      metadata: { name, namespace: ns },
-      spec,
-    }),
-  });
-}
-
-function getRun(ns: string, name: string): Promise<ScriptRun> {
-  return kubectlJson<ScriptRun>(["-n", ns, "get", "scriptrun", name]);
-}
 
 interface PodLike {
   metadata: { name: string; labels?: Record<string, string>; deletionTimestamp?: string };

@@ -23,7 +23,13 @@ import {
   uniqueNamespace,
   waitFor,
 } from "./harness/test_env.ts";
-import { installCrd, startOperator, unreachableKubeconfig } from "./harness/operator.ts";
+import {
+  applyRun,
+  getRun,
+  installCrd,
+  startOperator,
+  unreachableKubeconfig,
+} from "./harness/operator.ts";
 
 const SCRIPTS = await loadScripts();
 const NO_SANITIZE = { sanitizeResources: false, sanitizeOps: false };
@@ -35,14 +41,6 @@ function manifest(ns: string, name: string, spec: ScriptRunSpec): string {
     metadata: { name, namespace: ns },
     spec,
   });
-}
-
-async function applyRun(ns: string, name: string, spec: ScriptRunSpec): Promise<void> {
-  await kubectlOk(["apply", "-f", "-"], { stdin: manifest(ns, name, spec) });
-}
-
-function getRun(ns: string, name: string): Promise<ScriptRun> {
-  return kubectlJson<ScriptRun>(["-n", ns, "get", "scriptrun", name]);
 }
 
 async function listOf<T>(ns: string, kind: string, selector?: string): Promise<T[]> {

@@ -9,7 +9,7 @@ import { stringify } from "yaml";
 import { scriptRunCrd, SPEC_LIMITS } from "../src/crd.ts";
 import type { Job, ScriptRun, ScriptRunSpec } from "../src/types.ts";
 import { assert, assertEquals } from "./harness/assert.ts";
-import { installCrd, type LogLine, startOperator } from "./harness/operator.ts";
+import { applyRuns, installCrd, type LogLine, startOperator } from "./harness/operator.ts";
 import { startPauseProxy } from "./harness/pause_proxy.ts";
 import {
   clusterTest,
@@ -39,12 +39,6 @@ function manifest(ns: string, name: string, spec: ScriptRunSpec): string {
     kind: "ScriptRun",
     metadata: { name, namespace: ns },
     spec,
-  });
-}
-
-async function applyRuns(ns: string, names: string[], spec: ScriptRunSpec): Promise<void> {
-  await kubectlOk(["apply", "-f", "-"], {
-    stdin: names.map((n) => manifest(ns, n, spec)).join("---\n"),
   });
 }
 

@@ -8,7 +8,7 @@
  */
 import { parseAllDocuments, stringify } from "yaml";
 import { assert, assertEquals } from "./harness/assert.ts";
-import { installCrd, startOperator } from "./harness/operator.ts";
+import { getRun, installCrd, startOperator } from "./harness/operator.ts";
 import {
   clusterTest,
   jobsMode,
@@ -130,10 +130,6 @@ function submit(ns: string, c: UnsafeCase, dryRun = false) {
   const args = c.unvalidated ? ["create", "--validate=false"] : ["apply"];
   if (dryRun) args.push("--dry-run=server");
   return kubectl([...args, "-f", "-"], { stdin: manifest(ns, c.name, c.spec) });
-}
-
-function getRun(ns: string, name: string): Promise<ScriptRun> {
-  return kubectlJson<ScriptRun>(["-n", ns, "get", "scriptrun", name]);
 }
 
 async function jobs(ns: string): Promise<Job[]> {

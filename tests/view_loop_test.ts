@@ -5,32 +5,18 @@
  * @module
  */
 import { assert, assertEquals } from "./harness/assert.ts";
-import { stringify } from "yaml";
 import type { ScriptRun } from "../src/types.ts";
 import {
   clusterTest,
   freePort,
   kubectlJson,
-  kubectlOk,
   NotYet,
   uniqueNamespace,
   waitFor,
 } from "./harness/test_env.ts";
-import { installCrd, startOperator } from "./harness/operator.ts";
+import { applyRuns, installCrd, startOperator } from "./harness/operator.ts";
 
 const NO_SANITIZE = { sanitizeResources: false, sanitizeOps: false };
-
-async function applyRuns(ns: string, names: string[]): Promise<void> {
-  const docs = names.map((name) =>
-    stringify({
-      apiVersion: "script-operator.dev/v1alpha1",
-      kind: "ScriptRun",
-      metadata: { name, namespace: ns },
-      spec: { script: "task.sh" },
-    })
-  );
-  await kubectlOk(["apply", "-f", "-"], { stdin: docs.join("---\n") });
-}
 
 async function allSucceeded(ns: string, count: number): Promise<boolean> {
   const runs = (await kubectlJson<{ items: ScriptRun[] }>(["-n", ns, "get", "scriptruns"])).items;
@@ -68,7 +54,7 @@ clusterTest(
     // Let the first cycle (a LIST cycle, before the view has listed) pass.
     await new Promise((r) => setTimeout(r, 2_000));
     const t0 = Date.now();
-    await applyRuns(ns.name, ["a", "b", "c"]);
+    await applyRuns(ns.name, ["a", "b", "c"], { script: "task.sh" });
     // With a 60 s interval, only the watch can have woken these runs this soon.
     await waitFor(() => allSucceeded(ns.name, 3), { what: "3 runs Succeeded", timeoutMs: 40_000 });
     assert(Date.now() - t0 < 40_000, "reconciled by the interval, not by the watch");

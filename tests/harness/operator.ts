@@ -3,6 +3,8 @@
  * `deno task start` (so a missing permission fails a test, not a user), JSON logs captured.
  * @module
  */
+import { stringify } from "yaml";
+import type { ScriptRun, ScriptRunSpec } from "../../src/types.ts";
 import { kubectlJson, kubectlOk, testKubeconfig } from "./test_env.ts";
 
 const ROOT = new URL("../../", import.meta.url);
@@ -210,4 +212,27 @@ export async function copyBuild(scripts: Record<string, string | null>): Promise
     root: new URL(`file://${dir}/`),
     [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
   };
+}
+
+/** Applies ScriptRuns named `names` with one spec in namespace `ns` (one kubectl apply). */
+export async function applyRuns(ns: string, names: string[], spec: ScriptRunSpec): Promise<void> {
+  const docs = names.map((name) =>
+    stringify({
+      apiVersion: "script-operator.dev/v1alpha1",
+      kind: "ScriptRun",
+      metadata: { name, namespace: ns },
+      spec,
+    })
+  );
+  await kubectlOk(["apply", "-f", "-"], { stdin: docs.join("---\n") });
+}
+
+/** Applies one ScriptRun. */
+export function applyRun(ns: string, name: string, spec: ScriptRunSpec): Promise<void> {
+  return applyRuns(ns, [name], spec);
+}
+
+/** The ScriptRun `ns/name`, as the API server has it. */
+export function getRun(ns: string, name: string): Promise<ScriptRun> {
+  return kubectlJson<ScriptRun>(["-n", ns, "get", "scriptrun", name]);
 }

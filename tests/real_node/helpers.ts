@@ -3,15 +3,13 @@
  * by `deno task test` on a control plane with a real node (see tests/harness/real_node.ts).
  * @module
  */
-import { stringify } from "yaml";
-import type { ScriptRun, ScriptRunSpec } from "../../src/types.ts";
-import { type OperatorProcess, startOperator } from "../harness/operator.ts";
+import type { ScriptRun } from "../../src/types.ts";
+import { applyRun, getRun, type OperatorProcess, startOperator } from "../harness/operator.ts";
 import {
   clusterTest,
   jobsMode,
   kubectl,
   kubectlJson,
-  kubectlOk,
   NotYet,
   testKubeconfig,
   waitFor,
@@ -113,21 +111,8 @@ export async function operatorTree(): Promise<OperatorTree> {
   };
 }
 
-/** Applies a ScriptRun. */
-export async function applyRun(ns: string, name: string, spec: ScriptRunSpec): Promise<void> {
-  const manifest = {
-    apiVersion: "script-operator.dev/v1alpha1",
-    kind: "ScriptRun",
-    metadata: { name, namespace: ns },
-    spec,
-  };
-  await kubectlOk(["apply", "-f", "-"], { stdin: stringify(manifest) });
-}
-
-/** The ScriptRun `ns/name`. */
-export function getRun(ns: string, name: string): Promise<ScriptRun> {
-  return kubectlJson<ScriptRun>(["-n", ns, "get", "scriptrun", name]);
-}
+/** Applying and reading ScriptRuns, as every suite does. */
+export { applyRun, getRun };
 
 /** Waits until the run is Succeeded or Failed (optionally: with another runHash than `notHash`). */
 export function waitFinished(
