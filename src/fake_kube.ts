@@ -8,7 +8,6 @@
 import type { Logger } from "@logtape/logtape";
 import { KubeError } from "./errors.ts";
 import type { EventNote, Kube } from "./kube.ts";
-import { controllerUid } from "./reconciler.ts";
 import {
   type ConfigMap,
   type Job,
@@ -211,11 +210,6 @@ function key(m: { namespace?: string; name: string }): string {
 
 function managed(o: ConfigMap | Job | ScriptRun): boolean {
   return o.metadata.labels?.[LABELS.managedBy] === MANAGER;
-}
-
-/** Whether `object` is controlled by the ScriptRun with `uid`. */
-export function ownedBy(object: ConfigMap | Job, uid: string): boolean {
-  return controllerUid(object) === uid;
 }
 
 /** A log line recorded by {@linkcode recordingLogger}. */

@@ -21,6 +21,13 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import type { Logger } from "@logtape/logtape";
 import { OPERATOR_VERSION } from "./cli.ts";
 import { KubeHttp, KubeHttpLibrary, unsupportedReason } from "./kube_http.ts";
+import {
+  compactConfigMap,
+  compactJob,
+  compactScriptRun,
+  type PodLike,
+  podSummary,
+} from "./compact.ts";
 import { classify, KubeError } from "./errors.ts";
 import type { Lease, LeaseClient } from "./leader.ts";
 import {
@@ -32,14 +39,12 @@ import {
   LABELS,
   MANAGED_SELECTOR,
   MANAGER,
-  type ObjectMeta,
   PLURAL,
   type PodSummary,
   type ScriptRun,
   type ScriptRunStatus,
   VERSION,
 } from "./types.ts";
-import { CONTAINER_NAME } from "./desired.ts";
 
 /** Called after every request: verb (GET, LIST, POST…), resource, HTTP code ("<error>" when none). */
 export type RequestObserver = (verb: string, resource: string, code: string) => void;
@@ -430,8 +435,7 @@ export class ClientNodeKube implements Kube {
         inNs(namespace),
         () => this.#core.readNamespacedConfigMap({ namespace, name }),
       );
-      const plain = toPlain<ConfigMap>(cm);
-      return { apiVersion: "v1", kind: "ConfigMap", metadata: compactMeta(plain.metadata) };
+      return compactConfigMap(toPlain(cm));
     } catch (error) {
       if (error instanceof KubeError && error.kind === "notFound") return undefined;
       throw error;
@@ -446,13 +450,7 @@ export class ClientNodeKube implements Kube {
         inNs(namespace),
         () => this.#batch.readNamespacedJob({ namespace, name }),
       );
-      const plain = toPlain<Job>(job);
-      return {
-        apiVersion: "batch/v1",
-        kind: "Job",
-        metadata: compactMeta(plain.metadata),
-        status: plain.status,
-      };
+      return compactJob(toPlain(job));
     } catch (error) {
       if (error instanceof KubeError && error.kind === "notFound") return undefined;
       throw error;
@@ -555,7 +553,7 @@ export class ClientNodeKube implements Kube {
           setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
         ),
     );
-    return compactRun(updated as ScriptRun);
+    return compactScriptRun(updated);
   }
 
   async createEvent(run: ScriptRun, note: EventNote): Promise<void> {
@@ -641,83 +639,6 @@ function nullsForMissing(
     if (!(key in after)) out[key] = null;
   }
   return out;
-}
-
-interface PodLike {
-  metadata: {
-    name: string;
-    namespace?: string;
-    creationTimestamp?: string;
-    deletionTimestamp?: string;
-    labels?: Record<string, string>;
-  };
-  status?: {
-    phase?: string;
-    conditions?: { type: string; status: string; reason?: string; message?: string }[];
-    containerStatuses?: {
-      name: string;
-      state?: {
-        waiting?: { reason?: string; message?: string };
-        terminated?: { exitCode?: number; reason?: string; message?: string };
-      };
-    }[];
-  };
-}
-
-/** What the operator keeps of a pod (plain JSON as the API server sends it). Pure. */
-export function podSummary(pod: PodLike): PodSummary {
-  const scheduled = pod.status?.conditions?.find((c) => c.type === "PodScheduled");
-  const container = pod.status?.containerStatuses?.find((c) => c.name === CONTAINER_NAME);
-  const summary: PodSummary = {
-    name: pod.metadata.name,
-    namespace: pod.metadata.namespace,
-    hash: pod.metadata.labels?.[LABELS.hash],
-    jobName: pod.metadata.labels?.["batch.kubernetes.io/job-name"] ??
-      pod.metadata.labels?.["job-name"],
-    phase: pod.status?.phase,
-    creationTimestamp: pod.metadata.creationTimestamp,
-    deletionTimestamp: pod.metadata.deletionTimestamp,
-  };
-  if (scheduled?.status === "False" && scheduled.reason === "Unschedulable") {
-    summary.unschedulable = scheduled.message ?? "";
-  }
-  if (container?.state?.waiting) summary.waiting = { ...container.state.waiting };
-  if (container?.state?.terminated) {
-    const t = container.state.terminated;
-    summary.terminated = { exitCode: t.exitCode, reason: t.reason, message: t.message };
-  }
-  return JSON.parse(JSON.stringify(summary));
-}
-
-/** The metadata fields the operator reads; drops managedFields and the rest. Pure. */
-export function compactMeta(m: ObjectMeta): ObjectMeta {
-  const out: ObjectMeta = {
-    name: m.name,
-    namespace: m.namespace,
-    uid: m.uid,
-    generation: m.generation,
-    resourceVersion: m.resourceVersion,
-    creationTimestamp: m.creationTimestamp,
-    deletionTimestamp: m.deletionTimestamp,
-    labels: m.labels,
-    annotations: m.annotations,
-    ownerReferences: m.ownerReferences,
-  };
-  return JSON.parse(JSON.stringify(out));
-}
-
-/** A ScriptRun with only what the operator reads. Pure. */
-export function compactRun(run: ScriptRun): ScriptRun {
-  const plain = toPlain<ScriptRun>(run);
-  const { "kubectl.kubernetes.io/last-applied-configuration": _applied, ...annotations } =
-    plain.metadata.annotations ?? {};
-  return {
-    apiVersion: plain.apiVersion,
-    kind: plain.kind,
-    metadata: { ...compactMeta(plain.metadata), annotations },
-    spec: plain.spec,
-    status: plain.status,
-  };
 }
 
 const LEASES = { group: "coordination.k8s.io", version: "v1", plural: "leases" } as const;

@@ -1,6 +1,7 @@
 import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
 import { KubeConfig } from "@kubernetes/client-node";
-import { ClientNodeKube, observed, podSummary, toPlain } from "./kube.ts";
+import { podSummary } from "./compact.ts";
+import { ClientNodeKube, observed, toPlain } from "./kube.ts";
 import { lastTermination } from "./plan.ts";
 import type { PodSummary } from "./types.ts";
 

@@ -21,7 +21,8 @@
 import type { KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "@logtape/logtape";
 import { OPERATOR_VERSION } from "./cli.ts";
-import { podSummary, type RequestObserver } from "./kube.ts";
+import { compactConfigMap, compactJob, compactScriptRun, podSummary } from "./compact.ts";
+import type { RequestObserver } from "./kube.ts";
 import { KubeHttp, unsupportedReason } from "./kube_http.ts";
 import {
   type ConfigMap,
@@ -31,8 +32,6 @@ import {
   LABELS,
   MANAGED_SELECTOR,
   MANAGER,
-  type ObjectMeta,
-  type OwnerReference,
   PLURAL,
   type PodSummary,
   type ScriptRun,
@@ -80,7 +79,6 @@ export const METADATA_LIST_ACCEPT =
 /** Accept header for metadata-only watches. */
 export const METADATA_ACCEPT = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
 
-const LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration";
 const REQUEST_TIMEOUT_MS = 30_000;
 
 type KindName = "ScriptRun" | "Job" | "ConfigMap" | "Pod";
@@ -137,90 +135,6 @@ const KINDS: KindSpec[] = [
     compact: compactPod,
   },
 ];
-
-/** Copies the listed keys that are present. Pure. */
-function pick(from: Raw, keys: readonly string[]): Raw {
-  const out: Record<string, unknown> = {};
-  for (const k of keys) if (from?.[k] !== undefined && from[k] !== null) out[k] = from[k];
-  return out;
-}
-
-function withoutLastApplied(annotations: Record<string, string> | undefined) {
-  if (!annotations || !(LAST_APPLIED in annotations)) return annotations;
-  const { [LAST_APPLIED]: _, ...rest } = annotations;
-  return Object.keys(rest).length > 0 ? rest : undefined;
-}
-
-const RUN_META = [
-  "name",
-  "namespace",
-  "uid",
-  "generation",
-  "resourceVersion",
-  "creationTimestamp",
-  "deletionTimestamp",
-  "labels",
-] as const;
-const CHILD_META = [
-  "name",
-  "namespace",
-  "uid",
-  "resourceVersion",
-  "creationTimestamp",
-  "deletionTimestamp",
-  "labels",
-  "ownerReferences",
-] as const;
-
-function compactOwnerRefs(refs: Raw): OwnerReference[] | undefined {
-  if (!Array.isArray(refs)) return undefined;
-  return refs.map((r) => pick(r, ["apiVersion", "kind", "name", "uid", "controller"]) as Raw);
-}
-
-function childMeta(raw: Raw): ObjectMeta {
-  const meta = pick(raw.metadata, CHILD_META) as ObjectMeta;
-  const annotations = withoutLastApplied(raw.metadata?.annotations);
-  if (annotations) meta.annotations = annotations;
-  const refs = compactOwnerRefs(raw.metadata?.ownerReferences);
-  if (refs) meta.ownerReferences = refs;
-  return meta;
-}
-
-/** The parts of a ScriptRun the reconciler reads (no managedFields, no last-applied). Pure. */
-export function compactScriptRun(raw: Raw): ScriptRun {
-  const metadata = pick(raw.metadata, RUN_META) as ObjectMeta;
-  const annotations = withoutLastApplied(raw.metadata?.annotations);
-  if (annotations) metadata.annotations = annotations;
-  const run: ScriptRun = {
-    apiVersion: `${GROUP}/${VERSION}`,
-    kind: KIND,
-    metadata,
-    spec: raw.spec ?? {},
-  };
-  if (raw.status) run.status = raw.status;
-  return run;
-}
-
-/** A Job's metadata and status, without its spec (the pod template). Pure. */
-export function compactJob(raw: Raw): Job {
-  const job: Job = { apiVersion: "batch/v1", kind: "Job", metadata: childMeta(raw) };
-  const status = pick(raw.status, [
-    "active",
-    "ready",
-    "succeeded",
-    "failed",
-    "startTime",
-    "completionTime",
-    "conditions",
-  ]);
-  if (Object.keys(status).length > 0) job.status = status as Job["status"];
-  return job;
-}
-
-/** A ConfigMap's metadata (from a full object or a PartialObjectMetadata). Pure. */
-export function compactConfigMap(raw: Raw): ConfigMap {
-  return { apiVersion: "v1", kind: "ConfigMap", metadata: childMeta(raw) };
-}
 
 /** A pod as a {@linkcode WatchedPod}. Pure. */
 export function compactPod(raw: Raw): WatchedPod {

@@ -1,5 +1,6 @@
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
-import { compactConfigMap, compactJob, compactPod, compactScriptRun } from "./view.ts";
+import { compactConfigMap, compactJob, compactScriptRun } from "./compact.ts";
+import { compactPod } from "./view.ts";
 
 const managedFields = [{ manager: "kubectl", operation: "Update", fieldsV1: { "f:data": {} } }];
 const owner = {

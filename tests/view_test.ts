@@ -25,11 +25,9 @@ import { KubeHttp } from "../src/kube_http.ts";
 import { desiredConfigMap, desiredJob, runHash } from "../src/desired.ts";
 import { loadScripts } from "../src/scripts.ts";
 import { LABELS, type ScriptRun } from "../src/types.ts";
+import { compactConfigMap, compactJob, compactScriptRun } from "../src/compact.ts";
 import {
-  compactConfigMap,
-  compactJob,
   compactPod,
-  compactScriptRun,
   METADATA_ACCEPT,
   METADATA_LIST_ACCEPT,
   type WatchedPod,
