@@ -153,7 +153,13 @@ clusterTest(
     Deno.kill(a.pid, "SIGSTOP");
     let resumed = false;
     try {
-      await sleep(500); // drain what A wrote before it stopped
+      // Drain what A wrote before it stopped: A is frozen, so its log only grows while the pipe
+      // still holds lines it wrote earlier (a backlog under load can take longer than a moment).
+      let drained = -1;
+      while (a.logs.length !== drained) {
+        drained = a.logs.length;
+        await sleep(1_000);
+      }
       const before = a.logs.length;
       assert(writesSent(a.logs).length > 0, "A logged no write before it was stopped");
       await b.waitForLog((l) => l.msg === "Became leader", "B to take over", 40_000);
