@@ -3,7 +3,6 @@
  * ScriptRun. Entry point; the only module with top-level effects.
  * @module
  */
-import { stringify } from "yaml";
 import { HELP, OPERATOR_VERSION, parseCli, UsageError } from "./src/cli.ts";
 import { scriptRunCrd } from "./src/crd.ts";
 import { KubeConfigError, loadKubeConfig } from "./src/kubeconfig.ts";
@@ -22,12 +21,15 @@ export async function main(args: string[]): Promise<number> {
       case "version":
         console.log(`script-operator ${OPERATOR_VERSION} (deno ${Deno.version.deno})`);
         return EXIT.ok;
-      case "crd":
+      case "crd": {
         console.log(
           `# ScriptRun CRD of script-operator ${OPERATOR_VERSION}, generated from src/crd.ts`,
         );
+        // Imported here only: the operator itself never loads the YAML library (less memory).
+        const { stringify } = await import("yaml");
         console.log(stringify(scriptRunCrd(), { aliasDuplicateObjects: false }).trimEnd());
         return EXIT.ok;
+      }
       case "scripts": {
         const scripts = await loadScripts();
         const width = Math.max(6, ...[...scripts.keys()].map((n) => n.length));

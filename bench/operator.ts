@@ -40,12 +40,15 @@ import {
 const ROOT = new URL("../", import.meta.url).pathname;
 /** The checkout whose operator is measured (`--operator=DIR`; default this one), ending in `/`. */
 let OPERATOR_ROOT = ROOT;
+/** Extra `deno run` flags for the operator (`--deno-flag`). */
+let EXTRA_FLAGS: string[] = [];
 const MiB = 1024;
 const GROUP_PATH = "/apis/script-operator.dev/v1alpha1";
 
 const USAGE = `deno task bench [--full] [--sizes=100,1000] [--runs=N] [--steady-seconds=60]
                  [--settle-seconds=10] [--single-samples=10] [--noise=10000,5000]
-                 [--out=FILE] [--keep-logs] [--operator=DIR]
+                 [--out=FILE] [--keep-logs] [--operator=DIR] [--deno-flag=F]...
+                 [--no-single]
        deno task bench --table=FILE
 
   --full              sizes 100, 1000 and 5000 (default: 100 and 1000)
@@ -60,6 +63,11 @@ const USAGE = `deno task bench [--full] [--sizes=100,1000] [--runs=N] [--steady-
   --keep-logs         keep the operator and control-plane logs next to the JSON
   --operator=DIR      measure the operator of another checkout (its main.ts, start task, CRD
                       and deploy/deployment.yaml), e.g. a worktree of the previous version
+  --deno-flag=F       one more \`deno run\` flag for the operator after the start task's, for
+                      experiments (e.g. --deno-flag=--v8-flags=--max-semi-space-size=2);
+                      recorded in the JSON
+  --no-single         skip the idle sample, single runs and noise (scenarios 1, 3, 5 on their
+                      own control plane); batches still record their idle samples
   --table=FILE        print the table of an earlier run's JSON, run nothing`;
 
 /** Command-line options of the bench. */
@@ -78,6 +86,10 @@ interface Options {
   table?: string;
   /** Checkout whose operator is measured. */
   operator?: string;
+  /** Extra `deno run` flags for the operator (experiments). */
+  denoFlags: string[];
+  /** Skip scenarios 1, 3 and 5 on their own control plane. */
+  noSingle: boolean;
 }
 
 function parseOptions(args: string[]): Options {
@@ -90,6 +102,8 @@ function parseOptions(args: string[]): Options {
     noiseJobs: 5_000,
     keepLogs: false,
     full: false,
+    denoFlags: [],
+    noSingle: false,
   };
   let sizes: number[] | undefined;
   const positive = (flag: string, v: string, min = 1) => {
@@ -136,6 +150,13 @@ function parseOptions(args: string[]): Options {
       case "--operator":
         if (!value) throw new Error(`--operator needs a checkout folder\n\n${USAGE}`);
         o.operator = value.endsWith("/") ? value : `${value}/`;
+        break;
+      case "--deno-flag":
+        if (!value) throw new Error(`--deno-flag needs a flag\n\n${USAGE}`);
+        o.denoFlags.push(value);
+        break;
+      case "--no-single":
+        o.noSingle = true;
         break;
       case "--out":
         if (!value) throw new Error(`--out needs a file name\n\n${USAGE}`);
@@ -478,7 +499,7 @@ async function startSettled(
   logPath: string,
   settleSeconds: number,
 ): Promise<{ op: OperatorProcess; idleMiB: number }> {
-  const op = await OperatorProcess.start(c.cp.kubeconfigPath, logPath, OPERATOR_ROOT);
+  const op = await OperatorProcess.start(c.cp.kubeconfigPath, logPath, OPERATOR_ROOT, EXTRA_FLAGS);
   try {
     await op.waitReady();
     await sleep(settleSeconds * 1000);
@@ -970,6 +991,7 @@ function report(results: Results): string {
 
 async function main(): Promise<number> {
   const o = parseOptions(Deno.args);
+  EXTRA_FLAGS = o.denoFlags;
   if (o.operator) {
     OPERATOR_ROOT = await Deno.realPath(o.operator).then((p) => `${p}/`).catch(() => {
       throw new Error(`--operator=${o.operator}: no such folder`);
@@ -1004,7 +1026,7 @@ async function main(): Promise<number> {
       deno: Deno.version.deno,
       commit: await git(["rev-parse", "HEAD"]),
       dirty: ((await git(["status", "--porcelain"])) ?? "") !== "",
-      operatorFlags: await startTaskFlags(OPERATOR_ROOT),
+      operatorFlags: [...(await startTaskFlags(OPERATOR_ROOT)), ...o.denoFlags],
       operatorRoot: OPERATOR_ROOT,
       options: o,
       node: "kwok",
@@ -1020,13 +1042,15 @@ async function main(): Promise<number> {
   const binDir = await ensureBinaries();
   const cpLogs = (name: string) => keptLogs ? `${keptLogs}/control-plane-${name}` : undefined;
 
-  await withCluster(binDir, cpLogs("single"), (c) => singleAndNoise(c, o, logDir, results))
-    .catch((e) => {
-      const error = message(e);
-      say(`single runs and noise FAILED: ${error}`);
-      results.single ??= { samplesSeconds: [], intervalMs: 0, error };
-      results.noise ??= { configMaps: o.noiseConfigMaps, jobs: o.noiseJobs, error };
-    });
+  if (!o.noSingle) {
+    await withCluster(binDir, cpLogs("single"), (c) => singleAndNoise(c, o, logDir, results))
+      .catch((e) => {
+        const error = message(e);
+        say(`single runs and noise FAILED: ${error}`);
+        results.single ??= { samplesSeconds: [], intervalMs: 0, error };
+        results.noise ??= { configMaps: o.noiseConfigMaps, jobs: o.noiseJobs, error };
+      });
+  }
   for (const n of o.sizes) {
     const runs = runsFor(o, n);
     for (let run = 1; run <= runs; run++) {

@@ -94,12 +94,14 @@ export class OperatorProcess {
     kubeconfig: string,
     logPath: string,
     root: string = ROOT,
+    extraFlags: string[] = [],
   ): Promise<OperatorProcess> {
     const ports = freePorts(2);
     const commandLine = [
       Deno.execPath(),
       "run",
       ...(await startTaskFlags(root)),
+      ...extraFlags,
       `${root}main.ts`,
       `--kubeconfig=${kubeconfig}`,
       "--log-format=json",

@@ -16,7 +16,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { IN_CLUSTER_FLAGS, LAPTOP_FLAGS } from "./permissions.ts";
+import { IN_CLUSTER_FLAGS, LAPTOP_FLAGS, V8_FLAGS } from "./permissions.ts";
 
 /** Targets `deno compile --target` accepts that the operator is released for. */
 export const TARGETS = [
@@ -66,6 +66,7 @@ export function compileArgs(options: CompileOptions = {}): string[] {
     // Build exactly what deno.lock pins; a stale lockfile is an error, not a silent update.
     "--frozen-lockfile",
     ...(options.inCluster ? IN_CLUSTER_FLAGS : LAPTOP_FLAGS),
+    ...V8_FLAGS,
     "--include",
     "scripts",
     ...(options.target ? ["--target", options.target] : []),

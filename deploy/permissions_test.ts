@@ -14,6 +14,7 @@ import {
   LAPTOP_PERMISSIONS,
   SERVICE_ACCOUNT_DIR,
   START_TASK,
+  V8_FLAGS,
 } from "./permissions.ts";
 import { SERVICE_ACCOUNT_DIR as SOURCE_SERVICE_ACCOUNT_DIR } from "../src/kubeconfig.ts";
 import { denoCacheDir } from "../tests/harness/operator.ts";
@@ -63,7 +64,27 @@ Deno.test("permissions: the start task of deno.json runs main.ts with exactly th
   const config = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`));
   deepStrictEqual(config.tasks?.start, START_TASK);
   const words = START_TASK.split(" ");
-  deepStrictEqual(words.filter((w) => w.startsWith("-")), [...LAPTOP_FLAGS]);
+  deepStrictEqual(words.filter((w) => w.startsWith("-")), [...LAPTOP_FLAGS, ...V8_FLAGS]);
+});
+
+Deno.test("permissions: the V8 flags take effect (a young generation of 3 x 2 MiB)", async () => {
+  const limit = async (flags: readonly string[]) => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "eval",
+        ...flags,
+        'import v8 from "node:v8"; console.log(v8.getHeapStatistics().heap_size_limit)',
+      ],
+      stdin: "null",
+    }).output();
+    deepStrictEqual(out.code, 0, new TextDecoder().decode(out.stderr));
+    return Number(new TextDecoder().decode(out.stdout).trim()) / 2 ** 20;
+  };
+  // heap_size_limit is the old generation's limit plus the young generation's (3 semi-spaces);
+  // pin the old generation to read the young one.
+  deepStrictEqual(V8_FLAGS.length, 1);
+  deepStrictEqual(await limit([`${V8_FLAGS[0]},--max-old-space-size=1024`]), 1024 + 3 * 2);
+  ok((await limit([])) > (await limit(V8_FLAGS)), "the default young generation is larger");
 });
 
 Deno.test("permissions: no flag set grants everything, writes, FFI or imports", () => {
@@ -141,5 +162,13 @@ Deno.test("permissions: in-cluster flags ignore KUBECONFIG and HOME and need the
     ok(inside.stderr.includes(`${SERVICE_ACCOUNT_DIR}/token is missing`), describe(inside));
   } finally {
     await Deno.remove(kubeconfig);
+  }
+});
+
+Deno.test("permissions: both compiled binaries get their permission flags and the V8 flags", async () => {
+  const { compileArgs } = await import("./compile.ts");
+  for (const [inCluster, flags] of [[false, LAPTOP_FLAGS], [true, IN_CLUSTER_FLAGS]] as const) {
+    const args = compileArgs({ inCluster });
+    for (const flag of [...flags, ...V8_FLAGS]) ok(args.includes(flag), `${flag} in ${args}`);
   }
 });

@@ -1,8 +1,8 @@
 /**
- * Prometheus metrics with prom-client, named as controller-runtime names them where they apply.
+ * Prometheus metrics (src/prometheus.ts), named as controller-runtime names them where they apply.
  * @module
  */
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { Counter, Gauge, Histogram, Registry } from "./prometheus.ts";
 import type { RequestObserver } from "./kube.ts";
 import type { ReconcileObserver } from "./reconciler.ts";
 import type { Phase } from "./types.ts";
@@ -25,51 +25,70 @@ export class Metrics {
   /** `host` labels rest_client_requests_total, as client-go does. */
   constructor(host: string) {
     this.#host = host;
-    const registers = [this.registry];
+    const registry = this.registry;
     this.#reconcileTotal = new Counter({
       name: "controller_runtime_reconcile_total",
       help: "Total number of reconciliations per controller",
       labelNames: ["controller", "result"],
-      registers,
+      registry,
     });
     this.#reconcileErrors = new Counter({
       name: "controller_runtime_reconcile_errors_total",
       help: "Total number of reconciliation errors per controller",
       labelNames: ["controller"],
-      registers,
+      registry,
     });
     this.#reconcileTime = new Histogram({
       name: "controller_runtime_reconcile_time_seconds",
       help: "Length of time per reconciliation per controller",
       labelNames: ["controller"],
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
-      registers,
+      registry,
     });
     this.#requests = new Counter({
       name: "rest_client_requests_total",
       help: "Number of HTTP requests, partitioned by status code, method, and host.",
       labelNames: ["code", "method", "host"],
-      registers,
+      registry,
     });
     this.#phases = new Gauge({
       name: "script_operator_scriptruns",
       help: "ScriptRuns seen in the last cycle, by phase",
       labelNames: ["phase"],
-      registers,
+      registry,
     });
     this.#cycle = new Histogram({
       name: "script_operator_poll_cycle_duration_seconds",
       help: "Duration of a whole poll cycle (list, plan, write) by result",
       labelNames: ["result"],
       buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
-      registers,
+      registry,
     });
     this.#leader = new Gauge({
       name: "leader_election_master_status",
       help: "1 while this process holds the leader Lease, 0 otherwise",
       labelNames: ["name"],
-      registers,
+      registry,
     });
+    // Memory, named as prom-client's default metrics name it.
+    const memory: [string, string, (m: Deno.MemoryUsage) => number][] = [
+      ["process_resident_memory_bytes", "Resident memory size in bytes.", (m) => m.rss],
+      ["nodejs_heap_size_total_bytes", "V8 heap size (committed) in bytes.", (m) => m.heapTotal],
+      ["nodejs_heap_size_used_bytes", "V8 heap size used in bytes.", (m) => m.heapUsed],
+      [
+        "nodejs_external_memory_bytes",
+        "Memory held outside the V8 heap by JS objects.",
+        (m) => m.external,
+      ],
+    ];
+    for (const [name, help, read] of memory) {
+      new Gauge({
+        name,
+        help,
+        registry,
+        collect: (gauge) => gauge.set({}, read(Deno.memoryUsage())),
+      });
+    }
     for (const result of ["success", "error", "requeue"]) {
       this.#reconcileTotal.inc({ controller: CONTROLLER, result }, 0);
     }

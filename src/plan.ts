@@ -97,26 +97,30 @@ export interface JobOutcome {
   reason?: string;
   message?: string;
   completionTime?: string;
+  /** SuccessCriteriaMet without Complete yet: the Job is about to complete. */
+  finishing?: boolean;
 }
 
 /**
- * Reads a Job's phase from its conditions: Complete/SuccessCriteriaMet, Failed/FailureTarget.
+ * Reads a Job's phase from its conditions: Complete, Failed/FailureTarget; SuccessCriteriaMet
+ * alone is a Running Job about to complete.
  * Running needs a ready pod: `active` also counts pods that are still pending.
  */
 export function jobOutcome(job: Job): JobOutcome {
   const conditions = job.status?.conditions ?? [];
   const isTrue = (type: string) => conditions.find((c) => c.type === type && c.status === "True");
-  const done = isTrue("Complete") ?? isTrue("SuccessCriteriaMet");
+  const done = isTrue("Complete");
   if (done) {
     return {
       phase: "Succeeded",
       reason: done.reason,
       message: done.message,
-      // SuccessCriteriaMet comes before the pods have stopped; the time is Complete's.
-      completionTime: job.status?.completionTime ??
-        (done.type === "Complete" ? done.lastTransitionTime : undefined),
+      completionTime: job.status?.completionTime ?? done.lastTransitionTime,
     };
   }
+  // SuccessCriteriaMet comes a moment before Complete (once the pods have stopped), which brings
+  // the completion time: Succeeded is written once, then.
+  if (isTrue("SuccessCriteriaMet")) return { phase: "Running", finishing: true };
   const failed = isTrue("Failed") ?? isTrue("FailureTarget");
   if (failed) {
     return {
@@ -518,6 +522,13 @@ function jobStatus(
   const generation = run.metadata.generation;
   const outcome = jobOutcome(job);
   const sameRun = previous.jobName === name;
+  if (
+    outcome.finishing && sameRun && previous.observedGeneration === generation &&
+    (previous.phase === "Pending" || previous.phase === "Running")
+  ) {
+    // Complete follows within moments: one status write then, not one now and one then.
+    return previous;
+  }
   const reportOutput = run.spec.reportOutput !== false;
   let reason: string;
   let message: string;

@@ -79,7 +79,11 @@ Deno.test("plan(): nothing changed means no actions and an equal status", () => 
 
 Deno.test("plan(): completion comes from the Job's conditions; Running needs a ready pod", () => {
   assertEquals(jobOutcome(job("j", { conditions: ["Complete"] })).phase, "Succeeded");
-  assertEquals(jobOutcome(job("j", { conditions: ["SuccessCriteriaMet"] })).phase, "Succeeded");
+  // SuccessCriteriaMet comes a moment before Complete, which brings the completion time.
+  assertEquals(jobOutcome(job("j", { conditions: ["SuccessCriteriaMet"] })), {
+    phase: "Running",
+    finishing: true,
+  });
   assertEquals(jobOutcome(job("j", { conditions: ["Failed"] })).phase, "Failed");
   assertEquals(jobOutcome(job("j", { conditions: ["FailureTarget"] })).phase, "Failed");
   assertEquals(jobOutcome(job("j", { active: 1, ready: 1 })).phase, "Running");
@@ -98,6 +102,37 @@ Deno.test("plan(): a succeeded Job sets phase Succeeded and condition Complete=T
   assertEquals(p.status.completionTime, "2026-01-01T00:01:00Z");
   assertEquals(p.status.conditions?.map((c) => [c.type, c.status]), [["Complete", "True"]]);
   assertEquals(p.actions, []);
+});
+
+Deno.test("plan(): SuccessCriteriaMet writes nothing; Complete then writes Succeeded once", () => {
+  const { name, cm } = current();
+  for (const before of [{ active: 1, ready: 1, startTime: NOW }, { active: 1 }]) {
+    const run = settle(scriptRun(), observed({ configMaps: [cm], jobs: [job(name, before)] }));
+    const met = observed({
+      configMaps: [cm],
+      jobs: [job(name, { ...before, conditions: ["SuccessCriteriaMet"] })],
+    });
+    const p = plan(run, { scripts: scripts(), observed: met, now: LATER });
+    assert(statusEqual(run.status, p.status), JSON.stringify(p.status));
+    assertEquals(p.actions, []);
+    const complete = observed({
+      configMaps: [cm],
+      jobs: [job(name, { ...before, conditions: ["SuccessCriteriaMet", "Complete"] })],
+    });
+    const done = plan(run, { scripts: scripts(), observed: complete, now: LATER });
+    assertEquals(done.status.phase, "Succeeded");
+    assertEquals(done.status.completionTime, "2026-01-01T00:01:00Z");
+  }
+  // With nothing recorded for this Job yet (a new status or an operator restart), it is Running.
+  const fresh = plan(scriptRun(), {
+    scripts: scripts(),
+    observed: observed({
+      configMaps: [cm],
+      jobs: [job(name, { conditions: ["SuccessCriteriaMet"] })],
+    }),
+    now: NOW,
+  });
+  assertEquals(fresh.status.phase, "Running");
 });
 
 Deno.test("plan(): a failed Job's message names the reason, exit code and labelled, capped output", () => {

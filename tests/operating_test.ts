@@ -144,6 +144,8 @@ clusterTest(
         /rest_client_requests_total\{code="200",method="GET",host="127\.0\.0\.1:\d+"\} [1-9]/,
         /rest_client_requests_total\{code="200",method="PATCH",/,
         /script_operator_poll_cycle_duration_seconds_count\{result="success"\} [1-9]/,
+        /process_resident_memory_bytes [1-9]\d{6,}/,
+        /nodejs_heap_size_used_bytes [1-9]\d{6,}/,
       ]
     ) {
       assert(pattern.test(body), `${pattern} not in /metrics:\n${body.slice(0, 3000)}`);
