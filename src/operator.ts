@@ -179,7 +179,8 @@ export async function runOperator(options: {
   view?.onChange(({ namespace, name }) => queue!.add(`${namespace}/${name}`));
   const reconciler = new Reconciler({
     view,
-    schedule: queue && ((namespace, name) => queue.add(`${namespace}/${name}`)),
+    // The periodic pass: behind any run a change woke.
+    schedule: queue && ((namespace, name) => queue.add(`${namespace}/${name}`, { low: true })),
     kube,
     scripts,
     log,

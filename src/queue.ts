@@ -50,10 +50,12 @@ export class WorkQueue {
   #debounceMs: number;
   #timers: QueueTimers;
   #onError: (key: string, error: unknown) => void;
-  /** Key -> due time and the timer that moves it to #ready. */
-  #waiting = new Map<string, { due: number; timer: unknown }>();
+  /** Key -> due time, the timer that moves it to a ready set, and whether it was added low. */
+  #waiting = new Map<string, { due: number; timer: unknown; low: boolean }>();
   /** Due keys in FIFO order (a Set keeps insertion order and dedupes). */
   #ready = new Set<string>();
+  /** Due keys added with `low`: they start only when #ready is empty. */
+  #readyLow = new Set<string>();
   /** Keys being processed, with their runs. */
   #active = new Map<string, Promise<void>>();
   /** Keys that became due while active: they run again when their run ends. */
@@ -70,32 +72,50 @@ export class WorkQueue {
     this.#onError = options.onError ?? (() => {});
   }
 
-  /** Queues `key` to run after the debounce delay (or earlier if already due earlier). */
-  add(key: string): void {
-    this.addAfter(key, this.#debounceMs);
+  /**
+   * Queues `key` to run after the debounce delay (or earlier if already due earlier). `low`: a
+   * periodic pass, not a change; such keys start only when no other key is ready, and a later
+   * `add` without `low` (a change) lifts the key out of them.
+   */
+  add(key: string, options: { low?: boolean } = {}): void {
+    this.addAfter(key, this.#debounceMs, options);
   }
 
   /** Queues `key` to run not before `ms` from now (unless it is already due earlier). */
-  addAfter(key: string, ms: number): void {
+  addAfter(key: string, ms: number, options: { low?: boolean } = {}): void {
     if (this.#closed) return;
     if (this.#ready.has(key) || this.#again.has(key)) return;
+    const low = options.low === true;
+    if (this.#readyLow.has(key)) {
+      if (low) return;
+      this.#readyLow.delete(key);
+    }
     const due = this.#timers.now() + Math.max(0, ms);
     const current = this.#waiting.get(key);
-    if (current && current.due <= due) return;
+    if (current && current.due <= due) {
+      if (!low) current.low = false;
+      return;
+    }
     if (current) this.#timers.clearTimeout(current.timer);
     const timer = this.#timers.setTimeout(() => this.#due(key), Math.max(0, ms));
-    this.#waiting.set(key, { due, timer });
+    this.#waiting.set(key, { due, timer, low: low && (current?.low ?? true) });
   }
 
   /** Keys waiting, ready or being processed. */
   get size(): number {
-    const keys = new Set([...this.#waiting.keys(), ...this.#ready, ...this.#active.keys()]);
+    const keys = new Set([
+      ...this.#waiting.keys(),
+      ...this.#ready,
+      ...this.#readyLow,
+      ...this.#active.keys(),
+    ]);
     return keys.size;
   }
 
   /** Whether `key` is waiting, ready or being processed. */
   has(key: string): boolean {
-    return this.#waiting.has(key) || this.#ready.has(key) || this.#active.has(key);
+    return this.#waiting.has(key) || this.#ready.has(key) || this.#readyLow.has(key) ||
+      this.#active.has(key);
   }
 
   /** Resolves when no key is waiting, ready or active (keys added meanwhile are awaited too). */
@@ -113,24 +133,28 @@ export class WorkQueue {
     for (const { timer } of this.#waiting.values()) this.#timers.clearTimeout(timer);
     this.#waiting.clear();
     this.#ready.clear();
+    this.#readyLow.clear();
     this.#again.clear();
     await Promise.all([...this.#active.values()]);
     this.#checkIdle();
   }
 
   #due(key: string): void {
+    const low = this.#waiting.get(key)?.low ?? false;
     this.#waiting.delete(key);
     if (this.#closed) return;
     if (this.#active.has(key)) this.#again.add(key);
-    else this.#ready.add(key);
+    else (low ? this.#readyLow : this.#ready).add(key);
     this.#pump();
   }
 
   #pump(): void {
-    for (const key of this.#ready) {
-      if (this.#active.size >= this.#concurrency) break;
-      this.#ready.delete(key);
-      this.#start(key);
+    for (const ready of [this.#ready, this.#readyLow]) {
+      for (const key of ready) {
+        if (this.#active.size >= this.#concurrency) break;
+        ready.delete(key);
+        this.#start(key);
+      }
     }
     this.#checkIdle();
   }
@@ -152,7 +176,8 @@ export class WorkQueue {
   }
 
   #isIdle(): boolean {
-    return this.#waiting.size === 0 && this.#ready.size === 0 && this.#active.size === 0;
+    return this.#waiting.size === 0 && this.#ready.size === 0 && this.#readyLow.size === 0 &&
+      this.#active.size === 0;
   }
 
   #checkIdle(): void {

@@ -210,3 +210,45 @@ Deno.test("WorkQueue with real timers runs an added key within about the debounc
   assert(runs[0] >= 19, `ran after ${runs[0]} ms`);
   await q.close();
 });
+
+Deno.test("WorkQueue: keys of a periodic pass (low) wait behind changes; a change lifts a low key", async () => {
+  const timers = new FakeTimers();
+  const p = gatedProcessor();
+  const q = new WorkQueue(p.process, { timers, debounceMs: 100, concurrency: 1 });
+  for (const k of ["a", "b", "c", "d"]) q.add(k, { low: true });
+  await timers.advance(100);
+  assertEquals(p.started, ["a"]);
+  // Changes to x and to c (already ready, low) arrive while a runs.
+  q.add("x");
+  q.add("c");
+  q.add("d", { low: true }); // a second low add changes nothing
+  await timers.advance(100);
+  p.finish("a");
+  await timers.advance(0);
+  assertEquals(p.started, ["a", "x"]);
+  p.finish("x");
+  await timers.advance(0);
+  assertEquals(p.started, ["a", "x", "c"]);
+  p.finish("c");
+  await timers.advance(0);
+  p.finish("b");
+  await timers.advance(0);
+  p.finish("d");
+  await q.idle();
+  assertEquals(p.started, ["a", "x", "c", "b", "d"]);
+  // A low add of a key already waiting as a change keeps it a change.
+  q.add("w");
+  await timers.advance(100);
+  q.add("z", { low: true });
+  q.add("y");
+  q.add("y", { low: true });
+  await timers.advance(100);
+  p.finish("w");
+  await timers.advance(0);
+  assertEquals(p.started.slice(5), ["w", "y"]);
+  p.finish("y");
+  await timers.advance(0);
+  assertEquals(p.started.slice(5), ["w", "y", "z"]);
+  p.finish("z");
+  await q.idle();
+});

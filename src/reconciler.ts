@@ -247,10 +247,15 @@ export class Reconciler {
         for (const run of runs) alive.add(run.metadata.uid ?? "");
         const schedule = this.#o.schedule;
         if (view && schedule) {
-          // The periodic pass over a current view: every run goes through the work queue.
+          // The periodic pass over a current view: every run that is not settled goes through
+          // the work queue. Settled runs are left out here rather than skipped by the queue, so
+          // 1,000 of them do not queue ahead of a run that a change just woke.
+          const now = performance.now();
           for (const run of runs) {
             const phase = run.status?.phase;
             if (phase) phases[phase]++;
+            const uid = run.metadata.uid ?? "";
+            if (this.#isSettled(uid, versions(run, view.children(uid)), now)) continue;
             schedule(run.metadata.namespace ?? "", run.metadata.name);
           }
           continue;
@@ -309,9 +314,8 @@ export class Reconciler {
     // re-LIST every 10 minutes and SETTLED_MS bound how long this is trusted).
     const uid = run.metadata.uid ?? "";
     const fingerprint = versions(run, view.children(uid));
-    const settled = this.#settled.get(uid);
     const now = performance.now();
-    if (settled?.fingerprint === fingerprint && now < settled.until && !this.#pending(uid)) {
+    if (this.#isSettled(uid, fingerprint, now)) {
       return { result: "success", writes: 0, phase: run.status?.phase };
     }
     this.#settled.delete(uid);
@@ -321,6 +325,12 @@ export class Reconciler {
       this.#settled.set(uid, { fingerprint, until });
     }
     return result;
+  }
+
+  /** Whether the run was planned from exactly these versions with nothing to do, and is not due. */
+  #isSettled(uid: string, fingerprint: string, now: number): boolean {
+    const settled = this.#settled.get(uid);
+    return settled?.fingerprint === fingerprint && now < settled.until && !this.#pending(uid);
   }
 
   /** Whether writes of ours for this run are not yet seen in the view. */

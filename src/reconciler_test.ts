@@ -351,6 +351,38 @@ Deno.test("Reconciler: from the view, a run planned with nothing to do is not pl
   assertEquals(kube.runs.get("ns/demo")!.status!.reason, "JobRunning");
 });
 
+Deno.test("Reconciler: the periodic pass over the view queues only runs that are not settled", async () => {
+  const kube = new FakeKube();
+  const { log } = recordingLogger();
+  const scheduled: string[] = [];
+  const reconciler = new Reconciler({
+    kube,
+    scripts: scripts(),
+    log,
+    namespaces: [NS],
+    view: fakeView(kube),
+    schedule: (ns, name) => scheduled.push(`${ns}/${name}`),
+  });
+  const run = kube.addRun(scriptRun());
+  const other = scriptRun({}, "other");
+  other.metadata.uid = "uid-2";
+  kube.addRun(other);
+  await reconciler.cycle();
+  assertEquals(scheduled, ["ns/demo", "ns/other"]);
+  // demo is created, then found with nothing to do (settled); other was never reconciled.
+  await reconciler.reconcileKey(NS, "demo");
+  await reconciler.reconcileKey(NS, "demo");
+  scheduled.length = 0;
+  await reconciler.cycle();
+  assertEquals(scheduled, ["ns/other"]);
+  // A new version of demo's Job: queued again by the next pass.
+  const job = kube.jobs.get(`ns/${nameOf(run)}`)!;
+  job.metadata.resourceVersion = "9999";
+  scheduled.length = 0;
+  await reconciler.cycle();
+  assertEquals(scheduled, ["ns/demo", "ns/other"]);
+});
+
 Deno.test("Reconciler: creating in a namespace being deleted is not an error (no RBAC hint)", async () => {
   const { kube, lines, reconciler } = setup();
   kube.addRun(scriptRun());
