@@ -42,13 +42,15 @@ const ROOT = new URL("../", import.meta.url).pathname;
 let OPERATOR_ROOT = ROOT;
 /** Extra `deno run` flags for the operator (`--deno-flag`). */
 let EXTRA_FLAGS: string[] = [];
+/** Extra operator arguments (`--operator-arg`). */
+let EXTRA_ARGS: string[] = [];
 const MiB = 1024;
 const GROUP_PATH = "/apis/script-operator.dev/v1alpha1";
 
 const USAGE = `deno task bench [--full] [--sizes=100,1000] [--runs=N] [--steady-seconds=60]
                  [--settle-seconds=10] [--single-samples=10] [--noise=10000,5000]
                  [--out=FILE] [--keep-logs] [--operator=DIR] [--deno-flag=F]...
-                 [--no-single]
+                 [--no-single] [--operator-arg=A]...
        deno task bench --table=FILE
 
   --full              sizes 100, 1000 and 5000 (default: 100 and 1000)
@@ -66,6 +68,8 @@ const USAGE = `deno task bench [--full] [--sizes=100,1000] [--runs=N] [--steady-
   --deno-flag=F       one more \`deno run\` flag for the operator after the start task's, for
                       experiments (e.g. --deno-flag=--v8-flags=--max-semi-space-size=2);
                       recorded in the JSON
+  --operator-arg=A    one more argument for the operator, for diagnosis (e.g.
+                      --operator-arg=--log-level=debug); recorded in the JSON
   --no-single         skip the idle sample, single runs and noise (scenarios 1, 3, 5 on their
                       own control plane); batches still record their idle samples
   --table=FILE        print the table of an earlier run's JSON, run nothing`;
@@ -90,6 +94,8 @@ interface Options {
   denoFlags: string[];
   /** Skip scenarios 1, 3 and 5 on their own control plane. */
   noSingle: boolean;
+  /** Extra operator arguments (diagnosis, e.g. --log-level=debug). */
+  operatorArgs: string[];
 }
 
 function parseOptions(args: string[]): Options {
@@ -104,6 +110,7 @@ function parseOptions(args: string[]): Options {
     full: false,
     denoFlags: [],
     noSingle: false,
+    operatorArgs: [],
   };
   let sizes: number[] | undefined;
   const positive = (flag: string, v: string, min = 1) => {
@@ -154,6 +161,10 @@ function parseOptions(args: string[]): Options {
       case "--deno-flag":
         if (!value) throw new Error(`--deno-flag needs a flag\n\n${USAGE}`);
         o.denoFlags.push(value);
+        break;
+      case "--operator-arg":
+        if (!value) throw new Error(`--operator-arg needs an argument\n\n${USAGE}`);
+        o.operatorArgs.push(value);
         break;
       case "--no-single":
         o.noSingle = true;
@@ -499,7 +510,13 @@ async function startSettled(
   logPath: string,
   settleSeconds: number,
 ): Promise<{ op: OperatorProcess; idleMiB: number }> {
-  const op = await OperatorProcess.start(c.cp.kubeconfigPath, logPath, OPERATOR_ROOT, EXTRA_FLAGS);
+  const op = await OperatorProcess.start(
+    c.cp.kubeconfigPath,
+    logPath,
+    OPERATOR_ROOT,
+    EXTRA_FLAGS,
+    EXTRA_ARGS,
+  );
   try {
     await op.waitReady();
     await sleep(settleSeconds * 1000);
@@ -992,6 +1009,7 @@ function report(results: Results): string {
 async function main(): Promise<number> {
   const o = parseOptions(Deno.args);
   EXTRA_FLAGS = o.denoFlags;
+  EXTRA_ARGS = o.operatorArgs;
   if (o.operator) {
     OPERATOR_ROOT = await Deno.realPath(o.operator).then((p) => `${p}/`).catch(() => {
       throw new Error(`--operator=${o.operator}: no such folder`);
@@ -1027,6 +1045,7 @@ async function main(): Promise<number> {
       commit: await git(["rev-parse", "HEAD"]),
       dirty: ((await git(["status", "--porcelain"])) ?? "") !== "",
       operatorFlags: [...(await startTaskFlags(OPERATOR_ROOT)), ...o.denoFlags],
+      operatorArgs: o.operatorArgs,
       operatorRoot: OPERATOR_ROOT,
       options: o,
       node: "kwok",

@@ -95,6 +95,7 @@ export class OperatorProcess {
     logPath: string,
     root: string = ROOT,
     extraFlags: string[] = [],
+    extraArgs: string[] = [],
   ): Promise<OperatorProcess> {
     const ports = freePorts(2);
     const commandLine = [
@@ -107,6 +108,7 @@ export class OperatorProcess {
       "--log-format=json",
       `--health-probe-bind-address=127.0.0.1:${ports[0]}`,
       `--metrics-bind-address=127.0.0.1:${ports[1]}`,
+      ...extraArgs,
     ];
     // The shell sends both streams to the log file; `exec` keeps the pid; setpriv kills the
     // operator if the bench dies.
