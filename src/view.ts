@@ -69,6 +69,12 @@ export interface WatchedViewOptions {
   resyncMs?: number;
   /** Server-side watch timeout (default 5 minutes, capped by the time to the next resync). */
   watchTimeoutSeconds?: number;
+  /**
+   * A watch that delivers nothing (not even a bookmark, which the API server sends about once a
+   * minute) for this long is abandoned and opened again from the last resourceVersion (default
+   * 90 s). Without it a connection that went silent would hold a stream until its timeout.
+   */
+  watchIdleMs?: number;
   /** Consecutive failures of one stream after which the view falls back to LISTs (default 5). */
   maxFailures?: number;
 }
@@ -173,6 +179,9 @@ class StatusError extends Error {
 /** Thrown into a watch by `interruptWatches()`. */
 class Interrupted extends Error {}
 
+/** A watch that stayed silent longer than `watchIdleMs`. */
+class Silent extends Error {}
+
 interface Stream {
   spec: KindSpec;
   namespace: string;
@@ -203,6 +212,7 @@ export class WatchedView {
   #pageSize: number;
   #resyncMs: number;
   #watchTimeoutSeconds: number;
+  #watchIdleMs: number;
   #maxFailures: number;
   #listeners: ((key: ViewKey) => void)[] = [];
   #mode: "watch" | "list" = "watch";
@@ -234,6 +244,7 @@ export class WatchedView {
     this.#pageSize = options.pageSize ?? 500;
     this.#resyncMs = options.resyncMs ?? 10 * 60_000;
     this.#watchTimeoutSeconds = options.watchTimeoutSeconds ?? 300;
+    this.#watchIdleMs = options.watchIdleMs ?? 90_000;
     this.#maxFailures = options.maxFailures ?? 5;
   }
 
@@ -432,6 +443,14 @@ export class WatchedView {
         await this.#watch(stream, signal);
       } catch (error) {
         if (signal.aborted) return;
+        if (error instanceof Silent) {
+          this.#log.debug("Watch silent, watching again", {
+            kind: stream.spec.kind,
+            namespace: stream.namespace || "*",
+            silentMs: this.#watchIdleMs,
+          });
+          continue;
+        }
         if (error instanceof Interrupted) {
           if (this.#hold) await this.#hold;
           if (this.#resumeFrom) stream.rv = this.#resumeFrom;
@@ -567,9 +586,16 @@ export class WatchedView {
     stream.failures = 0;
     const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
     let buffer = "";
+    const current = stream.current;
+    let idle: ReturnType<typeof setTimeout> | undefined;
+    const armIdle = () => {
+      clearTimeout(idle);
+      idle = setTimeout(() => current?.abort(new Silent()), this.#watchIdleMs);
+    };
     try {
       while (true) {
         let chunk: ReadableStreamReadResult<string>;
+        armIdle();
         try {
           chunk = await reader.read();
         } catch (error) {
@@ -586,6 +612,7 @@ export class WatchedView {
         }
       }
     } finally {
+      clearTimeout(idle);
       reader.releaseLock();
       await response.body?.cancel().catch(() => {});
     }

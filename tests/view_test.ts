@@ -10,6 +10,7 @@ import { isDeepStrictEqual } from "node:util";
 import { configure, getLogger, type LogRecord, reset } from "@logtape/logtape";
 import { assert, assertEquals } from "./harness/assert.ts";
 import { installCrd } from "./harness/operator.ts";
+import { startPauseProxy } from "./harness/pause_proxy.ts";
 import {
   clusterTest,
   kubectl,
@@ -326,6 +327,39 @@ clusterTest("WatchedView resumes a dropped watch and sees what changed while it 
   assertEquals(v.count("LIST"), lists, "resumed from the resourceVersion: no re-LIST");
   assert(v.count("WATCH") >= watches + 4, "every stream opened a new watch");
   assert(v.changed.includes(`${ns.name}/b`) && v.changed.includes(`${ns.name}/a`));
+  assertEquals(v.view.mode, "watch");
+});
+
+clusterTest("WatchedView abandons a watch that went silent and opens it again from where it was", {
+  needsJobs: true,
+  ...NO_SANITIZE,
+}, async () => {
+  await installCrd();
+  await using ns = await uniqueNamespace("view-silent");
+  await using proxy = await startPauseProxy();
+  const kc = new KubeConfig();
+  kc.loadFromFile(proxy.kubeconfig);
+  using v = await startView(kc, { namespaces: [ns.name], watchIdleMs: 1500 });
+  await createRunWithChildren(ns.name, "a");
+  await assertSameAsList(v.view, ns.name, "before the silence");
+  const lists = v.count("LIST");
+  const watches = v.count("WATCH");
+  // The connections go silent (no byte either way, no error): only the idle timer can tell.
+  proxy.pause();
+  await new Promise((r) => setTimeout(r, 2500));
+  await createRunWithChildren(ns.name, "b");
+  proxy.resume();
+  await assertSameAsList(
+    v.view,
+    ns.name,
+    "b, created while the watches were silent",
+    (c) => c.scriptRuns.length === 2,
+  );
+  assert(
+    v.count("WATCH") >= watches + 4,
+    `every stream opened a new watch: ${JSON.stringify(v.requests)}`,
+  );
+  assertEquals(v.count("LIST"), lists, "resumed from the resourceVersion: no re-LIST");
   assertEquals(v.view.mode, "watch");
 });
 
