@@ -57,7 +57,7 @@ function formatNumber(n: number): string {
   return String(n);
 }
 
-/** `{a="1",b="2"}`, or "" without labels; `first` pairs go before the series' own labels. */
+/** `{a="1",b="2"}`, or "" without labels. */
 function labelText(pairs: [string, string][]): string {
   if (pairs.length === 0) return "";
   return `{${pairs.map(([k, v]) => `${k}="${escapeValue(v)}"`).join(",")}}`;
@@ -97,6 +97,15 @@ abstract class Base<L extends string> {
   protected header(): string {
     return `# HELP ${this.name} ${escapeHelp(this.help)}\n# TYPE ${this.name} ${this.type}`;
   }
+
+  /** The header and one line per series of a counter or gauge. */
+  protected renderValues(values: Map<string, number>): string {
+    const lines = [this.header()];
+    for (const [key, v] of values) {
+      lines.push(`${this.name}${labelText(this.pairs(key))} ${formatNumber(v)}`);
+    }
+    return lines.join("\n");
+  }
 }
 
 /** A value per label set that only goes up. */
@@ -116,17 +125,8 @@ export class Counter<L extends string = string> extends Base<L> {
     this.#values.set(key, (this.#values.get(key) ?? 0) + by);
   }
 
-  /** The current value of one series (tests). */
-  get(labels: Labels<L> = {}): number | undefined {
-    return this.#values.get(this.key(labels));
-  }
-
   render(): string {
-    const lines = [this.header()];
-    for (const [key, v] of this.#values) {
-      lines.push(`${this.name}${labelText(this.pairs(key))} ${formatNumber(v)}`);
-    }
-    return lines.join("\n");
+    return this.renderValues(this.#values);
   }
 }
 
@@ -149,11 +149,7 @@ export class Gauge<L extends string = string> extends Base<L> {
 
   render(): string {
     this.#collect?.(this);
-    const lines = [this.header()];
-    for (const [key, v] of this.#values) {
-      lines.push(`${this.name}${labelText(this.pairs(key))} ${formatNumber(v)}`);
-    }
-    return lines.join("\n");
+    return this.renderValues(this.#values);
   }
 }
 

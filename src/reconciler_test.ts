@@ -324,7 +324,8 @@ function fakeView(kube: FakeKube): RunView {
   };
 }
 
-Deno.test("Reconciler: from the view, a run planned with nothing to do is not planned again until a version changes", async () => {
+/** setup() with the recording fake seen through fakeView(), as the operator runs with a view. */
+function viewSetup(options: Partial<ReconcilerOptions> = {}) {
   const kube = new FakeKube();
   const { log, lines } = recordingLogger();
   const reconciler = new Reconciler({
@@ -333,7 +334,13 @@ Deno.test("Reconciler: from the view, a run planned with nothing to do is not pl
     log,
     namespaces: [NS],
     view: fakeView(kube),
+    ...options,
   });
+  return { kube, lines, reconciler };
+}
+
+Deno.test("Reconciler: from the view, a run planned with nothing to do is not planned again until a version changes", async () => {
+  const { kube, lines, reconciler } = viewSetup();
   const run = kube.addRun(scriptRun());
   const name = nameOf(run);
   await reconciler.reconcileKey(NS, "demo");
@@ -352,15 +359,8 @@ Deno.test("Reconciler: from the view, a run planned with nothing to do is not pl
 });
 
 Deno.test("Reconciler: the periodic pass over the view queues only runs that are not settled", async () => {
-  const kube = new FakeKube();
-  const { log } = recordingLogger();
   const scheduled: string[] = [];
-  const reconciler = new Reconciler({
-    kube,
-    scripts: scripts(),
-    log,
-    namespaces: [NS],
-    view: fakeView(kube),
+  const { kube, reconciler } = viewSetup({
     schedule: (ns, name) => scheduled.push(`${ns}/${name}`),
   });
   const run = kube.addRun(scriptRun());
