@@ -36,7 +36,8 @@ export class FakeKube implements Kube {
   configMaps = new Map<string, ConfigMap>();
   jobs = new Map<string, Job>();
   pods: PodSummary[] = [];
-  jobEvents: JobEvent[] = [];
+  /** What `listJobWarnings` answers: Warning Events by Job name. */
+  jobWarnings: Map<string, JobEvent[]> = new Map();
   events: (EventNote & { run: string })[] = [];
   #failures: { match: string; error: KubeError; times: number }[] = [];
   #rv = 100;
@@ -102,8 +103,8 @@ export class FakeKube implements Kube {
     return this.#do(`LIST pods ${namespace}/${runUid}`, () => structuredClone(this.pods));
   }
 
-  listJobEvents(namespace: string, jobName: string): Promise<JobEvent[]> {
-    return this.#do(`LIST events ${namespace}/${jobName}`, () => structuredClone(this.jobEvents));
+  listJobWarnings(namespace: string): Promise<Map<string, JobEvent[]>> {
+    return this.#do(`LIST events ${namespace}`, () => structuredClone(this.jobWarnings));
   }
 
   getConfigMap(namespace: string, name: string): Promise<ConfigMap | undefined> {

@@ -63,8 +63,12 @@ export interface Kube {
   listJobs(namespace?: string): Promise<Job[]>;
   /** The pods of every Job a ScriptRun had (by the run-uid label), summarised. */
   listRunPods(namespace: string, runUid: string): Promise<PodSummary[]>;
-  /** Warning Events of a Job, oldest first (FailedCreate says why it has no pod). */
-  listJobEvents(namespace: string, jobName: string): Promise<JobEvent[]>;
+  /**
+   * Warning Events of the namespace's Jobs by Job name, oldest first (FailedCreate says why a Job
+   * has no pod). One LIST for the namespace, not one per Job: the API server scans every Event of
+   * the namespace for each such LIST, whatever its field selector.
+   */
+  listJobWarnings(namespace: string): Promise<Map<string, JobEvent[]>>;
   /** One ConfigMap's metadata, or undefined when there is none. */
   getConfigMap(namespace: string, name: string): Promise<ConfigMap | undefined>;
   /** One Job without its spec, or undefined when there is none. */
@@ -407,24 +411,35 @@ export class ClientNodeKube implements Kube {
     return pods.map(podSummary);
   }
 
-  async listJobEvents(namespace: string, jobName: string): Promise<JobEvent[]> {
+  async listJobWarnings(namespace: string): Promise<Map<string, JobEvent[]>> {
     const events = await this.#call(
       "LIST",
       "events",
       inNs(namespace),
       () =>
-        allPages<{ reason?: string; message?: string; lastTimestamp?: string }>((cont) =>
+        allPages<{
+          involvedObject?: { name?: string };
+          reason?: string;
+          message?: string;
+          lastTimestamp?: string;
+        }>((cont) =>
           this.#core.listNamespacedEvent({
             namespace,
-            fieldSelector: `involvedObject.kind=Job,involvedObject.name=${jobName},type=Warning`,
+            fieldSelector: "involvedObject.kind=Job,type=Warning",
             limit: PAGE,
             _continue: cont,
           })
         ),
     );
-    return events
-      .sort((a, b) => (a.lastTimestamp ?? "").localeCompare(b.lastTimestamp ?? ""))
-      .map((e) => ({ reason: e.reason ?? "", message: e.message ?? "" }));
+    events.sort((a, b) => (a.lastTimestamp ?? "").localeCompare(b.lastTimestamp ?? ""));
+    const byJob = new Map<string, JobEvent[]>();
+    for (const e of events) {
+      const job = e.involvedObject?.name ?? "";
+      let list = byJob.get(job);
+      if (!list) byJob.set(job, list = []);
+      list.push({ reason: e.reason ?? "", message: e.message ?? "" });
+    }
+    return byJob;
   }
 
   async getConfigMap(namespace: string, name: string): Promise<ConfigMap | undefined> {

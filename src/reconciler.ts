@@ -158,8 +158,8 @@ export class Reconciler {
   };
   #busy = new Set<string>();
   #expect = new Map<string, Expectation>();
-  /** The last Job events read per Job (`namespace/name`), with when. */
-  #jobEvents = new Map<string, { at: number; events: JobEvent[] }>();
+  /** The last read of each namespace's Job warnings (in flight or done), with when it began. */
+  #jobWarnings = new Map<string, { at: number; byJob: Promise<Map<string, JobEvent[]>> }>();
   /** Runs whose last reconcile from the view wrote nothing, by the versions it planned from. */
   #settled = new Map<string, { fingerprint: string; until: number }>();
 
@@ -291,8 +291,8 @@ export class Reconciler {
       for (const uid of this.#expect.keys()) if (!alive.has(uid)) this.#expect.delete(uid);
       for (const uid of this.#settled.keys()) if (!alive.has(uid)) this.#settled.delete(uid);
       const now = performance.now();
-      for (const [key, e] of this.#jobEvents) {
-        if (now - e.at >= JOB_EVENTS_MS) this.#jobEvents.delete(key);
+      for (const [key, e] of this.#jobWarnings) {
+        if (now - e.at >= JOB_EVENTS_MS) this.#jobWarnings.delete(key);
       }
       this.#o.observer.phases?.(phases);
     }
@@ -619,15 +619,7 @@ export class Reconciler {
           observed.pods = await this.#o.kube.listRunPods(namespace, run.metadata.uid ?? "");
         } else if (need === "jobEvents" && observed.jobEvents === undefined && p.childName) {
           try {
-            // Read at most once per JOB_EVENTS_MS per Job: a late pod wakes its run often.
-            const key = `${namespace}/${p.childName}`;
-            const cached = this.#jobEvents.get(key);
-            if (cached && performance.now() - cached.at < JOB_EVENTS_MS) {
-              observed.jobEvents = cached.events;
-            } else {
-              observed.jobEvents = await this.#o.kube.listJobEvents(namespace, p.childName);
-              this.#jobEvents.set(key, { at: performance.now(), events: observed.jobEvents });
-            }
+            observed.jobEvents = (await this.#warningsOf(namespace)).get(p.childName) ?? [];
           } catch (error) {
             // Events explain a wait; without them the status still says the pod has not started.
             this.#o.log.debug("Job events not readable", {
@@ -651,6 +643,22 @@ export class Reconciler {
       return await this.#plan(run, observed, fields);
     }
     return p;
+  }
+
+  /**
+   * The Warning Events of `namespace`'s Jobs, read at most once per JOB_EVENTS_MS for all runs
+   * of the namespace (concurrent reconciles share one request): runs whose pods are late wake
+   * often, and each such LIST costs the API server a scan of every Event in the namespace.
+   */
+  #warningsOf(namespace: string): Promise<Map<string, JobEvent[]>> {
+    const cached = this.#jobWarnings.get(namespace);
+    if (cached && performance.now() - cached.at < JOB_EVENTS_MS) return cached.byJob;
+    const entry = { at: performance.now(), byJob: this.#o.kube.listJobWarnings(namespace) };
+    this.#jobWarnings.set(namespace, entry);
+    entry.byJob.catch(() => {
+      if (this.#jobWarnings.get(namespace) === entry) this.#jobWarnings.delete(namespace);
+    });
+    return entry.byJob;
   }
 
   /**

@@ -5,7 +5,7 @@ import type { KubeError } from "./errors.ts";
 import { FakeKube, kubeError, recordingLogger } from "./fake_kube.ts";
 import { NotLeaderError } from "./kube.ts";
 import { Reconciler, type ReconcilerOptions, type RunView } from "./reconciler.ts";
-import { script, scriptRun, scripts } from "./test_fixtures.ts";
+import { job, script, scriptRun, scripts } from "./test_fixtures.ts";
 import { LABELS, type ScriptRun } from "./types.ts";
 
 const NS = "ns";
@@ -397,4 +397,30 @@ Deno.test("Reconciler: creating in a namespace being deleted is not an error (no
   const result = await reconciler.cycle();
   assertEquals([result.errors, result.unreachable], [0, false]);
   assertEquals(lines.filter((l) => l.level === "error" || l.level === "warn"), []);
+});
+
+Deno.test("Reconciler: runs whose pods are late share one read of the namespace's Job warnings", async () => {
+  const { kube, reconciler } = setup();
+  const names: string[] = [];
+  for (const i of [1, 2, 3]) {
+    const base = scriptRun({}, `run-${i}`);
+    const run = kube.addRun({ ...base, metadata: { ...base.metadata, uid: `uid-${i}` } });
+    const name = nameOf(run);
+    names.push(name);
+    const j = job(name, {}, `uid-${i}`);
+    j.metadata.ownerReferences![0].name = run.metadata.name;
+    j.metadata.labels = { ...j.metadata.labels, [LABELS.scriptRunUid]: `uid-${i}` };
+    kube.jobs.set(`ns/${name}`, j);
+  }
+  kube.jobWarnings.set(names[1], [{ reason: "FailedCreate", message: "pods is forbidden" }]);
+  await reconciler.cycle();
+  assertEquals(kube.calls.filter((c) => c.startsWith("LIST events")), ["LIST events ns"]);
+  assertEquals(kube.runs.get("ns/run-1")?.status?.reason, "JobPending");
+  assertEquals(kube.runs.get("ns/run-2")?.status?.reason, "FailedCreate");
+  assert(kube.runs.get("ns/run-2")?.status?.message?.includes("pods is forbidden"));
+  assertEquals(kube.runs.get("ns/run-3")?.status?.reason, "JobPending");
+  // The next cycle, within 10 s, reads them from the same answer.
+  kube.calls = [];
+  await reconciler.cycle();
+  assertEquals(kube.calls.filter((c) => c.startsWith("LIST events")), []);
 });
