@@ -20,6 +20,8 @@ export class Metrics {
   #phases: Gauge<"phase">;
   #cycle: Histogram<"result">;
   #leader: Gauge<"name">;
+  #watchEvents: Counter<"kind" | "type">;
+  #queueWait: Histogram<"name">;
   #host: string;
 
   /** `host` labels rest_client_requests_total, as client-go does. */
@@ -70,6 +72,26 @@ export class Metrics {
       labelNames: ["name"],
       registry,
     });
+    this.#watchEvents = new Counter({
+      name: "script_operator_watch_events_total",
+      help: "Events received by the watched view, by kind and event type",
+      labelNames: ["kind", "type"],
+      registry,
+    });
+    this.#queueWait = new Histogram({
+      name: "workqueue_queue_duration_seconds",
+      help: "How long in seconds an item stays in workqueue before being requested",
+      labelNames: ["name"],
+      buckets: [0.001, 0.01, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+      registry,
+    });
+    new Gauge({
+      name: "workqueue_depth",
+      help: "Current depth of workqueue",
+      labelNames: ["name"],
+      registry,
+      collect: (gauge) => gauge.set({ name: CONTROLLER }, this.queueDepth()),
+    });
     // Memory, named as prom-client's default metrics name it.
     const memory: [string, string, (m: Deno.MemoryUsage) => number][] = [
       ["process_resident_memory_bytes", "Resident memory size in bytes.", (m) => m.rss],
@@ -113,6 +135,19 @@ export class Metrics {
     phases: (counts: Record<Phase, number>) => {
       for (const [phase, n] of Object.entries(counts)) this.#phases.set({ phase }, n);
     },
+  };
+
+  /** Reads the work queue's depth when scraped (0 without a queue). */
+  queueDepth: () => number = () => 0;
+
+  /** Hook for WatchedView: counts every watch event. */
+  readonly watchEvent = (kind: string, type: string): void => {
+    this.#watchEvents.inc({ kind, type });
+  };
+
+  /** Hook for WorkQueue: how long a due key waited for a worker. */
+  readonly queueWaited = (ms: number): void => {
+    this.#queueWait.observe({ name: CONTROLLER }, ms / 1000);
   };
 
   /** Records whether this process leads. */

@@ -164,6 +164,7 @@ export async function runOperator(options: {
       // A watch or LIST that got no answer says the server is unreachable, as any request does.
       if (code === "<error>") onReachability(false);
     },
+    observeEvent: metrics.watchEvent,
   });
   const queue = view &&
     new WorkQueue(async (key) => {
@@ -175,8 +176,14 @@ export async function runOperator(options: {
       concurrency: cli.concurrency,
       debounceMs: WAKE_DEBOUNCE_MS,
       onError: (key, error) => log.error("Reconcile failed", { key, error: String(error) }),
+      onStart: metrics.queueWaited,
     });
-  view?.onChange(({ namespace, name }) => queue!.add(`${namespace}/${name}`));
+  if (queue) metrics.queueDepth = () => queue.depth;
+  // A run whose Job just finished goes ahead of the others: its outcome is what users wait for,
+  // and a burst of new runs would otherwise hold it back (5,000 at once: tens of seconds).
+  view?.onChange(({ namespace, name }, { finished }) =>
+    queue!.add(`${namespace}/${name}`, { urgent: finished })
+  );
   const reconciler = new Reconciler({
     view,
     // The periodic pass: behind any run a change woke.

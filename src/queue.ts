@@ -34,15 +34,39 @@ export interface WorkQueueOptions {
   timers?: QueueTimers;
   /** Called when `process` throws or rejects (the key is not requeued by the queue). */
   onError?: (key: string, error: unknown) => void;
+  /**
+   * Called when a key starts, with the milliseconds it waited since it became due (after its
+   * debounce or backoff): time lost to the concurrency bound.
+   */
+  onStart?: (waitedMs: number) => void;
+}
+
+/** How soon a key runs among due keys: urgent ones first, then changes, then low (periodic). */
+const URGENT = 0;
+const NORMAL = 1;
+const LOW = 2;
+type Lane = typeof URGENT | typeof NORMAL | typeof LOW;
+
+/** How `add()` ranks a key; without options a key is a change (normal). */
+export interface AddOptions {
+  /** A periodic pass, not a change: starts only when no change or urgent key is due. */
+  low?: boolean;
+  /** Starts before every other due key (e.g. a run whose Job just finished). Wins over `low`. */
+  urgent?: boolean;
+}
+
+function laneOf(options: AddOptions): Lane {
+  return options.urgent ? URGENT : options.low ? LOW : NORMAL;
 }
 
 /**
  * Debounced, deduplicated, bounded-concurrency work queue.
  *
- * A key is in at most one of: waiting (with a due time), ready (due, in FIFO order), or active
- * (being processed). A key added while active waits and becomes ready again when its run ends;
- * a key's due time only ever moves earlier (`add` after `addAfter` wins: a real change is not held
- * back by a backoff; the reconcile is level-triggered so an early run is harmless).
+ * A key is in at most one of: waiting (with a due time), ready (due, in FIFO order within its
+ * lane: urgent, normal, low), or active (being processed). A key added while active waits and
+ * becomes ready again when its run ends; a key's due time only ever moves earlier and its lane only
+ * ever moves up (`add` after `addAfter` wins: a real change is not held back by a backoff; the
+ * reconcile is level-triggered so an early run is harmless).
  */
 export class WorkQueue {
   #process: (key: string) => Promise<void>;
@@ -50,16 +74,17 @@ export class WorkQueue {
   #debounceMs: number;
   #timers: QueueTimers;
   #onError: (key: string, error: unknown) => void;
-  /** Key -> due time, the timer that moves it to a ready set, and whether it was added low. */
-  #waiting = new Map<string, { due: number; timer: unknown; low: boolean }>();
-  /** Due keys in FIFO order (a Set keeps insertion order and dedupes). */
-  #ready = new Set<string>();
-  /** Due keys added with `low`: they start only when #ready is empty. */
-  #readyLow = new Set<string>();
+  #onStart: (waitedMs: number) => void;
+  /** When each ready (or again) key became due. */
+  #dueAt = new Map<string, number>();
+  /** Key -> due time, the timer that moves it to a ready lane, and that lane. */
+  #waiting = new Map<string, { due: number; timer: unknown; lane: Lane }>();
+  /** Due keys by lane, each in FIFO order (a Set keeps insertion order and dedupes). */
+  #ready: [Set<string>, Set<string>, Set<string>] = [new Set(), new Set(), new Set()];
   /** Keys being processed, with their runs. */
   #active = new Map<string, Promise<void>>();
-  /** Keys that became due while active: they run again when their run ends. */
-  #again = new Set<string>();
+  /** Keys that became due while active, with their lane: they run again when their run ends. */
+  #again = new Map<string, Lane>();
   #closed = false;
   #idleWaiters: (() => void)[] = [];
 
@@ -70,43 +95,56 @@ export class WorkQueue {
     this.#debounceMs = options.debounceMs ?? 100;
     this.#timers = options.timers ?? REAL_TIMERS;
     this.#onError = options.onError ?? (() => {});
+    this.#onStart = options.onStart ?? (() => {});
   }
 
   /**
    * Queues `key` to run after the debounce delay (or earlier if already due earlier). `low`: a
    * periodic pass, not a change; such keys start only when no other key is ready, and a later
-   * `add` without `low` (a change) lifts the key out of them.
+   * `add` without `low` (a change) lifts the key out of them. `urgent`: ahead of every other key.
    */
-  add(key: string, options: { low?: boolean } = {}): void {
+  add(key: string, options: AddOptions = {}): void {
     this.addAfter(key, this.#debounceMs, options);
   }
 
   /** Queues `key` to run not before `ms` from now (unless it is already due earlier). */
-  addAfter(key: string, ms: number, options: { low?: boolean } = {}): void {
+  addAfter(key: string, ms: number, options: AddOptions = {}): void {
     if (this.#closed) return;
-    if (this.#ready.has(key) || this.#again.has(key)) return;
-    const low = options.low === true;
-    if (this.#readyLow.has(key)) {
-      if (low) return;
-      this.#readyLow.delete(key);
+    const lane = laneOf(options);
+    const again = this.#again.get(key);
+    if (again !== undefined) {
+      if (lane < again) this.#again.set(key, lane);
+      return;
+    }
+    for (const l of [URGENT, NORMAL, LOW] as const) {
+      if (!this.#ready[l].has(key)) continue;
+      if (l <= lane) return;
+      // Ready in a lower lane: lifted, through the debounce like any change.
+      this.#ready[l].delete(key);
+      this.#dueAt.delete(key);
     }
     const due = this.#timers.now() + Math.max(0, ms);
     const current = this.#waiting.get(key);
     if (current && current.due <= due) {
-      if (!low) current.low = false;
+      if (lane < current.lane) current.lane = lane;
       return;
     }
     if (current) this.#timers.clearTimeout(current.timer);
     const timer = this.#timers.setTimeout(() => this.#due(key), Math.max(0, ms));
-    this.#waiting.set(key, { due, timer, low: low && (current?.low ?? true) });
+    this.#waiting.set(key, { due, timer, lane: Math.min(lane, current?.lane ?? lane) as Lane });
+  }
+
+  /** Keys due and not yet started (client-go's queue depth): waiting for a free worker. */
+  get depth(): number {
+    return this.#ready[URGENT].size + this.#ready[NORMAL].size + this.#ready[LOW].size +
+      this.#again.size;
   }
 
   /** Keys waiting, ready or being processed. */
   get size(): number {
     const keys = new Set([
       ...this.#waiting.keys(),
-      ...this.#ready,
-      ...this.#readyLow,
+      ...this.#ready.flatMap((lane) => [...lane]),
       ...this.#active.keys(),
     ]);
     return keys.size;
@@ -114,7 +152,7 @@ export class WorkQueue {
 
   /** Whether `key` is waiting, ready or being processed. */
   has(key: string): boolean {
-    return this.#waiting.has(key) || this.#ready.has(key) || this.#readyLow.has(key) ||
+    return this.#waiting.has(key) || this.#ready.some((lane) => lane.has(key)) ||
       this.#active.has(key);
   }
 
@@ -132,24 +170,26 @@ export class WorkQueue {
     this.#closed = true;
     for (const { timer } of this.#waiting.values()) this.#timers.clearTimeout(timer);
     this.#waiting.clear();
-    this.#ready.clear();
-    this.#readyLow.clear();
+    for (const lane of this.#ready) lane.clear();
     this.#again.clear();
+    this.#dueAt.clear();
     await Promise.all([...this.#active.values()]);
     this.#checkIdle();
   }
 
   #due(key: string): void {
-    const low = this.#waiting.get(key)?.low ?? false;
+    const lane = this.#waiting.get(key)?.lane ?? NORMAL;
     this.#waiting.delete(key);
     if (this.#closed) return;
-    if (this.#active.has(key)) this.#again.add(key);
-    else (low ? this.#readyLow : this.#ready).add(key);
+    this.#dueAt.set(key, this.#timers.now());
+    if (this.#active.has(key)) {
+      this.#again.set(key, Math.min(lane, this.#again.get(key) ?? lane) as Lane);
+    } else this.#ready[lane].add(key);
     this.#pump();
   }
 
   #pump(): void {
-    for (const ready of [this.#ready, this.#readyLow]) {
+    for (const ready of this.#ready) {
       for (const key of ready) {
         if (this.#active.size >= this.#concurrency) break;
         ready.delete(key);
@@ -160,6 +200,9 @@ export class WorkQueue {
   }
 
   #start(key: string): void {
+    const dueAt = this.#dueAt.get(key);
+    this.#dueAt.delete(key);
+    if (dueAt !== undefined) this.#onStart(this.#timers.now() - dueAt);
     const run = (async () => {
       await null; // so #active holds the run before it can end, even if `process` throws at once
       try {
@@ -168,7 +211,9 @@ export class WorkQueue {
         this.#onError(key, error);
       } finally {
         this.#active.delete(key);
-        if (this.#again.delete(key) && !this.#closed) this.#ready.add(key);
+        const again = this.#again.get(key);
+        this.#again.delete(key);
+        if (again !== undefined && !this.#closed) this.#ready[again].add(key);
         this.#pump();
       }
     })();
@@ -176,7 +221,7 @@ export class WorkQueue {
   }
 
   #isIdle(): boolean {
-    return this.#waiting.size === 0 && this.#ready.size === 0 && this.#readyLow.size === 0 &&
+    return this.#waiting.size === 0 && this.#ready.every((lane) => lane.size === 0) &&
       this.#active.size === 0;
   }
 

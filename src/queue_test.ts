@@ -252,3 +252,54 @@ Deno.test("WorkQueue: keys of a periodic pass (low) wait behind changes; a chang
   p.finish("z");
   await q.idle();
 });
+
+Deno.test("WorkQueue reports its depth and how long each key waited for a worker", async () => {
+  const timers = new FakeTimers();
+  const p = gatedProcessor();
+  const waited: number[] = [];
+  const q = new WorkQueue(p.process, {
+    timers,
+    concurrency: 1,
+    debounceMs: 10,
+    onStart: (ms) => waited.push(ms),
+  });
+  q.add("a");
+  q.add("b");
+  assertEquals(q.depth, 0, "waiting out the debounce is not depth");
+  await timers.advance(10);
+  assertEquals(p.started, ["a"]);
+  assertEquals(q.depth, 1, "b is due and has no worker");
+  await timers.advance(250);
+  p.finish("a");
+  await timers.advance(0);
+  assertEquals(p.started, ["a", "b"]);
+  assertEquals(q.depth, 0);
+  assertEquals(waited, [0, 250], "b waited 250 ms for a's worker");
+  p.finish("b");
+  await q.idle();
+});
+
+Deno.test("WorkQueue: urgent keys start before changes and periodic keys; urgency lifts a ready or active key", async () => {
+  const timers = new FakeTimers();
+  const p = gatedProcessor();
+  const q = new WorkQueue(p.process, { timers, concurrency: 1, debounceMs: 10 });
+  q.add("a");
+  await timers.advance(10);
+  assertEquals(p.started, ["a"]);
+  for (const k of ["b", "c", "d"]) q.add(k);
+  q.add("low", { low: true });
+  await timers.advance(10);
+  q.add("u", { urgent: true });
+  q.add("d", { urgent: true }); // ready as a change: lifted
+  q.add("a", { urgent: true }); // running: runs again, urgently
+  q.add("u", { low: true }); // a lower add never demotes
+  await timers.advance(10);
+  assertEquals(q.depth, 6);
+  for (const k of ["a", "u", "d", "a", "b", "c"]) {
+    p.finish(k);
+    await timers.advance(0);
+  }
+  assertEquals(p.started, ["a", "u", "d", "a", "b", "c", "low"]);
+  p.finish("low");
+  await q.idle();
+});

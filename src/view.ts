@@ -56,6 +56,12 @@ export interface ViewKey {
   name: string;
 }
 
+/** What changed, as far as the order of reconciles cares. */
+export interface ViewChange {
+  /** One of the run's Jobs has just become Complete or Failed: its outcome is due. */
+  finished: boolean;
+}
+
 /** Options of {@linkcode WatchedView}. */
 export interface WatchedViewOptions {
   /** Namespaces to watch; empty: all namespaces. */
@@ -63,6 +69,8 @@ export interface WatchedViewOptions {
   log: Logger;
   /** Sees every request: ("LIST" | "WATCH", resource, HTTP code or "<error>"); one per page. */
   observe?: RequestObserver;
+  /** Sees every watch event: (kind, "ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK" | "ERROR"). */
+  observeEvent?: (kind: string, type: string) => void;
   /** Items per LIST page (default 500). */
   pageSize?: number;
   /** Re-LIST everything this often as a safety net (default 10 minutes). */
@@ -165,6 +173,12 @@ function metaOf(obj: Stored): { namespace: string; name: string; resourceVersion
   return obj;
 }
 
+function jobFinished(job: Job): boolean {
+  return job.status?.conditions?.some((c) =>
+    (c.type === "Complete" || c.type === "Failed") && c.status === "True"
+  ) ?? false;
+}
+
 function controllerUid(obj: Job | ConfigMap): string {
   return obj.metadata.ownerReferences?.find((o) => o.controller && o.kind === KIND)?.uid ?? "";
 }
@@ -209,12 +223,13 @@ export class WatchedView {
   #namespaces: string[];
   #log: Logger;
   #observe: RequestObserver;
+  #observeEvent: (kind: string, type: string) => void;
   #pageSize: number;
   #resyncMs: number;
   #watchTimeoutSeconds: number;
   #watchIdleMs: number;
   #maxFailures: number;
-  #listeners: ((key: ViewKey) => void)[] = [];
+  #listeners: ((key: ViewKey, change: ViewChange) => void)[] = [];
   #mode: "watch" | "list" = "watch";
   #generation: Generation | undefined;
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
@@ -241,6 +256,7 @@ export class WatchedView {
     this.#namespaces = options.namespaces;
     this.#log = options.log;
     this.#observe = options.observe ?? (() => {});
+    this.#observeEvent = options.observeEvent ?? (() => {});
     this.#pageSize = options.pageSize ?? 500;
     this.#resyncMs = options.resyncMs ?? 10 * 60_000;
     this.#watchTimeoutSeconds = options.watchTimeoutSeconds ?? 300;
@@ -319,7 +335,7 @@ export class WatchedView {
    * or the owner of a changed Job, ConfigMap or pod (also for deletions and objects that a re-LIST
    * found changed or gone). Called synchronously from the watch loop: keep it cheap (queue it).
    */
-  onChange(fn: (key: ViewKey) => void): void {
+  onChange(fn: (key: ViewKey, change: ViewChange) => void): void {
     this.#listeners.push(fn);
   }
 
@@ -620,6 +636,7 @@ export class WatchedView {
 
   #event(stream: Stream, event: { type: string; object: Raw }): void {
     const object = event.object ?? {};
+    this.#observeEvent(stream.spec.kind, event.type);
     if (event.type === "ERROR") {
       throw new StatusError(Number(object.code) || 500, object.message ?? "watch error event");
     }
@@ -660,7 +677,9 @@ export class WatchedView {
     if (old) this.#unindex(kind, key, old);
     store.set(key, obj);
     this.#index(kind, key, obj);
-    this.#notify(kind, obj);
+    const finished = kind === "Job" && jobFinished(obj as Job) &&
+      !(old && jobFinished(old as Job));
+    this.#notify(kind, obj, { finished });
   }
 
   #remove(kind: KindName, obj: Stored): void {
@@ -668,7 +687,7 @@ export class WatchedView {
     const key = `${m.namespace}/${m.name}`;
     this.#store(kind).delete(key);
     this.#unindex(kind, key, obj);
-    this.#notify(kind, obj);
+    this.#notify(kind, obj, { finished: false });
   }
 
   #index(kind: KindName, key: string, obj: Stored): void {
@@ -750,13 +769,13 @@ export class WatchedView {
     return name ? { namespace: child.metadata.namespace ?? "", name } : undefined;
   }
 
-  #notify(kind: KindName, obj: Stored): void {
+  #notify(kind: KindName, obj: Stored, change: ViewChange): void {
     if (this.#listeners.length === 0) return;
     const key = this.#ownerOf(kind, obj);
     if (!key) return;
     for (const fn of this.#listeners) {
       try {
-        fn(key);
+        fn(key, change);
       } catch (error) {
         this.#log.error("Change listener failed", { ...key, error: (error as Error).message });
       }

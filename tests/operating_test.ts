@@ -146,6 +146,9 @@ clusterTest(
         /script_operator_poll_cycle_duration_seconds_count\{result="success"\} [1-9]/,
         /process_resident_memory_bytes [1-9]\d{6,}/,
         /nodejs_heap_size_used_bytes [1-9]\d{6,}/,
+        /script_operator_watch_events_total\{kind="ScriptRun",type="ADDED"\} [1-9]/,
+        /workqueue_queue_duration_seconds_count\{name="scriptrun"\} [1-9]/,
+        /workqueue_depth\{name="scriptrun"\} \d+/,
       ]
     ) {
       assert(pattern.test(body), `${pattern} not in /metrics:\n${body.slice(0, 3000)}`);

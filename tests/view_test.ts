@@ -64,6 +64,7 @@ async function startView(
 ) {
   const requests: Record<string, number> = {};
   const changed: string[] = [];
+  const finished: string[] = [];
   const view = new WatchedView(kc, {
     log: getLogger(["view-test"]),
     observe: (verb, resource, code) => {
@@ -72,7 +73,10 @@ async function startView(
     },
     ...options,
   });
-  view.onChange((k) => changed.push(`${k.namespace}/${k.name}`));
+  view.onChange((k, change) => {
+    changed.push(`${k.namespace}/${k.name}`);
+    if (change.finished) finished.push(`${k.namespace}/${k.name}`);
+  });
   const abort = new AbortController();
   await view.start(abort.signal);
   const count = (verb: string) =>
@@ -84,6 +88,7 @@ async function startView(
     view,
     requests,
     changed,
+    finished,
     count,
     [Symbol.dispose]: () => abort.abort(),
   };
@@ -249,6 +254,10 @@ clusterTest("WatchedView equals a plain LIST after creates, updates and deletes 
     [a.metadata.uid, b.metadata.uid].sort(),
   );
 
+  // Each Job's turn to Complete is reported as finished, once.
+  await waitFor(() => v.finished.length >= 2, { what: "both Jobs Complete in the view" });
+  assertEquals([...v.finished].sort(), [`${ns.name}/a`, `${ns.name}/b`]);
+
   // Updates of a ScriptRun (label) and of a Job (annotation) wake the ScriptRun.
   v.changed.length = 0;
   await kubectlOk(["-n", ns.name, "label", "scriptrun", "a", "color=blue"]);
@@ -265,6 +274,7 @@ clusterTest("WatchedView equals a plain LIST after creates, updates and deletes 
     what: "change events for a (its label) and b (its Job's annotation)",
   });
   assertEquals(v.view.scriptRun(ns.name, "a")?.metadata.labels?.color, "blue");
+  assertEquals(v.finished.length, 2, "a change to a finished Job is not a new finish");
 
   // Deletes: a ConfigMap, then a whole ScriptRun with its children (deleted here rather than by
   // the garbage collector, which learns about a new CRD only at its next discovery, up to 30 s).
