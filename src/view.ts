@@ -24,6 +24,7 @@ import { OPERATOR_VERSION } from "./cli.ts";
 import { compactConfigMap, compactJob, compactScriptRun, podSummary } from "./compact.ts";
 import type { RequestObserver } from "./kube.ts";
 import { KubeHttp, unsupportedReason } from "./kube_http.ts";
+import { jobOutcome } from "./plan.ts";
 import {
   type ConfigMap,
   GROUP,
@@ -58,7 +59,7 @@ export interface ViewKey {
 
 /** What changed, as far as the order of reconciles cares. */
 export interface ViewChange {
-  /** One of the run's Jobs has just become Complete or Failed: its outcome is due. */
+  /** One of the run's Jobs has just reached an outcome (`jobOutcome()`): its status is due. */
   finished: boolean;
 }
 
@@ -173,10 +174,10 @@ function metaOf(obj: Stored): { namespace: string; name: string; resourceVersion
   return obj;
 }
 
+/** Whether the plan reads an outcome (Succeeded or Failed) from the Job. */
 function jobFinished(job: Job): boolean {
-  return job.status?.conditions?.some((c) =>
-    (c.type === "Complete" || c.type === "Failed") && c.status === "True"
-  ) ?? false;
+  const { phase } = jobOutcome(job);
+  return phase === "Succeeded" || phase === "Failed";
 }
 
 function controllerUid(obj: Job | ConfigMap): string {
