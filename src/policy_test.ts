@@ -103,6 +103,17 @@ Deno.test("checkPolicy(): serviceAccountName only when allowed", () => {
   assertEquals(refused({ image: "x:1" }, privileged)?.field, "spec.image");
 });
 
+Deno.test("effectiveSecurityContext(): each call returns its own copy, changing it leaves the default alone", () => {
+  const a = effectiveSecurityContext({});
+  a.capabilities!.drop!.push("X");
+  a.seccompProfile!.type = "Unconfined";
+  a.runAsUser = 1;
+  const b = effectiveSecurityContext({});
+  assertEquals(b, DEFAULTS.securityContext);
+  assertEquals(DEFAULTS.securityContext.capabilities.drop, ["ALL"]);
+  assertEquals(DEFAULTS.securityContext.seccompProfile.type, "RuntimeDefault");
+});
+
 Deno.test("effectiveSecurityContext(): fields overlay the restricted default, {} keeps it whole", () => {
   assertEquals(effectiveSecurityContext(undefined), DEFAULTS.securityContext);
   assertEquals(effectiveSecurityContext({}), DEFAULTS.securityContext);
