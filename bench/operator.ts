@@ -48,8 +48,8 @@ const MiB = 1024;
 const GROUP_PATH = "/apis/script-operator.dev/v1alpha1";
 
 const USAGE = `deno task bench [--full] [--sizes=100,1000] [--runs=N] [--steady-seconds=60]
-                 [--steady-settle-seconds=60] [--settle-seconds=10] [--single-samples=10] [--noise=10000,5000]
-                 [--out=FILE] [--keep-logs] [--operator=DIR] [--deno-flag=F]...
+                 [--steady-settle-seconds=60] [--settle-seconds=10] [--single-samples=10]
+                 [--noise=10000,5000] [--out=FILE] [--keep-logs] [--operator=DIR] [--deno-flag=F]...
                  [--no-single] [--operator-arg=A]...
        deno task bench --table=FILE
 

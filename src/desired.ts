@@ -72,7 +72,7 @@ export function effectiveSecurityContext(overlay: SecurityContext = {}): Securit
   const d = DEFAULTS.securityContext;
   const base: SecurityContext = {
     ...d,
-    capabilities: { drop: [...d.capabilities.drop] },
+    capabilities: { ...d.capabilities, drop: [...d.capabilities.drop] },
     seccompProfile: { ...d.seccompProfile },
   };
   const { capabilities, seccompProfile, ...plain } = overlay;

@@ -258,7 +258,7 @@ clusterTest("WatchedView equals a plain LIST after creates, updates and deletes 
   // The view watches all namespaces, and other tests run at once: only this namespace counts.
   const finishedHere = () => v.finished.filter((k) => k.startsWith(`${ns.name}/`));
   await waitFor(() => finishedHere().length >= 2, { what: "both Jobs Complete in the view" });
-  assertEquals([...finishedHere()].sort(), [`${ns.name}/a`, `${ns.name}/b`]);
+  assertEquals(finishedHere().sort(), [`${ns.name}/a`, `${ns.name}/b`]);
 
   // Updates of a ScriptRun (label) and of a Job (annotation) wake the ScriptRun.
   v.changed.length = 0;
