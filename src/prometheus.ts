@@ -108,13 +108,18 @@ abstract class Base<L extends string> {
   }
 }
 
-/** A value per label set that only goes up. */
+/**
+ * A value per label set that only goes up. `collect` reads a total kept elsewhere (e.g. the CPU
+ * time the kernel counts) before each scrape, through {@linkcode Counter.setTotal}.
+ */
 export class Counter<L extends string = string> extends Base<L> {
   readonly type = "counter";
   #values = new Map<string, number>();
+  #collect?: (counter: Counter<L>) => void;
 
-  constructor(options: MetricOptions<L>) {
+  constructor(options: MetricOptions<L> & { collect?: (counter: Counter<L>) => void }) {
     super(options);
+    this.#collect = options.collect;
     options.registry.register(this);
   }
 
@@ -125,7 +130,14 @@ export class Counter<L extends string = string> extends Base<L> {
     this.#values.set(key, (this.#values.get(key) ?? 0) + by);
   }
 
+  /** Sets a total read from a source that only counts up (for `collect`). */
+  setTotal(labels: Labels<L>, total: number): void {
+    if (!(total >= 0)) throw new Error(`counter ${this.name} cannot be negative (${total})`);
+    this.#values.set(this.key(labels), total);
+  }
+
   render(): string {
+    this.#collect?.(this);
     return this.renderValues(this.#values);
   }
 }

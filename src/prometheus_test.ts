@@ -55,3 +55,18 @@ Deno.test("prometheus: mistakes throw at once", () => {
   throws(() => new Counter({ name: "c_total", help: "again", registry }), /registered twice/);
   throws(() => new Gauge({ name: "bad-name", help: "x", registry }), /invalid metric name/);
 });
+
+Deno.test("prometheus: a counter kept elsewhere is read at each scrape and never negative", () => {
+  const registry = new Registry();
+  let cpu = 1.5;
+  const c = new Counter({
+    name: "cpu_seconds_total",
+    help: "CPU.",
+    registry,
+    collect: (counter) => counter.setTotal({}, cpu),
+  });
+  assertEquals(registry.metrics().split("\n")[2], "cpu_seconds_total 1.5");
+  cpu = 2.25;
+  assertEquals(registry.metrics().split("\n")[2], "cpu_seconds_total 2.25");
+  throws(() => c.setTotal({}, -1), /cannot be negative/);
+});
