@@ -102,7 +102,10 @@ export async function runOperator(options: {
 }): Promise<number> {
   const { cli, config, scripts, log } = options;
   const server = config.kc.getCurrentCluster()?.server ?? "?";
-  const metrics = new Metrics(new URL(server).host);
+  const metrics = new Metrics(new URL(server).host, {
+    concurrency: cli.concurrency,
+    scripts: scripts.keys(),
+  });
   const identity = `${Deno.hostname()}_${crypto.randomUUID().slice(0, 8)}`;
   let elector: LeaderElector | undefined;
   // /readyz: ready after a cycle that could list and reached the API server throughout; any
@@ -120,6 +123,7 @@ export async function runOperator(options: {
       ready = true;
     }
   };
+  metrics.ready = () => ready;
   const kube = new ClientNodeKube(config.kc, {
     observe: metrics.request,
     instance: identity,
@@ -167,16 +171,22 @@ export async function runOperator(options: {
     observeEvent: metrics.watchEvent,
   });
   const queue = view &&
-    new WorkQueue(async (key) => {
-      const slash = key.indexOf("/");
-      const result = await reconciler.reconcileKey(key.slice(0, slash), key.slice(slash + 1));
-      if (result?.unreachable) onReachability(false);
-      if (result?.retryAfterMs !== undefined) queue!.addAfter(key, result.retryAfterMs);
-    }, {
+    new WorkQueue((key) =>
+      metrics.queueWork(async () => {
+        const slash = key.indexOf("/");
+        const result = await reconciler.reconcileKey(key.slice(0, slash), key.slice(slash + 1));
+        if (result?.unreachable) onReachability(false);
+        if (result?.retryAfterMs !== undefined) {
+          // An error or a requeue is a retry; a success's retryAfterMs is a planned recheck.
+          if (result.result !== "success") metrics.queueRetried();
+          queue!.addAfter(key, result.retryAfterMs);
+        }
+      }), {
       concurrency: cli.concurrency,
       debounceMs: WAKE_DEBOUNCE_MS,
       onError: (key, error) => log.error("Reconcile failed", { key, error: String(error) }),
       onStart: metrics.queueWaited,
+      onAdd: metrics.queueAdded,
     });
   if (queue) metrics.queueDepth = () => queue.depth;
   // A run whose Job just finished goes ahead of the others: its outcome is what users wait for,

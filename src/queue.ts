@@ -39,6 +39,8 @@ export interface WorkQueueOptions {
    * debounce or backoff): time lost to the concurrency bound.
    */
   onStart?: (waitedMs: number) => void;
+  /** Called when a key becomes due and is not already due (client-go's count of adds). */
+  onAdd?: () => void;
 }
 
 /** How soon a key runs among due keys: urgent ones first, then changes, then low (periodic). */
@@ -75,6 +77,7 @@ export class WorkQueue {
   #timers: QueueTimers;
   #onError: (key: string, error: unknown) => void;
   #onStart: (waitedMs: number) => void;
+  #onAdd: () => void;
   /** When each ready (or again) key became due. */
   #dueAt = new Map<string, number>();
   /** Key -> due time, the timer that moves it to a ready lane, and that lane. */
@@ -96,6 +99,7 @@ export class WorkQueue {
     this.#timers = options.timers ?? REAL_TIMERS;
     this.#onError = options.onError ?? (() => {});
     this.#onStart = options.onStart ?? (() => {});
+    this.#onAdd = options.onAdd ?? (() => {});
   }
 
   /**
@@ -181,6 +185,7 @@ export class WorkQueue {
     const lane = this.#waiting.get(key)?.lane ?? NORMAL;
     this.#waiting.delete(key);
     if (this.#closed) return;
+    this.#onAdd();
     this.#dueAt.set(key, this.#timers.now());
     if (this.#active.has(key)) {
       this.#again.set(key, Math.min(lane, this.#again.get(key) ?? lane) as Lane);

@@ -303,3 +303,33 @@ Deno.test("WorkQueue: urgent keys start before changes and periodic keys; urgenc
   p.finish("low");
   await q.idle();
 });
+
+Deno.test("WorkQueue counts an add once per key that becomes due, not per add() call", async () => {
+  const timers = new FakeTimers();
+  const p = gatedProcessor();
+  let adds = 0;
+  const q = new WorkQueue(p.process, {
+    timers,
+    concurrency: 1,
+    debounceMs: 10,
+    onAdd: () => adds++,
+  });
+  q.add("a");
+  q.add("a"); // coalesced by the debounce
+  await timers.advance(10);
+  assertEquals(adds, 1);
+  q.add("a"); // while a runs: due once more after it
+  q.add("a");
+  await timers.advance(10);
+  assertEquals(adds, 2);
+  q.add("b");
+  await timers.advance(10);
+  assertEquals(adds, 3);
+  p.finish("a");
+  await timers.advance(0);
+  p.finish("b");
+  await timers.advance(0);
+  p.finish("a");
+  await q.idle();
+  assertEquals(adds, 3);
+});

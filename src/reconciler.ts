@@ -42,6 +42,14 @@ export interface ReconcileObserver {
   reconciled?(result: "success" | "error" | "requeue", seconds: number): void;
   cycle?(seconds: number, ok: boolean): void;
   phases?(counts: Record<Phase, number>): void;
+  /** A reconcile began (+1) or ended (-1): how many workers are busy. */
+  active?(delta: 1 | -1): void;
+  /**
+   * A status patch was accepted: `before` is the status it replaced. Each change of phase is
+   * recorded once, by the one process whose write made it (the patch is guarded by the
+   * resourceVersion it was planned from).
+   */
+  recorded?(run: ScriptRun, before: ScriptRunStatus, status: ScriptRunStatus): void;
 }
 
 /** The watched view, as far as the reconciler reads it (see src/view.ts). */
@@ -344,6 +352,7 @@ export class Reconciler {
     const key = run.metadata.uid ?? `${run.metadata.namespace}/${run.metadata.name}`;
     if (this.#busy.has(key)) return { result: "requeue", writes: 0, retryAfterMs: 100 };
     this.#busy.add(key);
+    this.#o.observer.active?.(1);
     const t0 = performance.now();
     try {
       const current = this.#written(run);
@@ -352,6 +361,7 @@ export class Reconciler {
       return outcome;
     } finally {
       this.#busy.delete(key);
+      this.#o.observer.active?.(-1);
     }
   }
 
@@ -509,6 +519,7 @@ export class Reconciler {
             };
           }
           writes++;
+          this.#o.observer.recorded?.(run, before, p.status);
           if (transition && eventWorthy(p.status, before)) {
             const warning = p.status.phase === "Failed" || EVENT_REASONS.has(p.status.reason ?? "");
             await this.#event(run, {

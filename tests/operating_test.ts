@@ -147,8 +147,8 @@ clusterTest(
         /process_resident_memory_bytes [1-9]\d{6,}/,
         /nodejs_heap_size_used_bytes [1-9]\d{6,}/,
         /script_operator_watch_events_total\{kind="ScriptRun",type="ADDED"\} [1-9]/,
-        /workqueue_queue_duration_seconds_count\{name="scriptrun"\} [1-9]/,
-        /workqueue_depth\{name="scriptrun"\} \d+/,
+        /workqueue_queue_duration_seconds_count\{name="scriptrun",controller="scriptrun"\} [1-9]/,
+        /workqueue_depth\{name="scriptrun",controller="scriptrun"\} \d+/,
       ]
     ) {
       assert(pattern.test(body), `${pattern} not in /metrics:\n${body.slice(0, 3000)}`);
