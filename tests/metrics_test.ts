@@ -294,3 +294,19 @@ Deno.test("grafana-dashboard.json: every panel queries the chosen Prometheus dat
     }
   }
 });
+
+Deno.test("docs/operations.md names every metric the operator serves, and no other", async () => {
+  const declared = new Set(
+    [...new Metrics("k:6443").registry.metrics().matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]),
+  );
+  const docs = await Deno.readTextFile(new URL("../docs/operations.md", import.meta.url));
+  const section = docs.slice(docs.indexOf("### Metrics"), docs.indexOf("### Alerts and dashboard"));
+  const tableRows = section.split("\n").filter((l) => l.startsWith("| `"));
+  const documented = new Set(
+    tableRows.flatMap((row) =>
+      [...row.split(" | ")[0].matchAll(/`([a-z_:]+)[`{]/g)].map((m) => m[1])
+    ),
+  );
+  assertEquals([...declared].filter((m) => !documented.has(m)), [], "served but not documented");
+  assertEquals([...documented].filter((m) => !declared.has(m)), [], "documented but not served");
+});
