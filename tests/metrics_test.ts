@@ -106,6 +106,8 @@ clusterTest(
     const finished = {
       [`script_operator_runs_finished_total{${n},script="task.sh",result="succeeded"}`]: 1,
       [`script_operator_runs_finished_total{${n},script="task.sh",result="failed"}`]: 0,
+      [`script_operator_runs_finished_total{${n},script="wait-for-endpoint.sh",result="succeeded"}`]:
+        0,
       [`script_operator_runs_finished_total{${n},script="wait-for-endpoint.sh",result="failed"}`]:
         1,
       [`script_operator_runs_finished_total{${n},script="<unknown>",result="failed"}`]: 1,
