@@ -2,7 +2,8 @@
  * What users alert on: the operator's /metrics after real runs (finished runs by result, run
  * durations, the controller-runtime, workqueue, process and build-info series), and the alert
  * rules and Grafana dashboard of the Helm chart checked by Prometheus' own parsers
- * (tests/tools/promrules) against the metric names the operator really exposes.
+ * (tests/tools/promrules) against the metric names the operator really exposes, and the alerts
+ * evaluated by Prometheus' PromQL engine on sample series.
  * @module
  */
 import { assert, assertEquals } from "./harness/assert.ts";
@@ -246,6 +247,23 @@ Deno.test("promrules rejects a rule or panel that does not parse or selects a me
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("the alerts fire when they should and only then (Prometheus' PromQL engine on sample series)", async () => {
+  // tests/tools/promrules/rules_test.go reads each alert from the rules file and evaluates it
+  // with promqltest, the engine Prometheus tests PromQL with.
+  const out = await new Deno.Command("go", {
+    args: ["test", "./..."],
+    cwd: new URL("tools/promrules/", import.meta.url).pathname,
+    env: { GOFLAGS: "-mod=mod", CGO_ENABLED: "0" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decoder = new TextDecoder();
+  const output = decoder.decode(out.stdout) + decoder.decode(out.stderr);
+  assertEquals(out.code, 0, output);
+  assert(/^ok\s+script-operator\.dev\/tests\/tools\/promrules/m.test(output), output);
 });
 
 interface Panel {
