@@ -7,7 +7,7 @@
  * @module
  */
 import { assert, assertEquals } from "./harness/assert.ts";
-import { exists, startControlPlane } from "./harness/control_plane.ts";
+import { ownClusterSkip, startOwnControlPlane } from "./harness/own_cluster.ts";
 import { installCrd, unreachableKubeconfig } from "./harness/operator.ts";
 import {
   clusterTest,
@@ -100,15 +100,6 @@ Deno.test("demo args: --kubeconfig, --context and --namespace; usage errors are 
   refused(["extra"], /extra/);
 });
 
-/** Why a second control plane cannot start here, or undefined. */
-function ownClusterSkip(): string | undefined {
-  const bin = Deno.env.get("SCRIPT_OPERATOR_TEST_BIN");
-  if (!bin) return "SCRIPT_OPERATOR_TEST_BIN not set: run via `deno task test`";
-  const missing = ["kube-controller-manager", "kube-scheduler", "kwok", "kubectl"]
-    .filter((b) => !exists(`${bin}/${b}`));
-  return missing.length ? `${bin} lacks ${missing.join(", ")}` : undefined;
-}
-
 const ownSkip = ownClusterSkip();
 if (ownSkip) console.log(`SKIP demo --kubeconfig on a cluster without the CRD: ${ownSkip}`);
 Deno.test({
@@ -120,12 +111,7 @@ Deno.test({
   sanitizeOps: false,
   fn: async () => {
     // A cluster of its own, so removing the CRD disturbs no other test.
-    const cp = await startControlPlane({
-      binDir: Deno.env.get("SCRIPT_OPERATOR_TEST_BIN"),
-      node: "kwok",
-      quiet: true,
-      handleSignals: false,
-    });
+    const cp = await startOwnControlPlane();
     try {
       const run = await demo(["--kubeconfig", cp.kubeconfigPath]);
       assertRanSample(run);
