@@ -59,6 +59,8 @@ export interface EventNote {
 /** What the reconciler needs from the API server. */
 export interface Kube {
   listScriptRuns(namespace?: string): Promise<ScriptRun[]>;
+  /** One ScriptRun as the API server holds it now, or undefined when there is none. */
+  getScriptRun(namespace: string, name: string): Promise<ScriptRun | undefined>;
   listConfigMaps(namespace?: string): Promise<ConfigMap[]>;
   listJobs(namespace?: string): Promise<Job[]>;
   /** The pods of every Job a ScriptRun had (by the run-uid label), summarised. */
@@ -440,6 +442,28 @@ export class ClientNodeKube implements Kube {
       list.push({ reason: e.reason ?? "", message: e.message ?? "" });
     }
     return byJob;
+  }
+
+  async getScriptRun(namespace: string, name: string): Promise<ScriptRun | undefined> {
+    try {
+      const run = await this.#call(
+        "GET",
+        PLURAL,
+        inNs(namespace),
+        () =>
+          this.#custom.getNamespacedCustomObject({
+            group: GROUP,
+            version: VERSION,
+            plural: PLURAL,
+            namespace,
+            name,
+          }),
+      );
+      return compactScriptRun(run);
+    } catch (error) {
+      if (error instanceof KubeError && error.kind === "notFound") return undefined;
+      throw error;
+    }
   }
 
   async getConfigMap(namespace: string, name: string): Promise<ConfigMap | undefined> {

@@ -14,6 +14,7 @@ import type { Logger } from "@logtape/logtape";
 import { Backoff, mapLimit } from "./backoff.ts";
 import { KubeError } from "./errors.ts";
 import { type EventNote, type Kube, NotLeaderError } from "./kube.ts";
+import { controllerUid, namespaceOfKey, runKey } from "./owner.ts";
 import {
   type Action,
   invalidSpecStatus,
@@ -24,40 +25,40 @@ import {
 } from "./plan.ts";
 import { DEFAULT_POLICY, type Policy } from "./policy.ts";
 import { REASON } from "./reasons.ts";
+import { Expectations } from "./reconcile/expectations.ts";
+import { JOB_EVENTS_MS, JobWarnings } from "./reconcile/job_warnings.ts";
+import {
+  applyToObserved,
+  fresh,
+  indexLists,
+  mayHaveRun,
+  NONE,
+  observeFromLists,
+  observeFromView,
+  predecessorOf,
+  type RunView,
+  viewLookup,
+  withName,
+} from "./reconcile/observe.ts";
+import { fingerprint, Reads, SETTLED_MS, SettledRuns } from "./reconcile/settled.ts";
 import {
   type ConfigMap,
   GROUP,
   type Job,
-  type JobEvent,
   KIND,
   type Phase,
-  type PodSummary,
   type Script,
   type ScriptRun,
   type ScriptRunStatus,
 } from "./types.ts";
+
+export type { RunView } from "./reconcile/observe.ts";
 
 /** Hooks for metrics; every one optional. */
 export interface ReconcileObserver {
   reconciled?(result: "success" | "error" | "requeue", seconds: number): void;
   cycle?(seconds: number, ok: boolean): void;
   phases?(counts: Record<Phase, number>): void;
-}
-
-/** The watched view, as far as the reconciler reads it (see src/view.ts). */
-export interface RunView {
-  /** "list" once watching failed for good: the reconciler then LISTs every cycle. */
-  readonly mode: "watch" | "list";
-  /** True once every stream has listed and is watching. */
-  synced(): boolean;
-  scriptRuns(namespace?: string): ScriptRun[];
-  scriptRun(namespace: string, name: string): ScriptRun | undefined;
-  /** Children by controller ownerReference uid; pods by the run-uid label. */
-  children(runUid: string): { configMaps: ConfigMap[]; jobs: Job[]; pods: PodSummary[] };
-  /** name → controller ScriptRun uid ("" for none) of every managed object in a namespace. */
-  names(
-    namespace: string,
-  ): { configMaps: ReadonlyMap<string, string>; jobs: ReadonlyMap<string, string> };
 }
 
 /** What the reconciler needs. */
@@ -73,6 +74,8 @@ export interface ReconcilerOptions {
   /** ScriptRuns reconciled at once by a cycle (and so writes in flight). */
   concurrency?: number;
   backoff?: Backoff;
+  /** Backoff of a status patch refused with 409 (default: 200 ms doubling to 10 s, jittered). */
+  conflictBackoff?: Backoff;
   now?: () => Date;
   observer?: ReconcileObserver;
   /** When aborted, ScriptRuns not yet started in this cycle are left for later. */
@@ -121,14 +124,8 @@ interface Fields {
   [key: string]: unknown;
 }
 
-/** How long a write of ours may take to show in the watched view before we stop assuming it. */
-const EXPECT_MS = 30_000;
-/** A Job's events are read again for a late pod at most this often. */
-const JOB_EVENTS_MS = 10_000;
-/** A settled run (nothing to do for the versions it was planned from) is planned again after this. */
-const SETTLED_MS = 5 * 60_000;
 /** A status patch refused with 409 (the run changed meanwhile) is planned again after this. */
-const CONFLICT_RETRY_MS = 200;
+const CONFLICT_BACKOFF = { baseMs: 200, maxMs: 10_000 };
 
 /** Reasons worth an Event when the status takes them (others are Normal steps or none). */
 const EVENT_REASONS: ReadonlySet<string> = new Set([
@@ -140,15 +137,6 @@ const EVENT_REASONS: ReadonlySet<string> = new Set([
   REASON.PolicyViolation,
 ]);
 
-/** Our own writes not yet seen in the watched view, per run uid. */
-interface Expectation {
-  at: number;
-  created: Map<string, ConfigMap | Job>;
-  deleted: Set<string>;
-  /** The status patch: the resourceVersion it was planned from and the run it returned. */
-  written?: { from?: string; run: ScriptRun };
-}
-
 /** Reconciles ScriptRuns: all of them per `cycle()`, or one per `reconcileKey()`. */
 export class Reconciler {
   #o: Required<Omit<ReconcilerOptions, "observer" | "view" | "schedule">> & {
@@ -156,12 +144,20 @@ export class Reconciler {
     view?: RunView;
     schedule?: (namespace: string, name: string) => void;
   };
+  // Every per-run state below is keyed by runKey(namespace, uid) and pruned by cycle() when the
+  // run is gone from a namespace it could list.
+  /** Runs being reconciled: one reconcile per run at a time. */
   #busy = new Set<string>();
-  #expect = new Map<string, Expectation>();
-  /** The last read of each namespace's Job warnings (in flight or done), with when it began. */
-  #jobWarnings = new Map<string, { at: number; byJob: Promise<Map<string, JobEvent[]>> }>();
-  /** Runs whose last reconcile from the view wrote nothing, by the versions it planned from. */
-  #settled = new Map<string, { fingerprint: string; until: number }>();
+  /** Our writes the view has not shown yet. */
+  #expect = new Expectations();
+  /** Job warnings by namespace, read at most once per JOB_EVENTS_MS. */
+  #jobWarnings: JobWarnings;
+  /** Runs whose last reconcile from the view wrote nothing, by what it planned from. */
+  #settled = new SettledRuns();
+  /** Status patches refused with 409, per run. */
+  #conflicts: Backoff;
+  /** Leadership terms seen: state recorded in one term is not trusted in the next. */
+  #term = 0;
 
   /** See ReconcilerOptions. */
   constructor(options: ReconcilerOptions) {
@@ -174,7 +170,38 @@ export class Reconciler {
       now: () => new Date(),
       observer: {},
       policy: DEFAULT_POLICY,
+      conflictBackoff: new Backoff(CONFLICT_BACKOFF),
       ...options,
+    };
+    this.#conflicts = this.#o.conflictBackoff;
+    this.#jobWarnings = new JobWarnings((namespace) => this.#o.kube.listJobWarnings(namespace));
+  }
+
+  /**
+   * Forgets what this process assumed while it led: the writes it expected to see and the runs it
+   * found settled. Called when the Lease is lost or won; another leader may have acted meanwhile.
+   */
+  endTerm(): void {
+    this.#term++;
+    this.#expect.clear();
+    this.#settled.clear();
+    this.#conflicts.retain(new Set());
+  }
+
+  /** Asked before any work: false ends the term (see endTerm). */
+  #leading(): boolean {
+    if (this.#o.canWrite()) return true;
+    if (this.#expect.size > 0 || this.#settled.size > 0) this.endTerm();
+    return false;
+  }
+
+  /** Sizes of the per-run state, for tests that check it is bounded. */
+  stateSizes(): { expectations: number; settled: number; jobWarnings: number; busy: number } {
+    return {
+      expectations: this.#expect.size,
+      settled: this.#settled.size,
+      jobWarnings: this.#jobWarnings.size,
+      busy: this.#busy.size,
     };
   }
 
@@ -190,6 +217,8 @@ export class Reconciler {
    */
   async cycle(): Promise<CycleResult> {
     const started = performance.now();
+    // Asked here for its side effect: a cycle run while not leading ends the term.
+    this.#leading();
     const view = this.#fromView();
     const result: CycleResult = {
       ok: true,
@@ -203,6 +232,8 @@ export class Reconciler {
     const scopes = this.#o.namespaces.length > 0 ? this.#o.namespaces : [undefined];
     const phases: Record<Phase, number> = { Pending: 0, Running: 0, Succeeded: 0, Failed: 0 };
     const alive = new Set<string>();
+    /** Scopes whose runs are known: their gone runs' state can be pruned. */
+    const listed = new Set<string | undefined>();
     const stop = new AbortController();
     const onAbort = () => stop.abort();
     this.#o.signal.addEventListener("abort", onAbort);
@@ -222,10 +253,8 @@ export class Reconciler {
               this.#o.kube.listJobs(namespace),
             ]);
             runs = r;
-            const byOwner = groupByController(configMaps, jobs);
-            const names = namesByNamespace(configMaps, jobs);
-            const uids = new Set(r.map((run) => run.metadata.uid ?? ""));
-            observe = (run) => observeFromLists(run, byOwner, names, (uid) => uids.has(uid));
+            const lists = indexLists(r, configMaps, jobs);
+            observe = (run) => observeFromLists(run, lists);
           } catch (error) {
             const e = asKubeError(error, "list");
             // The operator's loop logs the failure once, with when it retries.
@@ -244,7 +273,8 @@ export class Reconciler {
           }
         }
         result.scriptRuns += runs.length;
-        for (const run of runs) alive.add(run.metadata.uid ?? "");
+        listed.add(namespace);
+        for (const run of runs) alive.add(keyOf(run));
         const schedule = this.#o.schedule;
         if (view && schedule) {
           // The periodic pass over a current view: every run that is not settled goes through
@@ -254,8 +284,7 @@ export class Reconciler {
           for (const run of runs) {
             const phase = run.status?.phase;
             if (phase) phases[phase]++;
-            const uid = run.metadata.uid ?? "";
-            if (this.#isSettled(uid, versions(run, view.children(uid)), now)) continue;
+            if (this.#isSettled(view, run, now)) continue;
             schedule(run.metadata.namespace ?? "", run.metadata.name);
           }
           continue;
@@ -286,18 +315,24 @@ export class Reconciler {
     } finally {
       this.#o.signal.removeEventListener("abort", onAbort);
     }
-    if (!result.unreachable && result.scopeErrors.length === 0) {
-      this.#o.backoff.retain(alive);
-      for (const uid of this.#expect.keys()) if (!alive.has(uid)) this.#expect.delete(uid);
-      for (const uid of this.#settled.keys()) if (!alive.has(uid)) this.#settled.delete(uid);
-      const now = performance.now();
-      for (const [key, e] of this.#jobWarnings) {
-        if (now - e.at >= JOB_EVENTS_MS) this.#jobWarnings.delete(key);
-      }
-      this.#o.observer.phases?.(phases);
-    }
+    this.#prune(alive, listed);
+    if (!result.unreachable && result.scopeErrors.length === 0) this.#o.observer.phases?.(phases);
     this.#o.observer.cycle?.((performance.now() - started) / 1000, result.ok);
     return result;
+  }
+
+  /**
+   * Drops the per-run state of runs gone from a scope that could be listed. A scope that failed
+   * (no rights, API error) keeps its runs' state: whether they are gone is not known.
+   */
+  #prune(alive: ReadonlySet<string>, listed: ReadonlySet<string | undefined>): void {
+    const all = listed.has(undefined);
+    const keep = (key: string) => alive.has(key) || !(all || listed.has(namespaceOfKey(key)));
+    this.#o.backoff.retain(keep);
+    this.#conflicts.retain(keep);
+    this.#expect.retain(keep);
+    this.#settled.retain(keep);
+    this.#jobWarnings.prune();
   }
 
   /**
@@ -306,47 +341,48 @@ export class Reconciler {
    */
   async reconcileKey(namespace: string, name: string): Promise<RunResult | undefined> {
     const view = this.#fromView();
-    if (!view || !this.#o.canWrite()) return undefined;
+    if (!view || !this.#leading()) return undefined;
     const run = view.scriptRun(namespace, name);
     if (!run) return undefined;
-    // Settled: planned from exactly these object versions with nothing to do, and no time-bound
-    // step due. The same input gives the same plan, so it is not planned again (the view's
-    // re-LIST every 10 minutes and SETTLED_MS bound how long this is trusted).
-    const uid = run.metadata.uid ?? "";
-    const fingerprint = versions(run, view.children(uid));
+    // Settled: planned from exactly this input with nothing to do, and no time-bound step due.
+    // The same input gives the same plan, so it is not planned again (the view's re-LIST every
+    // 10 minutes and SETTLED_MS bound how long this is trusted).
+    const key = keyOf(run);
     const now = performance.now();
-    if (this.#isSettled(uid, fingerprint, now)) {
+    if (this.#isSettled(view, run, now)) {
       return { result: "success", writes: 0, phase: run.status?.phase };
     }
-    this.#settled.delete(uid);
-    const result = await this.#locked(run, () => this.#observeFromView(view, run));
-    if (result.result === "success" && result.writes === 0 && !this.#o.dryRun) {
+    this.#settled.delete(key);
+    const planned = fingerprint(run, view.children(namespace, run.metadata.uid ?? ""));
+    const reads = new Reads(viewLookup(view, namespace));
+    const term = this.#term;
+    const result = await this.#locked(run, () => this.#observeFromView(view, run, reads));
+    if (
+      result.result === "success" && result.writes === 0 && !this.#o.dryRun && term === this.#term
+    ) {
       const until = now + Math.min(result.retryAfterMs ?? SETTLED_MS, SETTLED_MS);
-      this.#settled.set(uid, { fingerprint, until });
+      this.#settled.set(key, { fingerprint: planned, reads: reads.seen, until });
     }
     return result;
   }
 
-  /** Whether the run was planned from exactly these versions with nothing to do, and is not due. */
-  #isSettled(uid: string, fingerprint: string, now: number): boolean {
-    const settled = this.#settled.get(uid);
-    return settled?.fingerprint === fingerprint && now < settled.until && !this.#pending(uid);
-  }
-
-  /** Whether writes of ours for this run are not yet seen in the view. */
-  #pending(uid: string): boolean {
-    const e = this.#expect.get(uid);
-    return !!e && (e.created.size > 0 || e.deleted.size > 0 || e.written !== undefined);
+  /** Whether the run was planned from this very input with nothing to do, and is not due. */
+  #isSettled(view: RunView, run: ScriptRun, now: number): boolean {
+    const namespace = run.metadata.namespace ?? "";
+    const key = keyOf(run);
+    const current = fingerprint(run, view.children(namespace, run.metadata.uid ?? ""));
+    return !this.#expect.pending(key) &&
+      this.#settled.has(key, current, viewLookup(view, namespace), now);
   }
 
   /** One reconcile per run at a time: a cycle and a wake-up never plan the same run at once. */
   async #locked(run: ScriptRun, observe: () => Observed): Promise<RunResult> {
-    const key = run.metadata.uid ?? `${run.metadata.namespace}/${run.metadata.name}`;
+    const key = keyOf(run);
     if (this.#busy.has(key)) return { result: "requeue", writes: 0, retryAfterMs: 100 };
     this.#busy.add(key);
     const t0 = performance.now();
     try {
-      const current = this.#written(run);
+      const current = this.#expect.latest(key, run);
       const outcome = await this.#reconcileRun(current, observe());
       this.#o.observer.reconciled?.(outcome.result, (performance.now() - t0) / 1000);
       return outcome;
@@ -355,73 +391,25 @@ export class Reconciler {
     }
   }
 
-  /** The run as our last status patch left it, while the view has not caught up with it. */
-  #written(run: ScriptRun): ScriptRun {
-    const e = this.#expect.get(run.metadata.uid ?? "");
-    if (!e?.written) return run;
-    if (e.written.from === run.metadata.resourceVersion) return e.written.run;
-    e.written = undefined;
-    return run;
-  }
-
-  #observeFromView(view: RunView, run: ScriptRun): Observed {
-    const uid = run.metadata.uid ?? "";
-    const children = view.children(uid);
+  /** The run as the view shows it, with our own writes the watch has not delivered yet. */
+  #observeFromView(view: RunView, run: ScriptRun, reads?: Reads): Observed {
     const namespace = run.metadata.namespace ?? "";
-    const names = view.names(namespace);
-    const alive = (owner: string) =>
-      view.scriptRuns(namespace).some((r) => r.metadata.uid === owner);
-    const observed: Observed = withPredecessors({
-      configMaps: [...children.configMaps],
-      jobs: [...children.jobs],
-      foreignConfigMaps: new ForeignNames(names.configMaps, uid, alive),
-      foreignJobs: new ForeignNames(names.jobs, uid, alive),
-      pods: children.pods,
-      podsCached: true,
-    });
-    // Our own writes that the watch has not delivered yet count as done.
-    const e = this.#expect.get(uid);
-    if (e && performance.now() - e.at < EXPECT_MS) {
-      for (const [name, object] of e.created) {
-        const list: (ConfigMap | Job)[] = object.kind === "Job"
-          ? observed.jobs
-          : observed.configMaps;
-        if (list.some((o) => o.metadata.name === name)) e.created.delete(name);
-        else list.push(object);
-      }
-      for (const name of e.deleted) {
-        const i = observed.jobs.findIndex((j) => j.metadata.name === name);
-        const job = observed.jobs[i];
-        if (!job || job.metadata.deletionTimestamp) {
-          e.deleted.delete(name);
-        } else {
-          // A copy: the view's object stays as the watch delivered it.
-          const deletionTimestamp = this.#now();
-          observed.jobs[i] = { ...job, metadata: { ...job.metadata, deletionTimestamp } };
-        }
-      }
-    } else if (e) {
-      e.created.clear();
-      e.deleted.clear();
-    }
+    const observed = observeFromView(view, run, reads ?? new Reads(viewLookup(view, namespace)));
+    this.#expect.applyTo(keyOf(run), observed, this.#now());
     return observed;
   }
 
-  #expectation(uid: string): Expectation {
-    let e = this.#expect.get(uid);
-    if (!e) {
-      this.#expect.set(uid, e = { at: performance.now(), created: new Map(), deleted: new Set() });
-    }
-    e.at = performance.now();
-    return e;
-  }
-
-  async #reconcileRun(run: ScriptRun, observed: Observed): Promise<RunResult> {
+  async #reconcileRun(viewed: ScriptRun, observed: Observed): Promise<RunResult> {
     const { log, backoff } = this.#o;
+    let run = viewed;
     const namespace = run.metadata.namespace ?? "default";
     const fields: Fields = { group: GROUP, kind: KIND, namespace, name: run.metadata.name };
-    const key = run.metadata.uid ?? `${namespace}/${run.metadata.name}`;
+    const key = keyOf(run);
     const generation = run.metadata.generation;
+    // Writes are remembered only for a view to catch up with, and only within the term they
+    // were made in.
+    const term = this.#term;
+    const remembering = () => this.#o.view !== undefined && term === this.#term;
     if (run.metadata.deletionTimestamp) {
       log.debug("Skipping ScriptRun being deleted", fields);
       return { result: "success", writes: 0 };
@@ -434,7 +422,28 @@ export class Reconciler {
     let writes = 0;
     try {
       // observe + plan: look up what the plan asks for, at most once each.
-      let p = await this.#plan(run, observed, fields);
+      let verified = false;
+      const planOn = async (): Promise<Plan | undefined> => {
+        const p = await this.#plan(run, observed, fields);
+        if (verified || !p.actions.some((a) => a.type === "createJob")) return p;
+        if (!mayHaveRun(run, observed, p.childName)) return p;
+        // A view that lags (a new leader's, or ours right after a status patch) can show a run
+        // that already ran as not yet run: its latest state decides, not the view.
+        verified = true;
+        const latest = await this.#o.kube.getScriptRun(namespace, run.metadata.name);
+        if (
+          !latest || latest.metadata.uid !== run.metadata.uid || latest.metadata.deletionTimestamp
+        ) return undefined;
+        if (latest.metadata.resourceVersion === run.metadata.resourceVersion) return p;
+        run = latest;
+        return await this.#plan(run, observed, fields);
+      };
+      const first = await planOn();
+      if (!first) {
+        log.debug("ScriptRun gone or being deleted, nothing created", fields);
+        return { result: "success", writes: 0 };
+      }
+      let p = first;
       const childFields = { ...fields, child: p.childName, hash: p.hash };
 
       // apply
@@ -449,15 +458,17 @@ export class Reconciler {
         if (!this.#o.canWrite()) return { result: "requeue", writes, phase: run.status?.phase };
         log.info(action.message, { ...childFields, ...target(action) });
         // Remembered before it is sent: a create that times out may still have happened.
-        this.#remember(run, action);
+        if (remembering()) this.#expect.remember(key, action, this.#now());
         const outcome = await this.#execute(run, action, observed, fields).catch((error) => {
-          if (error instanceof KubeError && error.code >= 400) this.#forget(run, action);
+          if (error instanceof KubeError && error.code >= 400) this.#expect.forget(key, action);
           throw error;
         });
-        if (outcome instanceof KubeError || outcome === "replan") this.#forget(run, action);
+        if (outcome instanceof KubeError || outcome === "replan") this.#expect.forget(key, action);
         if (outcome === "replan") {
           if (++replans > 3) throw new Error("the cluster keeps changing under this ScriptRun");
-          p = await this.#plan(run, observed, fields);
+          const again = await planOn();
+          if (!again) return { result: "success", writes };
+          p = again;
           applied = 0;
           continue;
         }
@@ -499,15 +510,14 @@ export class Reconciler {
           });
         } else {
           if (!this.#o.canWrite()) return { result: "requeue", writes, phase: run.status?.phase };
-          const recorded = await this.#patchStatus(run, p.status, childFields);
-          if (!recorded) {
-            return {
-              result: "requeue",
-              writes,
-              phase: run.status?.phase,
-              retryAfterMs: CONFLICT_RETRY_MS,
-            };
+          const updated = await this.#patchStatus(run, p.status, childFields);
+          if (!updated) {
+            // The run changed since it was read: planned again soon, later each time it recurs.
+            const delay = this.#conflicts.failure(key, nowMs);
+            return { result: "requeue", writes, phase: run.status?.phase, retryAfterMs: delay };
           }
+          this.#conflicts.success(key);
+          if (remembering()) this.#expect.wrote(key, run, updated);
           writes++;
           if (transition && eventWorthy(p.status, before)) {
             const warning = p.status.phase === "Failed" || EVENT_REASONS.has(p.status.reason ?? "");
@@ -519,9 +529,14 @@ export class Reconciler {
           }
         }
       }
-      const retryAfterMs = p.recheckAt
+      let retryAfterMs = p.recheckAt
         ? Math.max(0, Date.parse(p.recheckAt) - this.#o.now().getTime()) + 50
         : undefined;
+      if (observed.jobEvents !== undefined && p.status.reason === REASON.JobPending) {
+        // Events are not watched: one that explains the missing pod (FailedCreate) is found by
+        // reading them again when they may be read again.
+        retryAfterMs = Math.min(retryAfterMs ?? JOB_EVENTS_MS, JOB_EVENTS_MS);
+      }
       if (p.status.reason === REASON.NameConflict) {
         // Retry slowly: the foreign object may go away, but creating again every cycle is noise.
         const delay = backoff.failure(key, nowMs, { generation });
@@ -619,7 +634,7 @@ export class Reconciler {
           observed.pods = await this.#o.kube.listRunPods(namespace, run.metadata.uid ?? "");
         } else if (need === "jobEvents" && observed.jobEvents === undefined && p.childName) {
           try {
-            observed.jobEvents = (await this.#warningsOf(namespace)).get(p.childName) ?? [];
+            observed.jobEvents = (await this.#jobWarnings.of(namespace)).get(p.childName) ?? [];
           } catch (error) {
             // Events explain a wait; without them the status still says the pod has not started.
             this.#o.log.debug("Job events not readable", {
@@ -643,22 +658,6 @@ export class Reconciler {
       return await this.#plan(run, observed, fields);
     }
     return p;
-  }
-
-  /**
-   * The Warning Events of `namespace`'s Jobs, read at most once per JOB_EVENTS_MS for all runs
-   * of the namespace (concurrent reconciles share one request): runs whose pods are late wake
-   * often, and each such LIST costs the API server a scan of every Event in the namespace.
-   */
-  #warningsOf(namespace: string): Promise<Map<string, JobEvent[]>> {
-    const cached = this.#jobWarnings.get(namespace);
-    if (cached && performance.now() - cached.at < JOB_EVENTS_MS) return cached.byJob;
-    const entry = { at: performance.now(), byJob: this.#o.kube.listJobWarnings(namespace) };
-    this.#jobWarnings.set(namespace, entry);
-    entry.byJob.catch(() => {
-      if (this.#jobWarnings.get(namespace) === entry) this.#jobWarnings.delete(namespace);
-    });
-    return entry.byJob;
   }
 
   /**
@@ -721,41 +720,23 @@ export class Reconciler {
     }
   }
 
-  /** Records a write so a view that has not caught up does not make us repeat it. */
-  #remember(run: ScriptRun, action: Action): void {
-    if (!this.#o.view) return;
-    const e = this.#expectation(run.metadata.uid ?? "");
-    if (action.type === "createConfigMap" || action.type === "createJob") {
-      const object = structuredClone(action.object);
-      object.metadata.creationTimestamp = this.#now();
-      e.created.set(action.object.metadata.name, object);
-    } else if (action.type === "deleteJob") {
-      e.deleted.add(action.name);
-    }
-  }
-
-  /** Drops what #remember recorded for a write the API server refused. */
-  #forget(run: ScriptRun, action: Action): void {
-    const e = this.#expect.get(run.metadata.uid ?? "");
-    if (!e) return;
-    if (action.type === "createConfigMap" || action.type === "createJob") {
-      e.created.delete(action.object.metadata.name);
-    } else if (action.type === "deleteJob") e.deleted.delete(action.name);
-  }
-
-  /** Writes the status; false when the run changed since it was read (409): plan again. */
-  async #patchStatus(run: ScriptRun, status: ScriptRunStatus, fields: Fields): Promise<boolean> {
+  /**
+   * Writes the status; returns the updated run, or undefined when the run changed since it was
+   * read (409): plan again.
+   */
+  async #patchStatus(
+    run: ScriptRun,
+    status: ScriptRunStatus,
+    fields: Fields,
+  ): Promise<ScriptRun | undefined> {
     this.#o.log.debug("Updating status", { ...fields, phase: status.phase, reason: status.reason });
-    const from = run.metadata.resourceVersion;
     try {
-      const updated = await this.#o.kube.patchStatus(run, status);
-      if (this.#o.view) this.#expectation(run.metadata.uid ?? "").written = { from, run: updated };
-      return true;
+      return await this.#o.kube.patchStatus(run, status);
     } catch (error) {
       if (error instanceof KubeError && error.code === 409) {
         // A normal race: the ScriptRun changed after we read it. Read it again and plan again.
         this.#o.log.debug("Status changed meanwhile, planning again", fields);
-        return false;
+        return undefined;
       }
       throw error;
     }
@@ -791,68 +772,12 @@ export class Reconciler {
   }
 }
 
-/** The resourceVersions of a run and everything of it the view holds, as one string. */
-function versions(
-  run: ScriptRun,
-  children: { configMaps: ConfigMap[]; jobs: Job[]; pods: PodSummary[] },
-): string {
-  const rv = (o: { metadata?: { name: string; resourceVersion?: string } }) =>
-    `${o.metadata?.name}@${o.metadata?.resourceVersion}`;
-  const podRv = (p: PodSummary & { resourceVersion?: string }) => `${p.name}@${p.resourceVersion}`;
-  return [
-    rv(run),
-    ...children.jobs.map(rv),
-    ...children.configMaps.map(rv),
-    ...children.pods.map(podRv),
-  ].join(" ");
-}
-
-/**
- * A run that can have had no Job yet: its spec never changed, no status recorded one, and nothing
- * of it is seen. Its first Job needs no live look at pods (there can be none of another Job).
- */
-function fresh(run: ScriptRun, observed: Observed): boolean {
-  return (run.metadata.generation ?? 1) <= 1 && !run.status?.runHash && !run.status?.jobName &&
-    observed.jobs.length === 0 && (observed.pods?.length ?? 0) === 0;
-}
-
 /** A status change a user wants an Event for: an outcome or a problem, not every step. */
 function eventWorthy(status: ScriptRunStatus, before: ScriptRunStatus): boolean {
   if (status.phase === "Succeeded" || status.phase === "Failed") {
     return before.phase !== status.phase || before.reason !== status.reason;
   }
   return EVENT_REASONS.has(status.reason ?? "");
-}
-
-/** What a successful write changed, so a replan in the same reconcile sees it. */
-function applyToObserved(observed: Observed, action: Action, now: string): void {
-  if (action.type === "createJob") {
-    observed.jobs.push({
-      ...action.object,
-      metadata: { ...action.object.metadata, creationTimestamp: now },
-    });
-  } else if (action.type === "createConfigMap") {
-    observed.configMaps.push(action.object);
-  } else if (action.type === "deleteJob") {
-    observed.jobs = observed.jobs.map((j) =>
-      j.metadata.name === action.name
-        ? {
-          ...j,
-          metadata: { ...j.metadata, deletionTimestamp: j.metadata.deletionTimestamp ?? now },
-        }
-        : j
-    );
-  } else if (action.type === "deleteConfigMap") {
-    observed.configMaps = observed.configMaps.filter((c) => c.metadata.name !== action.name);
-  } else {
-    // Copies: the observed objects may be the watched view's own.
-    const relabel = <T extends ConfigMap | Job>(o: T): T =>
-      o.metadata.name === action.name
-        ? { ...o, metadata: { ...o.metadata, labels: { ...o.metadata.labels, ...action.labels } } }
-        : o;
-    if (action.kind === "Job") observed.jobs = observed.jobs.map(relabel);
-    else observed.configMaps = observed.configMaps.map(relabel);
-  }
 }
 
 function asKubeError(error: unknown, action: string): KubeError {
@@ -876,129 +801,7 @@ function target(action: Action): Record<string, string> {
   return { [kind === "ConfigMap" ? "configMap" : "job"]: targetName(action) };
 }
 
-function withName(lookup: { has(name: string): boolean }, name: string) {
-  return { has: (n: string) => n === name || lookup.has(n) };
+/** The key of a run in every per-run map. */
+function keyOf(run: ScriptRun): string {
+  return runKey(run.metadata.namespace ?? "", run.metadata.uid ?? run.metadata.name);
 }
-
-function observeFromLists(
-  run: ScriptRun,
-  byOwner: Map<string, { configMaps: ConfigMap[]; jobs: Job[] }>,
-  names: Map<string, { configMaps: Map<string, string>; jobs: Map<string, string> }>,
-  alive: (uid: string) => boolean,
-): Observed {
-  const uid = run.metadata.uid ?? "";
-  const mine = byOwner.get(uid) ?? { configMaps: [], jobs: [] };
-  const inNs = names.get(run.metadata.namespace ?? "");
-  return withPredecessors({
-    configMaps: [...mine.configMaps],
-    jobs: [...mine.jobs],
-    foreignConfigMaps: new ForeignNames(inNs?.configMaps, uid, alive),
-    foreignJobs: new ForeignNames(inNs?.jobs, uid, alive),
-  });
-}
-
-/** Names held by children of a deleted ScriptRun, read from the foreign-name lookups. */
-function withPredecessors(observed: Observed): Observed {
-  const configMaps = observed.foreignConfigMaps as ForeignNames;
-  const jobs = observed.foreignJobs as ForeignNames;
-  observed.predecessors = {
-    has: (name: string) => configMaps.predecessor(name) || jobs.predecessor(name),
-  };
-  return observed;
-}
-
-function groupByController(
-  configMaps: ConfigMap[],
-  jobs: Job[],
-): Map<string, { configMaps: ConfigMap[]; jobs: Job[] }> {
-  const out = new Map<string, { configMaps: ConfigMap[]; jobs: Job[] }>();
-  const slot = (uid: string) => {
-    let s = out.get(uid);
-    if (!s) out.set(uid, s = { configMaps: [], jobs: [] });
-    return s;
-  };
-  for (const cm of configMaps) {
-    const uid = controllerUid(cm);
-    if (uid) slot(uid).configMaps.push(cm);
-  }
-  for (const job of jobs) {
-    const uid = controllerUid(job);
-    if (uid) slot(uid).jobs.push(job);
-  }
-  return out;
-}
-
-/**
- * Whether an object is controlled by an earlier ScriptRun of the same name (deleted and created
- * again): its children are on their way out, not someone else's.
- */
-function predecessorOf(
-  obj: {
-    metadata: {
-      ownerReferences?: { uid: string; controller?: boolean; kind: string; name: string }[];
-    };
-  },
-  run: ScriptRun,
-): boolean {
-  const owner = obj.metadata.ownerReferences?.find((o) => o.controller && o.kind === KIND);
-  return !!owner && owner.name === run.metadata.name && owner.uid !== run.metadata.uid;
-}
-
-/** The uid of the ScriptRun that controls an object, if one does. */
-export function controllerUid(
-  obj: { metadata: { ownerReferences?: { uid: string; controller?: boolean; kind: string }[] } },
-): string | undefined {
-  return obj.metadata.ownerReferences?.find((o) => o.controller && o.kind === KIND)?.uid;
-}
-
-/** namespace → (object name → controller uid or "") for conflict detection. */
-function namesByNamespace(
-  configMaps: ConfigMap[],
-  jobs: Job[],
-): Map<string, { configMaps: Map<string, string>; jobs: Map<string, string> }> {
-  const out = new Map<string, { configMaps: Map<string, string>; jobs: Map<string, string> }>();
-  const slot = (ns: string) => {
-    let s = out.get(ns);
-    if (!s) out.set(ns, s = { configMaps: new Map(), jobs: new Map() });
-    return s;
-  };
-  for (const cm of configMaps) {
-    slot(cm.metadata.namespace ?? "").configMaps.set(cm.metadata.name, controllerUid(cm) ?? "");
-  }
-  for (const job of jobs) {
-    slot(job.metadata.namespace ?? "").jobs.set(job.metadata.name, controllerUid(job) ?? "");
-  }
-  return out;
-}
-
-/** Names in a namespace held by objects this ScriptRun does not control; O(1) per lookup. */
-class ForeignNames {
-  #owners: ReadonlyMap<string, string> | undefined;
-  #uid: string | undefined;
-  #ownerAlive: (uid: string) => boolean;
-
-  /** `ownerAlive` is asked only for a name held by another ScriptRun's child (rare). */
-  constructor(
-    owners: ReadonlyMap<string, string> | undefined,
-    uid: string | undefined,
-    ownerAlive: (uid: string) => boolean,
-  ) {
-    this.#owners = owners;
-    this.#uid = uid;
-    this.#ownerAlive = ownerAlive;
-  }
-
-  /** Held by someone else: not ours, and not a child of a deleted ScriptRun on its way out. */
-  has(name: string): boolean {
-    const owner = this.#owners?.get(name);
-    return owner !== undefined && owner !== this.#uid && (owner === "" || this.#ownerAlive(owner));
-  }
-
-  /** Held by a child of a ScriptRun that no longer exists: the garbage collector removes it. */
-  predecessor(name: string): boolean {
-    const owner = this.#owners?.get(name);
-    return !!owner && owner !== this.#uid && !this.#ownerAlive(owner);
-  }
-}
-
-const NONE = { has: (_name: string) => false };
