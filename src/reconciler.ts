@@ -13,7 +13,7 @@
 import type { Logger } from "@logtape/logtape";
 import { Backoff, mapLimit } from "./backoff.ts";
 import { KubeError } from "./errors.ts";
-import { type EventNote, type Kube, NotLeaderError } from "./kube.ts";
+import type { EventNote, Kube } from "./kube.ts";
 import { controllerUid, namespaceOfKey, runKey } from "./owner.ts";
 import {
   type Action,
@@ -25,6 +25,7 @@ import {
 } from "./plan.ts";
 import { DEFAULT_POLICY, type Policy } from "./policy.ts";
 import { REASON } from "./reasons.ts";
+import { errorPolicy } from "./reconcile/error_policy.ts";
 import { Expectations } from "./reconcile/expectations.ts";
 import { JOB_EVENTS_MS, JobWarnings } from "./reconcile/job_warnings.ts";
 import {
@@ -40,6 +41,7 @@ import {
   viewLookup,
   withName,
 } from "./reconcile/observe.ts";
+import { isTransition, logTransition, statusEvent } from "./reconcile/record.ts";
 import { fingerprint, Reads, SETTLED_MS, SettledRuns } from "./reconcile/settled.ts";
 import {
   type ConfigMap,
@@ -116,6 +118,29 @@ export interface RunResult {
   unreachable?: boolean;
 }
 
+/** One scope's runs, and how each is observed. */
+interface Scope {
+  runs: ScriptRun[];
+  observe: (run: ScriptRun) => Observed;
+}
+
+/** One reconcile of one run: what it started from and what it did so far. */
+interface Attempt {
+  /** The run as planned on; replaced by its latest state when that was read. */
+  run: ScriptRun;
+  observed: Observed;
+  fields: Fields;
+  /** runKey(namespace, uid). */
+  key: string;
+  generation?: number;
+  nowMs: number;
+  /** The leadership term it began in. */
+  term: number;
+  writes: number;
+  /** The run's latest state was read from the API server. */
+  verified: boolean;
+}
+
 interface Fields {
   group: string;
   kind: string;
@@ -126,16 +151,6 @@ interface Fields {
 
 /** A status patch refused with 409 (the run changed meanwhile) is planned again after this. */
 const CONFLICT_BACKOFF = { baseMs: 200, maxMs: 10_000 };
-
-/** Reasons worth an Event when the status takes them (others are Normal steps or none). */
-const EVENT_REASONS: ReadonlySet<string> = new Set([
-  REASON.NameConflict,
-  REASON.Unschedulable,
-  REASON.FailedCreate,
-  REASON.ScriptNotFound,
-  REASON.InvalidSpec,
-  REASON.PolicyViolation,
-]);
 
 /** Reconciles ScriptRuns: all of them per `cycle()`, or one per `reconcileKey()`. */
 export class Reconciler {
@@ -240,77 +255,19 @@ export class Reconciler {
     try {
       for (const namespace of scopes) {
         if (stop.signal.aborted) break;
-        let runs: ScriptRun[];
-        let observe: (run: ScriptRun) => Observed;
-        if (view) {
-          runs = view.scriptRuns(namespace);
-          observe = (run) => this.#observeFromView(view, run);
-        } else {
-          try {
-            const [r, configMaps, jobs] = await Promise.all([
-              this.#o.kube.listScriptRuns(namespace),
-              this.#o.kube.listConfigMaps(namespace),
-              this.#o.kube.listJobs(namespace),
-            ]);
-            runs = r;
-            const lists = indexLists(r, configMaps, jobs);
-            observe = (run) => observeFromLists(run, lists);
-          } catch (error) {
-            const e = asKubeError(error, "list");
-            // The operator's loop logs the failure once, with when it retries.
-            this.#o.log.debug("Listing failed", {
-              namespace: namespace ?? "*",
-              error: e.message,
-              code: e.code,
-            });
-            result.ok = false;
-            result.scopeErrors.push(e);
-            if (e.code === 0) {
-              result.unreachable = true;
-              break;
-            }
-            continue;
-          }
+        const scope = view ? this.#scopeFromView(view, namespace) : await this.#list(namespace);
+        if (scope instanceof KubeError) {
+          result.ok = false;
+          result.scopeErrors.push(scope);
+          if (scope.code !== 0) continue;
+          result.unreachable = true;
+          break;
         }
-        result.scriptRuns += runs.length;
+        result.scriptRuns += scope.runs.length;
         listed.add(namespace);
-        for (const run of runs) alive.add(keyOf(run));
-        const schedule = this.#o.schedule;
-        if (view && schedule) {
-          // The periodic pass over a current view: every run that is not settled goes through
-          // the work queue. Settled runs are left out here rather than skipped by the queue, so
-          // 1,000 of them do not queue ahead of a run that a change just woke.
-          const now = performance.now();
-          for (const run of runs) {
-            const phase = run.status?.phase;
-            if (phase) phases[phase]++;
-            if (this.#isSettled(view, run, now)) continue;
-            schedule(run.metadata.namespace ?? "", run.metadata.name);
-          }
-          continue;
-        }
-        let throttled = 0;
-        await mapLimit(runs, this.#o.concurrency, async (run) => {
-          if (stop.signal.aborted || !this.#o.canWrite()) return;
-          const outcome = await this.#locked(run, () => observe(run));
-          if (outcome.phase) phases[outcome.phase]++;
-          result.writes += outcome.writes;
-          if (outcome.result === "error") {
-            result.errors++;
-            result.ok = false;
-          }
-          if (outcome.unreachable) {
-            result.unreachable = true;
-            stop.abort();
-          }
-          if (outcome.retryAfterMs !== undefined && outcome.result === "error") throttled++;
-        });
-        if (throttled > 0) {
-          this.#o.log.warn("Some ScriptRuns are backing off after API errors", {
-            namespace: namespace ?? "*",
-            count: throttled,
-          });
-        }
+        for (const run of scope.runs) alive.add(keyOf(run));
+        if (view && this.#o.schedule) this.#schedulePass(view, scope.runs, phases);
+        else await this.#reconcileScope(scope, namespace, { result, phases, stop });
       }
     } finally {
       this.#o.signal.removeEventListener("abort", onAbort);
@@ -319,6 +276,79 @@ export class Reconciler {
     if (!result.unreachable && result.scopeErrors.length === 0) this.#o.observer.phases?.(phases);
     this.#o.observer.cycle?.((performance.now() - started) / 1000, result.ok);
     return result;
+  }
+
+  /** One scope's runs from the watched view. */
+  #scopeFromView(view: RunView, namespace: string | undefined): Scope {
+    return { runs: view.scriptRuns(namespace), observe: (run) => this.#observeFromView(view, run) };
+  }
+
+  /** One scope's runs from plain LISTs, or why it could not be listed. */
+  async #list(namespace: string | undefined): Promise<Scope | KubeError> {
+    try {
+      const [runs, configMaps, jobs] = await Promise.all([
+        this.#o.kube.listScriptRuns(namespace),
+        this.#o.kube.listConfigMaps(namespace),
+        this.#o.kube.listJobs(namespace),
+      ]);
+      const lists = indexLists(runs, configMaps, jobs);
+      return { runs, observe: (run) => observeFromLists(run, lists) };
+    } catch (error) {
+      const e = asKubeError(error, "list");
+      // The operator's loop logs the failure once, with when it retries.
+      this.#o.log.debug("Listing failed", {
+        namespace: namespace ?? "*",
+        error: e.message,
+        code: e.code,
+      });
+      return e;
+    }
+  }
+
+  /**
+   * The periodic pass over a current view: every run that is not settled goes through the work
+   * queue. Settled runs are left out here rather than skipped by the queue, so 1,000 of them do
+   * not queue ahead of a run that a change just woke.
+   */
+  #schedulePass(view: RunView, runs: ScriptRun[], phases: Record<Phase, number>): void {
+    const now = performance.now();
+    for (const run of runs) {
+      const phase = run.status?.phase;
+      if (phase) phases[phase]++;
+      if (this.#isSettled(view, run, now)) continue;
+      this.#o.schedule?.(run.metadata.namespace ?? "", run.metadata.name);
+    }
+  }
+
+  /** Reconciles a scope's runs inline, `concurrency` at a time, adding up to `totals`. */
+  async #reconcileScope(
+    scope: Scope,
+    namespace: string | undefined,
+    totals: { result: CycleResult; phases: Record<Phase, number>; stop: AbortController },
+  ): Promise<void> {
+    const { result, phases, stop } = totals;
+    let throttled = 0;
+    await mapLimit(scope.runs, this.#o.concurrency, async (run) => {
+      if (stop.signal.aborted || !this.#o.canWrite()) return;
+      const outcome = await this.#locked(run, () => scope.observe(run));
+      if (outcome.phase) phases[outcome.phase]++;
+      result.writes += outcome.writes;
+      if (outcome.result === "error") {
+        result.errors++;
+        result.ok = false;
+      }
+      if (outcome.unreachable) {
+        result.unreachable = true;
+        stop.abort();
+      }
+      if (outcome.retryAfterMs !== undefined && outcome.result === "error") throttled++;
+    });
+    if (throttled > 0) {
+      this.#o.log.warn("Some ScriptRuns are backing off after API errors", {
+        namespace: namespace ?? "*",
+        count: throttled,
+      });
+    }
   }
 
   /**
@@ -401,204 +431,175 @@ export class Reconciler {
 
   async #reconcileRun(viewed: ScriptRun, observed: Observed): Promise<RunResult> {
     const { log, backoff } = this.#o;
-    let run = viewed;
-    const namespace = run.metadata.namespace ?? "default";
-    const fields: Fields = { group: GROUP, kind: KIND, namespace, name: run.metadata.name };
-    const key = keyOf(run);
-    const generation = run.metadata.generation;
-    // Writes are remembered only for a view to catch up with, and only within the term they
-    // were made in.
-    const term = this.#term;
-    const remembering = () => this.#o.view !== undefined && term === this.#term;
-    if (run.metadata.deletionTimestamp) {
+    const namespace = viewed.metadata.namespace ?? "default";
+    const fields: Fields = { group: GROUP, kind: KIND, namespace, name: viewed.metadata.name };
+    const a: Attempt = {
+      run: viewed,
+      observed,
+      fields,
+      key: keyOf(viewed),
+      generation: viewed.metadata.generation,
+      nowMs: this.#o.now().getTime(),
+      term: this.#term,
+      writes: 0,
+      verified: false,
+    };
+    if (viewed.metadata.deletionTimestamp) {
       log.debug("Skipping ScriptRun being deleted", fields);
       return { result: "success", writes: 0 };
     }
-    const nowMs = this.#o.now().getTime();
-    if (!backoff.ready(key, nowMs, generation)) {
+    if (!backoff.ready(a.key, a.nowMs, a.generation)) {
       log.debug("Backing off", fields);
-      return { result: "requeue", writes: 0, phase: run.status?.phase };
+      return { result: "requeue", writes: 0, phase: viewed.status?.phase };
     }
-    let writes = 0;
     try {
-      // observe + plan: look up what the plan asks for, at most once each.
-      let verified = false;
-      const planOn = async (): Promise<Plan | undefined> => {
-        const p = await this.#plan(run, observed, fields);
-        if (verified || !p.actions.some((a) => a.type === "createJob")) return p;
-        if (!mayHaveRun(run, observed, p.childName)) return p;
-        // A view that lags (a new leader's, or ours right after a status patch) can show a run
-        // that already ran as not yet run: its latest state decides, not the view.
-        verified = true;
-        const latest = await this.#o.kube.getScriptRun(namespace, run.metadata.name);
-        if (
-          !latest || latest.metadata.uid !== run.metadata.uid || latest.metadata.deletionTimestamp
-        ) return undefined;
-        if (latest.metadata.resourceVersion === run.metadata.resourceVersion) return p;
-        run = latest;
-        return await this.#plan(run, observed, fields);
-      };
-      const first = await planOn();
-      if (!first) {
+      const planned = await this.#planVerified(a);
+      if (!planned) {
         log.debug("ScriptRun gone or being deleted, nothing created", fields);
         return { result: "success", writes: 0 };
       }
-      let p = first;
-      const childFields = { ...fields, child: p.childName, hash: p.hash };
-
-      // apply
-      let applied = 0;
-      let replans = 0;
-      while (applied < p.actions.length) {
-        const action = p.actions[applied++];
-        if (this.#o.dryRun) {
-          log.info(action.message, { ...childFields, ...target(action), dryRun: true });
-          continue;
-        }
-        if (!this.#o.canWrite()) return { result: "requeue", writes, phase: run.status?.phase };
-        log.info(action.message, { ...childFields, ...target(action) });
-        // Remembered before it is sent: a create that times out may still have happened.
-        if (remembering()) this.#expect.remember(key, action, this.#now());
-        const outcome = await this.#execute(run, action, observed, fields).catch((error) => {
-          if (error instanceof KubeError && error.code >= 400) this.#expect.forget(key, action);
-          throw error;
-        });
-        if (outcome instanceof KubeError || outcome === "replan") this.#expect.forget(key, action);
-        if (outcome === "replan") {
-          if (++replans > 3) throw new Error("the cluster keeps changing under this ScriptRun");
-          const again = await planOn();
-          if (!again) return { result: "success", writes };
-          p = again;
-          applied = 0;
-          continue;
-        }
-        if (outcome instanceof KubeError) {
-          p.status = invalidSpecStatus(run, p.status, outcome.message, this.#now());
-          backoff.untilChanged(key, generation);
-          log.warn("Spec refused by the API server", {
-            ...childFields,
-            reason: REASON.InvalidSpec,
-            error: outcome.message,
-          });
-          break;
-        }
-        writes++;
-        applyToObserved(observed, action, this.#now());
-        if (action.event) {
-          await this.#event(run, {
-            type: "Normal",
-            reason: action.reason,
-            message: `${action.message} ${targetName(action)}`,
-          }, fields);
-        }
-      }
-
-      // record
-      const before = run.status ?? {};
-      const transition = before.phase !== p.status.phase || before.reason !== p.status.reason;
-      if (transition) this.#logTransition(p.status, childFields);
-      else if (p.status.phase === "Pending" || p.status.phase === "Running") {
-        log.debug("Waiting for Job to complete", { ...childFields, phase: p.status.phase });
-      }
-      if (!statusEqual(run.status, p.status)) {
-        if (this.#o.dryRun) {
-          log.info("Updating status", {
-            ...childFields,
-            phase: p.status.phase,
-            reason: p.status.reason,
-            dryRun: true,
-          });
-        } else {
-          if (!this.#o.canWrite()) return { result: "requeue", writes, phase: run.status?.phase };
-          const updated = await this.#patchStatus(run, p.status, childFields);
-          if (!updated) {
-            // The run changed since it was read: planned again soon, later each time it recurs.
-            const delay = this.#conflicts.failure(key, nowMs);
-            return { result: "requeue", writes, phase: run.status?.phase, retryAfterMs: delay };
-          }
-          this.#conflicts.success(key);
-          if (remembering()) this.#expect.wrote(key, run, updated);
-          writes++;
-          if (transition && eventWorthy(p.status, before)) {
-            const warning = p.status.phase === "Failed" || EVENT_REASONS.has(p.status.reason ?? "");
-            await this.#event(run, {
-              type: warning ? "Warning" : "Normal",
-              reason: p.status.reason ?? p.status.phase ?? "Updated",
-              message: p.status.message ?? `phase ${p.status.phase}`,
-            }, fields);
-          }
-        }
-      }
-      let retryAfterMs = p.recheckAt
-        ? Math.max(0, Date.parse(p.recheckAt) - this.#o.now().getTime()) + 50
-        : undefined;
-      if (observed.jobEvents !== undefined && p.status.reason === REASON.JobPending) {
-        // Events are not watched: one that explains the missing pod (FailedCreate) is found by
-        // reading them again when they may be read again.
-        retryAfterMs = Math.min(retryAfterMs ?? JOB_EVENTS_MS, JOB_EVENTS_MS);
-      }
-      if (p.status.reason === REASON.NameConflict) {
-        // Retry slowly: the foreign object may go away, but creating again every cycle is noise.
-        const delay = backoff.failure(key, nowMs, { generation });
-        return { result: "requeue", writes, phase: p.status.phase, retryAfterMs: delay };
-      }
-      if (p.status.reason !== REASON.InvalidSpec) backoff.success(key);
-      return { result: "success", writes, phase: p.status.phase, retryAfterMs };
+      const applied = await this.#apply(a, planned);
+      return "result" in applied ? applied : await this.#record(a, applied);
     } catch (error) {
-      if (error instanceof NotLeaderError) {
-        // Leadership went while this run was being reconciled: nothing to retry here.
-        log.debug("Not the leader any more, write not sent", fields);
-        return { result: "requeue", writes, phase: run.status?.phase };
-      }
-      if (!(error instanceof KubeError)) {
-        // A bug or an unexpected answer: this run backs off, the cycle goes on for the others.
-        const delay = backoff.failure(key, nowMs, { generation });
-        log.error("Reconcile failed", {
-          ...fields,
-          error: error instanceof Error ? error.message : String(error),
-          retryInMs: delay,
-        });
-        return { result: "error", writes, phase: run.status?.phase, retryAfterMs: delay };
-      }
-      const e = error;
-      if (e.kind === "forbidden" && /because it is being terminated/.test(e.message)) {
-        // The namespace is being deleted, this ScriptRun with it: nothing to create any more.
-        log.debug("Namespace is being deleted, nothing created", fields);
-        return { result: "requeue", writes, phase: run.status?.phase };
-      }
-      const delay = backoff.failure(key, nowMs, {
-        generation,
-        retryAfterMs: e.retryAfterSeconds !== undefined ? e.retryAfterSeconds * 1000 : undefined,
-      });
-      const unreachable = e.code === 0;
-      if (e.code === 429 || e.code >= 500 || unreachable) {
-        // Throttling and outages are the cycle's news (one line), not one error line per run.
-        log.debug("Reconcile failed, retrying", {
-          ...fields,
-          error: e.message,
-          code: e.code,
-          retryInMs: delay,
-        });
-      } else {
-        const hint = e.kind === "forbidden"
-          ? "the operator's identity lacks this permission; apply deploy/rbac.yaml or grant it"
-          : undefined;
-        log.error("Reconcile failed", {
-          ...fields,
-          error: e.message,
-          code: e.code,
-          retryInMs: delay,
-          hint,
-        });
-      }
-      return {
-        result: "error",
-        writes,
-        phase: run.status?.phase,
-        retryAfterMs: delay,
-        unreachable,
-      };
+      const failed = { ...a, phase: a.run.status?.phase };
+      return errorPolicy(error, failed, { backoff, log });
     }
+  }
+
+  /**
+   * plan(), with its lookups; and before a Job is created for a run that may have run before,
+   * the run's latest state from the API server. Undefined when the run is gone meanwhile.
+   */
+  async #planVerified(a: Attempt): Promise<Plan | undefined> {
+    const p = await this.#plan(a.run, a.observed, a.fields);
+    if (a.verified || !p.actions.some((action) => action.type === "createJob")) return p;
+    if (!mayHaveRun(a.run, a.observed, p.childName)) return p;
+    // A view that lags (a new leader's, or ours right after a status patch) can show a run that
+    // already ran as not yet run: its latest state decides, not the view.
+    a.verified = true;
+    const latest = await this.#o.kube.getScriptRun(a.fields.namespace, a.run.metadata.name);
+    if (!latest || latest.metadata.uid !== a.run.metadata.uid) return undefined;
+    if (latest.metadata.deletionTimestamp) return undefined;
+    if (latest.metadata.resourceVersion === a.run.metadata.resourceVersion) return p;
+    a.run = latest;
+    return await this.#plan(a.run, a.observed, a.fields);
+  }
+
+  /** Whether writes of this attempt are remembered: for a view, within the term they began in. */
+  #remembering(a: Attempt): boolean {
+    return this.#o.view !== undefined && a.term === this.#term;
+  }
+
+  /**
+   * Performs the plan's writes in order, planning again when the cluster turned out to differ.
+   * Returns the plan whose status is to be recorded, or the result when the reconcile ends here.
+   */
+  async #apply(a: Attempt, planned: Plan): Promise<Plan | RunResult> {
+    const { log } = this.#o;
+    let p = planned;
+    const childFields = { ...a.fields, child: p.childName, hash: p.hash };
+    let replans = 0;
+    for (let i = 0; i < p.actions.length; i++) {
+      const action = p.actions[i];
+      if (this.#o.dryRun) {
+        log.info(action.message, { ...childFields, ...target(action), dryRun: true });
+        continue;
+      }
+      if (!this.#o.canWrite()) {
+        return { result: "requeue", writes: a.writes, phase: a.run.status?.phase };
+      }
+      log.info(action.message, { ...childFields, ...target(action) });
+      // Remembered before it is sent: a create that times out may still have happened.
+      if (this.#remembering(a)) this.#expect.remember(a.key, action, this.#now());
+      const outcome = await this.#execute(a.run, action, a.observed, a.fields).catch((error) => {
+        if (error instanceof KubeError && error.code >= 400) this.#expect.forget(a.key, action);
+        throw error;
+      });
+      if (outcome instanceof KubeError || outcome === "replan") this.#expect.forget(a.key, action);
+      if (outcome === "replan") {
+        if (++replans > 3) throw new Error("the cluster keeps changing under this ScriptRun");
+        const again = await this.#planVerified(a);
+        if (!again) return { result: "success", writes: a.writes };
+        p = again;
+        i = -1;
+        continue;
+      }
+      if (outcome instanceof KubeError) {
+        p.status = invalidSpecStatus(a.run, p.status, outcome.message, this.#now());
+        this.#o.backoff.untilChanged(a.key, a.generation);
+        log.warn("Spec refused by the API server", {
+          ...childFields,
+          reason: REASON.InvalidSpec,
+          error: outcome.message,
+        });
+        break;
+      }
+      a.writes++;
+      applyToObserved(a.observed, action, this.#now());
+      if (action.event) {
+        const message = `${action.message} ${targetName(action)}`;
+        await this.#event(a.run, { type: "Normal", reason: action.reason, message }, a.fields);
+      }
+    }
+    return p;
+  }
+
+  /** Records the plan's status (guarded by the version planned from) and when to look again. */
+  async #record(a: Attempt, p: Plan): Promise<RunResult> {
+    const { log, backoff } = this.#o;
+    const { run, key } = a;
+    const childFields = { ...a.fields, child: p.childName, hash: p.hash };
+    const before = run.status ?? {};
+    if (isTransition(p.status, before)) logTransition(log, p.status, childFields);
+    else if (p.status.phase === "Pending" || p.status.phase === "Running") {
+      log.debug("Waiting for Job to complete", { ...childFields, phase: p.status.phase });
+    }
+    if (!statusEqual(run.status, p.status)) {
+      if (this.#o.dryRun) {
+        const { phase, reason } = p.status;
+        log.info("Updating status", { ...childFields, phase, reason, dryRun: true });
+      } else {
+        if (!this.#o.canWrite()) {
+          return { result: "requeue", writes: a.writes, phase: before.phase };
+        }
+        const updated = await this.#patchStatus(run, p.status, childFields);
+        if (!updated) {
+          // The run changed since it was read: planned again soon, later each time it recurs.
+          const delay = this.#conflicts.failure(key, a.nowMs);
+          return { result: "requeue", writes: a.writes, phase: before.phase, retryAfterMs: delay };
+        }
+        this.#conflicts.success(key);
+        if (this.#remembering(a)) this.#expect.wrote(key, run, updated);
+        a.writes++;
+        const note = statusEvent(p.status, before);
+        if (note) await this.#event(run, note, a.fields);
+      }
+    }
+    if (p.status.reason === REASON.NameConflict) {
+      // Retry slowly: the foreign object may go away, but creating again every cycle is noise.
+      const delay = backoff.failure(key, a.nowMs, { generation: a.generation });
+      return { result: "requeue", writes: a.writes, phase: p.status.phase, retryAfterMs: delay };
+    }
+    if (p.status.reason !== REASON.InvalidSpec) backoff.success(key);
+    return {
+      result: "success",
+      writes: a.writes,
+      phase: p.status.phase,
+      retryAfterMs: this.#recheck(a, p),
+    };
+  }
+
+  /** When the run must be planned again even if nothing it watches changes (ms), if ever. */
+  #recheck(a: Attempt, p: Plan): number | undefined {
+    const at = p.recheckAt
+      ? Math.max(0, Date.parse(p.recheckAt) - this.#o.now().getTime()) + 50
+      : undefined;
+    if (a.observed.jobEvents !== undefined && p.status.reason === REASON.JobPending) {
+      // Events are not watched: one that explains the missing pod (FailedCreate) is found by
+      // reading them again as soon as they may be read again.
+      return Math.min(at ?? JOB_EVENTS_MS, JOB_EVENTS_MS);
+    }
+    return at;
   }
 
   #now(): string {
@@ -742,24 +743,6 @@ export class Reconciler {
     }
   }
 
-  #logTransition(status: ScriptRunStatus, fields: Record<string, unknown>): void {
-    const log = this.#o.log;
-    const { phase, reason, message } = status;
-    if (phase === "Succeeded") log.info("Job succeeded", { ...fields, reason });
-    else if (phase === "Failed" && reason === REASON.ScriptNotFound) {
-      log.warn("Script not found", { ...fields, reason, message });
-    } else if (phase === "Failed" && reason === REASON.PolicyViolation) {
-      log.warn("Refused by policy", { ...fields, reason, message });
-    } else if (phase === "Failed") log.warn("Job failed", { ...fields, reason, message });
-    else if (reason === REASON.NameConflict) {
-      log.warn("Name conflict", { ...fields, reason, message });
-    } else if (reason === REASON.ReplacingJob) {
-      log.info("Waiting for the replaced Job's pods to stop", { ...fields, reason, message });
-    } else if (phase === "Pending" && reason !== REASON.JobPending) {
-      log.warn("Pod not starting", { ...fields, reason, message });
-    } else if (phase === "Running") log.info("Job running", { ...fields, reason });
-  }
-
   async #event(run: ScriptRun, note: EventNote, fields: Fields): Promise<void> {
     // A deposed leader records nothing, Events included.
     if (!this.#o.canWrite()) return;
@@ -770,14 +753,6 @@ export class Reconciler {
       this.#o.log.debug("Event not recorded", { ...fields, error: (error as Error).message });
     }
   }
-}
-
-/** A status change a user wants an Event for: an outcome or a problem, not every step. */
-function eventWorthy(status: ScriptRunStatus, before: ScriptRunStatus): boolean {
-  if (status.phase === "Succeeded" || status.phase === "Failed") {
-    return before.phase !== status.phase || before.reason !== status.reason;
-  }
-  return EVENT_REASONS.has(status.reason ?? "");
 }
 
 function asKubeError(error: unknown, action: string): KubeError {
