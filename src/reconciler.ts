@@ -14,39 +14,28 @@ import type { Logger } from "@logtape/logtape";
 import { Backoff, mapLimit } from "./backoff.ts";
 import { KubeError } from "./errors.ts";
 import type { EventNote, Kube } from "./kube.ts";
-import { controllerUid, namespaceOfKey, runKey } from "./owner.ts";
-import {
-  type Action,
-  invalidSpecStatus,
-  type Observed,
-  type Plan,
-  plan,
-  statusEqual,
-} from "./plan.ts";
+import { namespaceOfKey, runKey } from "./owner.ts";
+import { type Action, invalidSpecStatus, type Observed, type Plan, statusEqual } from "./plan.ts";
 import { DEFAULT_POLICY, type Policy } from "./policy.ts";
 import { REASON } from "./reasons.ts";
 import { errorPolicy } from "./reconcile/error_policy.ts";
+import { execute } from "./reconcile/execute.ts";
+import { planWithLookups } from "./reconcile/lookups.ts";
 import { Expectations } from "./reconcile/expectations.ts";
 import { JOB_EVENTS_MS, JobWarnings } from "./reconcile/job_warnings.ts";
 import {
   applyToObserved,
-  fresh,
   indexLists,
   mayHaveRun,
-  NONE,
   observeFromLists,
   observeFromView,
-  predecessorOf,
   type RunView,
   viewLookup,
-  withName,
 } from "./reconcile/observe.ts";
 import { isTransition, logTransition, statusEvent } from "./reconcile/record.ts";
 import { fingerprint, Reads, SETTLED_MS, SettledRuns } from "./reconcile/settled.ts";
 import {
-  type ConfigMap,
   GROUP,
-  type Job,
   KIND,
   type Phase,
   type Script,
@@ -511,10 +500,12 @@ export class Reconciler {
       log.info(action.message, { ...childFields, ...target(action) });
       // Remembered before it is sent: a create that times out may still have happened.
       if (this.#remembering(a)) this.#expect.remember(a.key, action, this.#now());
-      const outcome = await this.#execute(a.run, action, a.observed, a.fields).catch((error) => {
-        if (error instanceof KubeError && error.code >= 400) this.#expect.forget(a.key, action);
-        throw error;
-      });
+      const outcome = await execute(action, { kube: this.#o.kube, log: this.#o.log, ...a }).catch(
+        (error) => {
+          if (error instanceof KubeError && error.code >= 400) this.#expect.forget(a.key, action);
+          throw error;
+        },
+      );
       if (outcome instanceof KubeError || outcome === "replan") this.#expect.forget(a.key, action);
       if (outcome === "replan") {
         if (++replans > 3) throw new Error("the cluster keeps changing under this ScriptRun");
@@ -607,118 +598,17 @@ export class Reconciler {
   }
 
   /** plan(), then the lookups it asks for (pods, Job events), then plan() again. */
-  async #plan(run: ScriptRun, observed: Observed, fields: Fields): Promise<Plan> {
-    const namespace = run.metadata.namespace ?? "default";
-    const { scripts, policy } = this.#o;
-    let p = plan(run, { scripts, observed, now: this.#now(), policy });
-    for (let round = 0; round < 3 && p.needs.length > 0; round++) {
-      for (const need of p.needs) {
-        if (need === "job" && !observed.jobLookedUp) {
-          observed.jobLookedUp = true;
-          // Jobs that pods of this run name but the label-selected lists lack.
-          const known = new Set(observed.jobs.map((j) => j.metadata.name));
-          const missing = new Set(
-            (observed.pods ?? []).map((pod) => pod.jobName).filter((n): n is string =>
-              !!n && !known.has(n)
-            ),
-          );
-          for (const name of missing) {
-            const job = await this.#o.kube.getJob(namespace, name);
-            if (job && controllerUid(job) === run.metadata.uid) observed.jobs.push(job);
-            else if (job && name === p.childName) {
-              if (predecessorOf(job, run)) {
-                observed.predecessors = withName(observed.predecessors ?? NONE, name);
-              } else observed.foreignJobs = withName(observed.foreignJobs, name);
-            }
-          }
-        } else if (need === "pods" && observed.pods === undefined) {
-          observed.pods = await this.#o.kube.listRunPods(namespace, run.metadata.uid ?? "");
-        } else if (need === "jobEvents" && observed.jobEvents === undefined && p.childName) {
-          try {
-            observed.jobEvents = (await this.#jobWarnings.of(namespace)).get(p.childName) ?? [];
-          } catch (error) {
-            // Events explain a wait; without them the status still says the pod has not started.
-            this.#o.log.debug("Job events not readable", {
-              ...fields,
-              error: (error as Error).message,
-            });
-            observed.jobEvents = [];
-          }
-        }
-      }
-      p = plan(run, { scripts, observed, now: this.#now(), policy });
-    }
-    if (
-      observed.podsCached && p.actions.some((a) => a.type === "createJob") && !fresh(run, observed)
-    ) {
-      // The one-Job rule is checked against the cluster itself, not a cache that may lag: read
-      // the run's pods before creating a Job for a run that had Jobs before.
-      observed.pods = await this.#o.kube.listRunPods(namespace, run.metadata.uid ?? "");
-      observed.podsCached = false;
-      observed.jobLookedUp = false;
-      return await this.#plan(run, observed, fields);
-    }
-    return p;
-  }
-
-  /**
-   * Performs one write. Returns "replan" when the cluster turned out to differ from what was
-   * observed (a create met an existing object), a KubeError when the API server refused the
-   * object as invalid, and throws on anything else.
-   */
-  async #execute(
-    run: ScriptRun,
-    action: Action,
-    observed: Observed,
-    fields: Fields,
-  ): Promise<void | "replan" | KubeError> {
-    const kube = this.#o.kube;
-    const namespace = run.metadata.namespace ?? "default";
-    try {
-      switch (action.type) {
-        case "createConfigMap":
-          return await kube.createConfigMap(action.object);
-        case "createJob":
-          return await kube.createJob(action.object);
-        case "deleteJob":
-          return await kube.deleteJob(namespace, action.name);
-        case "deleteConfigMap":
-          return await kube.deleteConfigMap(namespace, action.name);
-        case "relabel":
-          return await kube.relabel(action.kind, namespace, action.name, action.labels);
-      }
-    } catch (error) {
-      if (!(error instanceof KubeError)) throw error;
-      // Already gone is what a delete wanted.
-      if (error.kind === "notFound" && action.type.startsWith("delete")) return;
-      if (
-        error.kind === "alreadyExists" &&
-        (action.type === "createConfigMap" || action.type === "createJob")
-      ) {
-        // Ours with its labels removed (so our lists missed it), or someone else's.
-        const name = action.object.metadata.name;
-        const existing = action.type === "createJob"
-          ? await kube.getJob(namespace, name)
-          : await kube.getConfigMap(namespace, name);
-        const ours = existing && controllerUid(existing) === run.metadata.uid;
-        this.#o.log.debug("Create met an existing object", { ...fields, child: name, ours });
-        if (!existing) return "replan"; // gone again meanwhile: plan from scratch
-        if (action.type === "createJob") {
-          if (ours) observed.jobs.push(existing as Job);
-          else if (predecessorOf(existing, run)) {
-            observed.predecessors = withName(observed.predecessors ?? NONE, name);
-          } else observed.foreignJobs = withName(observed.foreignJobs, name);
-        } else {
-          if (ours) observed.configMaps.push(existing as ConfigMap);
-          else if (predecessorOf(existing, run)) {
-            observed.predecessors = withName(observed.predecessors ?? NONE, name);
-          } else observed.foreignConfigMaps = withName(observed.foreignConfigMaps, name);
-        }
-        return "replan";
-      }
-      if (error.kind === "invalid" && action.type.startsWith("create")) return error;
-      throw error;
-    }
+  #plan(run: ScriptRun, observed: Observed, fields: Fields): Promise<Plan> {
+    const { kube, log, scripts, policy } = this.#o;
+    return planWithLookups(run, observed, {
+      kube,
+      log,
+      fields,
+      scripts,
+      policy,
+      now: () => this.#now(),
+      jobWarnings: this.#jobWarnings,
+    });
   }
 
   /**
