@@ -1,47 +1,36 @@
 /**
- * The reconciler: observe → plan → apply → record, for one ScriptRun at a time.
+ * The reconciler: which runs to reconcile and with what, for one ScriptRun at a time.
  *
- * - observe: what the cluster holds for the run, from the watched view when it is current, else
- *   from one LIST each of ScriptRuns, our ConfigMaps and our Jobs per cycle; pods and Job events
- *   only when the plan asks for them.
- * - plan: the pure `plan()` decides the writes and the status.
- * - apply: each write, checked against leadership just before it is sent.
- * - record: the status, guarded by the resourceVersion it was planned from, and an Event for each
- *   real step.
+ * - `cycle()`: every run of every scope, from the watched view when it is current (through the
+ *   work queue, settled runs left out), else from one LIST each of ScriptRuns, our ConfigMaps and
+ *   our Jobs per scope, reconciled inline.
+ * - `reconcileKey()`: one run a change woke, from the view.
+ * - the per-run state (src/reconcile/): our writes the view has not shown yet, settled runs, Job
+ *   warnings, backoffs; keyed by namespace and uid, pruned when the run is gone from a scope that
+ *   could be listed, dropped when leadership changes hands.
+ *
+ * One reconcile itself (observe → plan → apply → record) is src/reconcile/run.ts.
  * @module
  */
 import type { Logger } from "@logtape/logtape";
 import { Backoff, mapLimit } from "./backoff.ts";
 import { KubeError } from "./errors.ts";
-import type { EventNote, Kube } from "./kube.ts";
+import type { Kube } from "./kube.ts";
 import { namespaceOfKey, runKey } from "./owner.ts";
-import { type Action, invalidSpecStatus, type Observed, type Plan, statusEqual } from "./plan.ts";
+import type { Observed } from "./plan.ts";
 import { DEFAULT_POLICY, type Policy } from "./policy.ts";
-import { REASON } from "./reasons.ts";
-import { errorPolicy } from "./reconcile/error_policy.ts";
-import { execute } from "./reconcile/execute.ts";
-import { planWithLookups } from "./reconcile/lookups.ts";
 import { Expectations } from "./reconcile/expectations.ts";
-import { JOB_EVENTS_MS, JobWarnings } from "./reconcile/job_warnings.ts";
+import { JobWarnings } from "./reconcile/job_warnings.ts";
 import {
-  applyToObserved,
   indexLists,
-  mayHaveRun,
   observeFromLists,
   observeFromView,
   type RunView,
   viewLookup,
 } from "./reconcile/observe.ts";
-import { isTransition, logTransition, statusEvent } from "./reconcile/record.ts";
+import { reconcileRun, type RunContext } from "./reconcile/run.ts";
 import { fingerprint, Reads, SETTLED_MS, SettledRuns } from "./reconcile/settled.ts";
-import {
-  GROUP,
-  KIND,
-  type Phase,
-  type Script,
-  type ScriptRun,
-  type ScriptRunStatus,
-} from "./types.ts";
+import type { Phase, Script, ScriptRun } from "./types.ts";
 
 export type { RunView } from "./reconcile/observe.ts";
 
@@ -113,31 +102,6 @@ interface Scope {
   observe: (run: ScriptRun) => Observed;
 }
 
-/** One reconcile of one run: what it started from and what it did so far. */
-interface Attempt {
-  /** The run as planned on; replaced by its latest state when that was read. */
-  run: ScriptRun;
-  observed: Observed;
-  fields: Fields;
-  /** runKey(namespace, uid). */
-  key: string;
-  generation?: number;
-  nowMs: number;
-  /** The leadership term it began in. */
-  term: number;
-  writes: number;
-  /** The run's latest state was read from the API server. */
-  verified: boolean;
-}
-
-interface Fields {
-  group: string;
-  kind: string;
-  namespace: string;
-  name: string;
-  [key: string]: unknown;
-}
-
 /** A status patch refused with 409 (the run changed meanwhile) is planned again after this. */
 const CONFLICT_BACKOFF = { baseMs: 200, maxMs: 10_000 };
 
@@ -162,6 +126,8 @@ export class Reconciler {
   #conflicts: Backoff;
   /** Leadership terms seen: state recorded in one term is not trusted in the next. */
   #term = 0;
+  /** What each run's reconcile is handed. */
+  #run: RunContext;
 
   /** See ReconcilerOptions. */
   constructor(options: ReconcilerOptions) {
@@ -179,6 +145,22 @@ export class Reconciler {
     };
     this.#conflicts = this.#o.conflictBackoff;
     this.#jobWarnings = new JobWarnings((namespace) => this.#o.kube.listJobWarnings(namespace));
+    const { kube, log, scripts, policy, dryRun, now, canWrite, backoff, view } = this.#o;
+    this.#run = {
+      kube,
+      log,
+      scripts,
+      policy,
+      dryRun,
+      now,
+      canWrite,
+      backoff,
+      conflicts: this.#conflicts,
+      expect: this.#expect,
+      jobWarnings: this.#jobWarnings,
+      remembers: view !== undefined,
+      term: () => this.#term,
+    };
   }
 
   /**
@@ -402,7 +384,7 @@ export class Reconciler {
     const t0 = performance.now();
     try {
       const current = this.#expect.latest(key, run);
-      const outcome = await this.#reconcileRun(current, observe());
+      const outcome = await reconcileRun(current, observe(), this.#run);
       this.#o.observer.reconciled?.(outcome.result, (performance.now() - t0) / 1000);
       return outcome;
     } finally {
@@ -418,230 +400,8 @@ export class Reconciler {
     return observed;
   }
 
-  async #reconcileRun(viewed: ScriptRun, observed: Observed): Promise<RunResult> {
-    const { log, backoff } = this.#o;
-    const namespace = viewed.metadata.namespace ?? "default";
-    const fields: Fields = { group: GROUP, kind: KIND, namespace, name: viewed.metadata.name };
-    const a: Attempt = {
-      run: viewed,
-      observed,
-      fields,
-      key: keyOf(viewed),
-      generation: viewed.metadata.generation,
-      nowMs: this.#o.now().getTime(),
-      term: this.#term,
-      writes: 0,
-      verified: false,
-    };
-    if (viewed.metadata.deletionTimestamp) {
-      log.debug("Skipping ScriptRun being deleted", fields);
-      return { result: "success", writes: 0 };
-    }
-    if (!backoff.ready(a.key, a.nowMs, a.generation)) {
-      log.debug("Backing off", fields);
-      return { result: "requeue", writes: 0, phase: viewed.status?.phase };
-    }
-    try {
-      const planned = await this.#planVerified(a);
-      if (!planned) {
-        log.debug("ScriptRun gone or being deleted, nothing created", fields);
-        return { result: "success", writes: 0 };
-      }
-      const applied = await this.#apply(a, planned);
-      return "result" in applied ? applied : await this.#record(a, applied);
-    } catch (error) {
-      const failed = { ...a, phase: a.run.status?.phase };
-      return errorPolicy(error, failed, { backoff, log });
-    }
-  }
-
-  /**
-   * plan(), with its lookups; and before a Job is created for a run that may have run before,
-   * the run's latest state from the API server. Undefined when the run is gone meanwhile.
-   */
-  async #planVerified(a: Attempt): Promise<Plan | undefined> {
-    const p = await this.#plan(a.run, a.observed, a.fields);
-    if (a.verified || !p.actions.some((action) => action.type === "createJob")) return p;
-    if (!mayHaveRun(a.run, a.observed, p.childName)) return p;
-    // A view that lags (a new leader's, or ours right after a status patch) can show a run that
-    // already ran as not yet run: its latest state decides, not the view.
-    a.verified = true;
-    const latest = await this.#o.kube.getScriptRun(a.fields.namespace, a.run.metadata.name);
-    if (!latest || latest.metadata.uid !== a.run.metadata.uid) return undefined;
-    if (latest.metadata.deletionTimestamp) return undefined;
-    if (latest.metadata.resourceVersion === a.run.metadata.resourceVersion) return p;
-    a.run = latest;
-    return await this.#plan(a.run, a.observed, a.fields);
-  }
-
-  /** Whether writes of this attempt are remembered: for a view, within the term they began in. */
-  #remembering(a: Attempt): boolean {
-    return this.#o.view !== undefined && a.term === this.#term;
-  }
-
-  /**
-   * Performs the plan's writes in order, planning again when the cluster turned out to differ.
-   * Returns the plan whose status is to be recorded, or the result when the reconcile ends here.
-   */
-  async #apply(a: Attempt, planned: Plan): Promise<Plan | RunResult> {
-    const { log } = this.#o;
-    let p = planned;
-    const childFields = { ...a.fields, child: p.childName, hash: p.hash };
-    let replans = 0;
-    for (let i = 0; i < p.actions.length; i++) {
-      const action = p.actions[i];
-      if (this.#o.dryRun) {
-        log.info(action.message, { ...childFields, ...target(action), dryRun: true });
-        continue;
-      }
-      if (!this.#o.canWrite()) {
-        return { result: "requeue", writes: a.writes, phase: a.run.status?.phase };
-      }
-      log.info(action.message, { ...childFields, ...target(action) });
-      // Remembered before it is sent: a create that times out may still have happened.
-      if (this.#remembering(a)) this.#expect.remember(a.key, action, this.#now());
-      const outcome = await execute(action, { kube: this.#o.kube, log: this.#o.log, ...a }).catch(
-        (error) => {
-          if (error instanceof KubeError && error.code >= 400) this.#expect.forget(a.key, action);
-          throw error;
-        },
-      );
-      if (outcome instanceof KubeError || outcome === "replan") this.#expect.forget(a.key, action);
-      if (outcome === "replan") {
-        if (++replans > 3) throw new Error("the cluster keeps changing under this ScriptRun");
-        const again = await this.#planVerified(a);
-        if (!again) return { result: "success", writes: a.writes };
-        p = again;
-        i = -1;
-        continue;
-      }
-      if (outcome instanceof KubeError) {
-        p.status = invalidSpecStatus(a.run, p.status, outcome.message, this.#now());
-        this.#o.backoff.untilChanged(a.key, a.generation);
-        log.warn("Spec refused by the API server", {
-          ...childFields,
-          reason: REASON.InvalidSpec,
-          error: outcome.message,
-        });
-        break;
-      }
-      a.writes++;
-      applyToObserved(a.observed, action, this.#now());
-      if (action.event) {
-        const message = `${action.message} ${targetName(action)}`;
-        await this.#event(a.run, { type: "Normal", reason: action.reason, message }, a.fields);
-      }
-    }
-    return p;
-  }
-
-  /** Records the plan's status (guarded by the version planned from) and when to look again. */
-  async #record(a: Attempt, p: Plan): Promise<RunResult> {
-    const { log, backoff } = this.#o;
-    const { run, key } = a;
-    const childFields = { ...a.fields, child: p.childName, hash: p.hash };
-    const before = run.status ?? {};
-    if (isTransition(p.status, before)) logTransition(log, p.status, childFields);
-    else if (p.status.phase === "Pending" || p.status.phase === "Running") {
-      log.debug("Waiting for Job to complete", { ...childFields, phase: p.status.phase });
-    }
-    if (!statusEqual(run.status, p.status)) {
-      if (this.#o.dryRun) {
-        const { phase, reason } = p.status;
-        log.info("Updating status", { ...childFields, phase, reason, dryRun: true });
-      } else {
-        if (!this.#o.canWrite()) {
-          return { result: "requeue", writes: a.writes, phase: before.phase };
-        }
-        const updated = await this.#patchStatus(run, p.status, childFields);
-        if (!updated) {
-          // The run changed since it was read: planned again soon, later each time it recurs.
-          const delay = this.#conflicts.failure(key, a.nowMs);
-          return { result: "requeue", writes: a.writes, phase: before.phase, retryAfterMs: delay };
-        }
-        this.#conflicts.success(key);
-        if (this.#remembering(a)) this.#expect.wrote(key, run, updated);
-        a.writes++;
-        const note = statusEvent(p.status, before);
-        if (note) await this.#event(run, note, a.fields);
-      }
-    }
-    if (p.status.reason === REASON.NameConflict) {
-      // Retry slowly: the foreign object may go away, but creating again every cycle is noise.
-      const delay = backoff.failure(key, a.nowMs, { generation: a.generation });
-      return { result: "requeue", writes: a.writes, phase: p.status.phase, retryAfterMs: delay };
-    }
-    if (p.status.reason !== REASON.InvalidSpec) backoff.success(key);
-    return {
-      result: "success",
-      writes: a.writes,
-      phase: p.status.phase,
-      retryAfterMs: this.#recheck(a, p),
-    };
-  }
-
-  /** When the run must be planned again even if nothing it watches changes (ms), if ever. */
-  #recheck(a: Attempt, p: Plan): number | undefined {
-    const at = p.recheckAt
-      ? Math.max(0, Date.parse(p.recheckAt) - this.#o.now().getTime()) + 50
-      : undefined;
-    if (a.observed.jobEvents !== undefined && p.status.reason === REASON.JobPending) {
-      // Events are not watched: one that explains the missing pod (FailedCreate) is found by
-      // reading them again as soon as they may be read again.
-      return Math.min(at ?? JOB_EVENTS_MS, JOB_EVENTS_MS);
-    }
-    return at;
-  }
-
   #now(): string {
     return this.#o.now().toISOString().replace(/\.\d{3}Z$/, "Z");
-  }
-
-  /** plan(), then the lookups it asks for (pods, Job events), then plan() again. */
-  #plan(run: ScriptRun, observed: Observed, fields: Fields): Promise<Plan> {
-    const { kube, log, scripts, policy } = this.#o;
-    return planWithLookups(run, observed, {
-      kube,
-      log,
-      fields,
-      scripts,
-      policy,
-      now: () => this.#now(),
-      jobWarnings: this.#jobWarnings,
-    });
-  }
-
-  /**
-   * Writes the status; returns the updated run, or undefined when the run changed since it was
-   * read (409): plan again.
-   */
-  async #patchStatus(
-    run: ScriptRun,
-    status: ScriptRunStatus,
-    fields: Fields,
-  ): Promise<ScriptRun | undefined> {
-    this.#o.log.debug("Updating status", { ...fields, phase: status.phase, reason: status.reason });
-    try {
-      return await this.#o.kube.patchStatus(run, status);
-    } catch (error) {
-      if (error instanceof KubeError && error.code === 409) {
-        // A normal race: the ScriptRun changed after we read it. Read it again and plan again.
-        this.#o.log.debug("Status changed meanwhile, planning again", fields);
-        return undefined;
-      }
-      throw error;
-    }
-  }
-
-  async #event(run: ScriptRun, note: EventNote, fields: Fields): Promise<void> {
-    // A deposed leader records nothing, Events included.
-    if (!this.#o.canWrite()) return;
-    try {
-      await this.#o.kube.createEvent(run, note);
-    } catch (error) {
-      // Events are best effort: a refused Event never fails the reconcile.
-      this.#o.log.debug("Event not recorded", { ...fields, error: (error as Error).message });
-    }
   }
 }
 
@@ -649,21 +409,6 @@ function asKubeError(error: unknown, action: string): KubeError {
   return error instanceof KubeError
     ? error
     : new KubeError(String(error), { code: 0, kind: "transient", action });
-}
-
-function targetName(action: Action): string {
-  return action.type === "createConfigMap" || action.type === "createJob"
-    ? action.object.metadata.name
-    : action.name;
-}
-
-function target(action: Action): Record<string, string> {
-  const kind = action.type === "relabel"
-    ? action.kind
-    : action.type.endsWith("ConfigMap")
-    ? "ConfigMap"
-    : "Job";
-  return { [kind === "ConfigMap" ? "configMap" : "job"]: targetName(action) };
 }
 
 /** The key of a run in every per-run map. */
