@@ -1,5 +1,5 @@
 /**
- * The reconciler: which runs to reconcile and with what, for one ScriptRun at a time.
+ * The reconciler: which ScriptRuns to reconcile, when, and with what they were last seen as.
  *
  * - `cycle()`: every run of every scope, from the watched view when it is current (through the
  *   work queue, settled runs left out), else from one LIST each of ScriptRuns, our ConfigMaps and
