@@ -362,7 +362,7 @@ export class Reconciler {
       result.result === "success" && result.writes === 0 && !this.#o.dryRun && term === this.#term
     ) {
       const until = now + Math.min(result.retryAfterMs ?? SETTLED_MS, SETTLED_MS);
-      this.#settled.set(key, { fingerprint: planned, reads: reads.seen, until });
+      this.#settled.set(key, { fingerprint: planned, reads: [...reads.seen], until });
     }
     return result;
   }

@@ -56,7 +56,8 @@ export function fingerprint(
 /** Why a run is settled. */
 export interface Mark {
   fingerprint: string;
-  reads: ReadonlyMap<string, string | undefined>;
+  /** Each lookup the plan made, with its answer (pairs: one such mark per settled run). */
+  reads: readonly (readonly [string, string | undefined])[];
   until: number;
 }
 
