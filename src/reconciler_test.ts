@@ -593,8 +593,8 @@ Deno.test("Reconciler: a run whose pod is missing after the pod check asks to be
 Deno.test("Reconciler: per-run state is pruned for runs gone from a namespace that lists, while another namespace is forbidden", async () => {
   const kube = new FakeKube();
   const { log } = recordingLogger();
-  // A view that fell back to plain LISTs: writes are remembered for it all the same.
-  const view: RunView = { ...fakeView(kube), mode: "list" };
+  // A view that does not serve (yet): cycles LIST, and writes are remembered for it all the same.
+  const view: RunView = { ...fakeView(kube), synced: () => false };
   const reconciler = new Reconciler({
     kube,
     scripts: scripts(),
