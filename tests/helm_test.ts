@@ -304,6 +304,10 @@ Deno.test("helm: bad values fail with a message naming the value and the fix", a
     [{ policy: { maxCpu: "1'" } }, "policy.maxCpu"],
     [{ replicas: 2, leaderElection: { enabled: false } }, "leaderElection.enabled"],
     [{ logFormat: "yaml" }, "logFormat"],
+    // values.schema.json: a misspelt value or a wrong type is refused, not ignored.
+    [{ namespace: ["team-a"] }, "additional properties 'namespace' not allowed"],
+    [{ namespaces: "team-a" }, "/namespaces"],
+    [{ namespaces: ["Team_A"] }, "/namespaces/0"],
   ];
   for (const [values, message] of cases) {
     await using file = await valuesFile(values);
