@@ -264,7 +264,12 @@ Deno.test("helm: monitoring renders a ServiceMonitor on the metrics Service, the
     assertEquals(service.metadata.labels?.[k], v, `the ServiceMonitor selects ${k}=${v}`);
   }
   assertEquals(monitor.metadata.labels?.release, "prometheus");
-  assertEquals(monitor.spec.endpoints.map((e: { port: string }) => e.port), ["metrics"]);
+  assertEquals(
+    monitor.spec.endpoints.map((
+      e: { port: string; honorLabels: boolean },
+    ) => [e.port, e.honorLabels]),
+    [["metrics", true]],
+  );
   assertEquals(service.spec.ports.map((p: { name: string }) => p.name), ["metrics"]);
   // The metrics Service reaches the Deployment's pods on the port the operator serves /metrics on.
   const d = deploymentOf(objects);
@@ -392,6 +397,10 @@ clusterTest(
         });
         assertEquals(res.code, 0, `${name}: ${res.stderr}`);
         // Pod Security "restricted" (labelled above) admits a pod of the Deployment's template.
+        // (The ServiceAccount admission plugin wants the pod's ServiceAccount to exist.)
+        await kubectlOk(["apply", "-f", "-"], {
+          stdin: JSON.stringify(only(objects, "ServiceAccount")[0]),
+        });
         const pod = {
           apiVersion: "v1",
           kind: "Pod",
