@@ -15,7 +15,8 @@
  * here, so the chart's Deployment is installed with replicas: 0 and the operator runs as a local
  * process in its place: the image binary's permission flags, the Deployment's own args, and the
  * chart's ServiceAccount token and CA in a ServiceAccount folder, as a pod would see them. What
- * runs the ScriptRun is thus the chart's RBAC, admission policy and flags.
+ * runs the ScriptRun is thus the chart's RBAC, admission policy and flags. `helm upgrade` with one
+ * more allowed image then changes both the flags and the admission policy.
  * @module
  */
 import { parse } from "yaml";
@@ -419,7 +420,7 @@ clusterTest(
 );
 
 clusterTest(
-  "helm: install, a ScriptRun succeeds with the chart's RBAC, policy and flags; uninstall keeps only the CRD",
+  "helm: install, a ScriptRun succeeds with the chart's RBAC, policy and flags; upgrade; uninstall keeps only the CRD",
   { needsJobs: true, needsControllers: true, ...NO_SANITIZE },
   async () => {
     await using opNs = await uniqueNamespace("helm-operator");
@@ -442,7 +443,7 @@ clusterTest(
       await helmOk(["install", release, CHART, ...helmCluster, "-f", values.path]);
       installed = true;
       await kubectlOk(["wait", "--for=condition=Established", `crd/${CRD_NAME}`, "--timeout=30s"]);
-      const objects = parseManifests(await helmOk(["get", "manifest", release, ...helmCluster]));
+      let objects = parseManifests(await helmOk(["get", "manifest", release, ...helmCluster]));
       const deployment = deploymentOf(objects);
       assertEquals(deployment.spec.replicas, 0);
 
@@ -536,6 +537,34 @@ clusterTest(
         await Deno.remove(prefix, { recursive: true });
       }
 
+      // helm upgrade with one more allowed image changes the flags and the admission policy.
+      await using more = await valuesFile({
+        namespaces: [work.name],
+        replicas: 0,
+        admissionPolicy: { name: policyName },
+        policy: { allowedImages: ["busybox:1.36", "alpine:3"] },
+      });
+      await helmOk(["upgrade", release, CHART, ...helmCluster, "-f", more.path]);
+      const upgraded = await kubectlJson<K8sObject>([
+        "-n",
+        opNs.name,
+        "get",
+        "deployment",
+        fullname,
+      ]);
+      assert(argsOf([upgraded]).includes("--allowed-image=alpine:3"), argsOf([upgraded]).join(" "));
+      await waitFor(async () => {
+        const res = await kubectl(["apply", "--dry-run=server", "-f", "-"], {
+          stdin: JSON.stringify({
+            apiVersion: "script-operator.dev/v1alpha1",
+            kind: "ScriptRun",
+            metadata: { name: "other-image", namespace: work.name },
+            spec: { script: "task.sh", image: "alpine:3" },
+          }),
+        });
+        return res.code === 0;
+      }, { what: "the upgraded admission policy to admit image alpine:3" });
+
       // The aggregated roles: a user bound to the built-in edit role may create ScriptRuns,
       // one bound to view may only read them.
       await kubectlOk([
@@ -574,6 +603,7 @@ clusterTest(
       assert(!(await can("bob", "create")), "a view user may create ScriptRuns");
 
       // Uninstall removes every object of the release but the CRD, and so keeps the ScriptRun.
+      objects = parseManifests(await helmOk(["get", "manifest", release, ...helmCluster]));
       await helmOk(["uninstall", release, ...helmCluster]);
       installed = false;
       for (const o of objects) {
