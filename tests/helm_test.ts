@@ -200,6 +200,9 @@ Deno.test("helm: a Role per listed namespace, or one ClusterRole; the policy bin
   const lease = only(listed, "Role").find((r) => r.metadata.name.endsWith("-leader-election"));
   assertEquals(lease?.metadata.namespace, "tools");
   assertEquals(parseCli(argsOf(listed)).namespaces, ["team-a", "team-b"]);
+  // Each release its own Lease (the default release name keeps the operator's default id).
+  assertEquals(parseCli(argsOf(listed)).leaderElectionId, "ops-script-operator-leader");
+  assertEquals(parseCli(argsOf(await helmTemplate())).leaderElectionId, "script-operator-leader");
   const [binding] = only(listed, "ValidatingAdmissionPolicyBinding");
   assertEquals(binding.spec.matchResources.namespaceSelector.matchExpressions, [
     { key: "kubernetes.io/metadata.name", operator: "In", values: ["team-a", "team-b"] },
