@@ -248,13 +248,13 @@ Deno.test("helm: aggregated roles give edit/admin users ScriptRuns and view user
 Deno.test("helm: platformAssignsUid passes --platform-assigns-uid and sets no UID or GID", async () => {
   const objects = await helmTemplate({ values: { platformAssignsUid: true } });
   const pod = deploymentOf(objects).spec.template.spec;
-  assert(argsOf(objects).includes("--platform-assigns-uid"), argsOf(objects).join(" "));
+  assertEquals(parseCli(argsOf(objects)).platformAssignsUid, true);
   for (const sc of [pod.securityContext, pod.containers[0].securityContext]) {
     assertEquals([sc.runAsUser, sc.runAsGroup, sc.runAsNonRoot], [undefined, undefined, true]);
   }
   const fixed = deploymentOf(await helmTemplate()).spec.template.spec;
   assertEquals(fixed.securityContext.runAsUser, 65532);
-  assert(!argsOf(await helmTemplate()).includes("--platform-assigns-uid"));
+  assertEquals(parseCli(argsOf(await helmTemplate())).platformAssignsUid, false);
 });
 
 Deno.test("helm: monitoring renders a ServiceMonitor on the metrics Service, the rule file's groups and the dashboard", async () => {
