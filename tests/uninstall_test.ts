@@ -77,6 +77,9 @@ Deno.test({
         ["-n", "default", "rolebinding", "script-operator"],
         ["validatingadmissionpolicy", CRD],
         ["validatingadmissionpolicybinding", CRD],
+        ["-n", "script-operator", "service", "script-operator-metrics"],
+        ["clusterrole", "script-operator-edit"],
+        ["clusterrole", "script-operator-view"],
       ];
 
       await install();
