@@ -17,6 +17,7 @@ import {
   waitFor,
 } from "./harness/test_env.ts";
 import { toolPath } from "./harness/tools.ts";
+import { parse } from "yaml";
 import { OPERATOR_VERSION } from "../src/cli.ts";
 import { Metrics } from "../src/metrics.ts";
 
@@ -329,4 +330,11 @@ Deno.test("docs/operations.md names every metric the operator serves, and no oth
   );
   assertEquals([...declared].filter((m) => !documented.has(m)), [], "served but not documented");
   assertEquals([...documented].filter((m) => !declared.has(m)), [], "documented but not served");
+  // Every alert of the rule file is named where the docs list them.
+  const rules = parse(await Deno.readTextFile(RULES)) as {
+    groups: { rules: { alert?: string }[] }[];
+  };
+  const alerts = rules.groups.flatMap((g) => g.rules.map((r) => r.alert ?? ""));
+  const listed = docs.slice(docs.indexOf("### Alerts and dashboard"), docs.indexOf("## Logs"));
+  assertEquals(alerts.filter((a) => !listed.includes(`\`${a}\``)), [], "alerts not in the docs");
 });
