@@ -46,9 +46,7 @@ export interface ReconcileObserver {
 
 /** The watched view, as far as the reconciler reads it (see src/view.ts). */
 export interface RunView {
-  /** "list" once watching failed for good: the reconciler then LISTs every cycle. */
-  readonly mode: "watch" | "list";
-  /** True once every stream has listed and is watching. */
+  /** True while the view serves reads (started, not stopped); it then stays current by itself. */
   synced(): boolean;
   scriptRuns(namespace?: string): ScriptRun[];
   scriptRun(namespace: string, name: string): ScriptRun | undefined;
@@ -181,7 +179,7 @@ export class Reconciler {
   /** Whether the watched view can serve this cycle. */
   #fromView(): RunView | undefined {
     const view = this.#o.view;
-    return view && view.mode === "watch" && view.synced() ? view : undefined;
+    return view && view.synced() ? view : undefined;
   }
 
   /**

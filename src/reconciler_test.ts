@@ -304,7 +304,6 @@ function fakeView(kube: FakeKube): RunView {
   const ours = (o: { metadata: { ownerReferences?: { uid: string; controller?: boolean }[] } }) =>
     o.metadata.ownerReferences?.find((r) => r.controller)?.uid;
   return {
-    mode: "watch",
     synced: () => true,
     // Copies, as the view's objects are replaced by the watch, never changed in place.
     scriptRuns: (ns) =>
