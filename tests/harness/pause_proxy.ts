@@ -31,14 +31,15 @@ export interface PauseProxy extends AsyncDisposable {
   close(): Promise<void>;
 }
 
-/** Starts a proxy to the admin kubeconfig's API server. */
-export async function startPauseProxy(): Promise<PauseProxy> {
-  const view = await kubectlJson<{ clusters: { cluster: { server: string } }[] }>([
-    "config",
-    "view",
-    "--raw",
-    "--minify",
-  ]);
+/**
+ * Starts a proxy to the API server of `kubeconfig` (default: the test cluster's admin kubeconfig);
+ * its kubeconfig has the same credentials.
+ */
+export async function startPauseProxy(options: { kubeconfig?: string } = {}): Promise<PauseProxy> {
+  const view = await kubectlJson<{ clusters: { cluster: { server: string } }[] }>(
+    ["config", "view", "--raw", "--minify"],
+    options,
+  );
   const upstream = new URL(view.clusters[0].cluster.server);
   let listener: Deno.Listener | undefined = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;
@@ -97,7 +98,10 @@ export async function startPauseProxy(): Promise<PauseProxy> {
   };
   let serving = serve(listener);
   const dir = await Deno.makeTempDir({ prefix: "script-operator-proxy-" });
-  const full = await kubectlJson<Record<string, unknown>>(["config", "view", "--raw", "--minify"]);
+  const full = await kubectlJson<Record<string, unknown>>(
+    ["config", "view", "--raw", "--minify"],
+    options,
+  );
   const text = JSON.stringify(full).replace(upstream.origin, `https://127.0.0.1:${port}`);
   await Deno.writeTextFile(`${dir}/proxy.kubeconfig`, text);
   const close = async () => {
