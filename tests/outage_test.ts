@@ -150,9 +150,9 @@ clusterTest(
         what: "the warm-up runs' Jobs",
       });
       await sleep(2_000);
-      // Every write on the connections A holds now takes 1.5 s: reconciles are in flight for a
-      // while (a run's ConfigMap, Job, status and Events are sent one after the other).
-      proxy.slow(1_500);
+      // Every write on the connections A holds now takes 4 s: reconciles are in flight for longer
+      // than the shutdown deadline (a run's ConfigMap, Job, status and Events go one by one).
+      proxy.slow(4_000);
       await applyRuns(ns.name, names("busy", 30), SPEC_1S);
       await a.waitForLog(
         (l) => l.msg === "Creating Job" && String(l.name).startsWith("busy-"),
