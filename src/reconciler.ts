@@ -23,6 +23,7 @@ import {
   statusEqual,
 } from "./plan.ts";
 import { DEFAULT_POLICY, type Policy } from "./policy.ts";
+import type { PodOptions } from "./desired.ts";
 import { REASON } from "./reasons.ts";
 import {
   type ConfigMap,
@@ -79,6 +80,8 @@ export interface ReconcilerOptions {
   canWrite?: () => boolean;
   /** What ScriptRuns may ask for (default: DEFAULT_POLICY). */
   policy?: Policy;
+  /** How Job pods are built beyond the spec (default: UID and GID 65532). */
+  pod?: PodOptions;
   /**
    * With a current watched view, a cycle hands every ScriptRun to this (the work queue) instead of
    * reconciling it inline, so every reconcile of a run goes one way: debounced, one at a time.
@@ -172,6 +175,7 @@ export class Reconciler {
       now: () => new Date(),
       observer: {},
       policy: DEFAULT_POLICY,
+      pod: {},
       ...options,
     };
   }
@@ -591,8 +595,8 @@ export class Reconciler {
   /** plan(), then the lookups it asks for (pods, Job events), then plan() again. */
   async #plan(run: ScriptRun, observed: Observed, fields: Fields): Promise<Plan> {
     const namespace = run.metadata.namespace ?? "default";
-    const { scripts, policy } = this.#o;
-    let p = plan(run, { scripts, observed, now: this.#now(), policy });
+    const { scripts, policy, pod } = this.#o;
+    let p = plan(run, { scripts, observed, now: this.#now(), policy, pod });
     for (let round = 0; round < 3 && p.needs.length > 0; round++) {
       for (const need of p.needs) {
         if (need === "job" && !observed.jobLookedUp) {
@@ -628,7 +632,7 @@ export class Reconciler {
           }
         }
       }
-      p = plan(run, { scripts, observed, now: this.#now(), policy });
+      p = plan(run, { scripts, observed, now: this.#now(), policy, pod });
     }
     if (
       observed.podsCached && p.actions.some((a) => a.type === "createJob") && !fresh(run, observed)
