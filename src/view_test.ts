@@ -377,3 +377,27 @@ Deno.test(
     assert(v.of("GET", "readyz").length >= 1, "the probe found it");
   },
 );
+
+Deno.test(
+  "WatchedView serves a namespace once all four kinds listed, and wakes its runs then",
+  NO_SANITIZE,
+  async () => {
+    let jobsDown = true;
+    const woken: string[] = [];
+    using v = await fakeView((req) => {
+      if (req.verb === "LIST" && req.resource === "jobs" && jobsDown) {
+        return Response.json({ message: "etcd leader changed" }, { status: 500 });
+      }
+      if (req.verb === "LIST" && req.resource === "scriptruns") return listOf([runItem("ns", "a")]);
+      return healthyServer(req);
+    }, { backoff: { baseMs: 50, maxMs: 100 } });
+    v.view.onChange((key) => woken.push(`${key.namespace}/${key.name}`));
+    // Runs without their Jobs would be planned as if their Jobs were missing.
+    assertEquals(v.view.scriptRuns("ns"), []);
+    assertEquals(v.view.scriptRun("ns", "a"), undefined);
+    jobsDown = false;
+    await sleep(400);
+    assertEquals(v.view.scriptRuns("ns").map((r) => r.metadata.name), ["a"]);
+    assertEquals(woken, ["ns/a"]);
+  },
+);
