@@ -222,7 +222,8 @@ export async function runOperator(options: {
     signal: stop.signal,
     policy: cli.policy,
     pod: { platformAssignsUid: cli.platformAssignsUid },
-    // Only the leader writes, checked before every write, not only at the start of a cycle.
+    // Only the leader writes, checked before every write, not only at the start of a cycle; after
+    // SIGTERM, only until the drain deadline.
     canWrite: () =>
       (!stop.signal.aborted || performance.now() < drainUntil) &&
       (elector === undefined || elector.isLeader()),
