@@ -306,7 +306,11 @@ export async function runOperator(options: {
         name: cli.leaderElectionId,
         identity,
         log,
-        onChange: (leading) => metrics.leader(cli.leaderElectionId, leading),
+        onChange: (leading) => {
+          metrics.leader(cli.leaderElectionId, leading);
+          // What this process expected or found settled belongs to the term that ended.
+          reconciler.endTerm();
+        },
       });
       metrics.leader(cli.leaderElectionId, false);
       elector.start();
