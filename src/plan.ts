@@ -8,7 +8,13 @@
 import { canonicalJson } from "./hash.ts";
 import { childName, DEFAULTS, desiredConfigMap, desiredJob, runHash } from "./desired.ts";
 import { checkPolicy, type Policy } from "./policy.ts";
-import { CONDITION, NOT_RUN_REASONS, REASON, STUCK_WAITING_REASONS } from "./reasons.ts";
+import {
+  CONDITION,
+  NOT_RUN_REASONS,
+  REASON,
+  STALLED_REASONS,
+  STUCK_WAITING_REASONS,
+} from "./reasons.ts";
 import {
   type Condition,
   type ConfigMap,
@@ -87,6 +93,23 @@ export interface PlanOptions {
 
 /** A pod that has not started this long after its Job was created is looked at (ms). */
 export const POD_CHECK_AFTER_MS = 10_000;
+
+/**
+ * A run whose Job's pod runs shows phase Running only from this long after the Job started (ms).
+ *
+ * Writes per run: a run that goes well costs five writes, Events included: the ConfigMap, the Job,
+ * the status when the Job is created (Pending, with Reconciling=True so that kstatus tools and
+ * `kubectl wait` see a run in progress at once, not an empty status they read as done), the
+ * outcome's status (Ready, Complete), and the outcome's Event (what `kubectl describe` shows: the
+ * Job's reason, and for a failure the exit code and output). Two writes earn less than they cost:
+ * - a Running status for a script that ends within seconds: nothing reads it before the outcome
+ *   replaces it, and Reconciling already says the run is in progress. A run that lasts longer shows
+ *   Running from this delay on;
+ * - an Event for creating the Job: status.jobName names it, and the Job's own Events tell how its
+ *   pod was created. Events stay for what a user looks for: outcomes, problems, a Job recreated
+ *   or replaced.
+ */
+export const RUNNING_SHOWN_AFTER_MS = 5_000;
 
 /** Longest script output copied into status.message and Events. */
 export const MAX_OUTPUT = 512;
@@ -219,6 +242,12 @@ function podProblem(
   return undefined;
 }
 
+/** When a Job whose pod runs is worth a Running status (ms since the epoch). */
+function runningShownAt(job: Job, now: string): number {
+  const started = job.status?.startTime ?? job.metadata.creationTimestamp ?? now;
+  return Date.parse(started) + RUNNING_SHOWN_AFTER_MS;
+}
+
 function condition(
   previous: Condition[] | undefined,
   wanted: Omit<Condition, "lastTransitionTime">,
@@ -229,6 +258,50 @@ function condition(
     ? before.lastTransitionTime
     : now;
   return { ...wanted, lastTransitionTime };
+}
+
+/** Conditions that {@linkcode readiness} decides; every other type the sub-plans set. */
+const KSTATUS_TYPES: ReadonlySet<string> = new Set([
+  CONDITION.Ready,
+  CONDITION.Reconciling,
+  CONDITION.Stalled,
+]);
+
+/** Whether the run cannot go on without a change: it failed, or it is stuck (STALLED_REASONS). */
+function stalled(status: ScriptRunStatus): boolean {
+  return status.phase === "Failed" || STALLED_REASONS.has(status.reason ?? "");
+}
+
+/**
+ * The status' conditions with the kstatus ones in front: Ready (True once succeeded, else False),
+ * then Reconciling (True while in progress) or Stalled (True while it cannot progress). kstatus
+ * reads Reconciling and Stalled as "abnormal-true": they are present only while True, so a
+ * succeeded run carries neither. Each keeps its lastTransitionTime while its status stays.
+ */
+function readiness(
+  status: ScriptRunStatus,
+  previous: Condition[] | undefined,
+  generation: number | undefined,
+  now: string,
+): Condition[] {
+  const why = {
+    reason: status.reason ?? status.phase ?? "",
+    message: status.message ?? "",
+    observedGeneration: generation,
+  };
+  const ready = status.phase === "Succeeded";
+  const out = [
+    condition(previous, { type: CONDITION.Ready, status: ready ? "True" : "False", ...why }, now),
+  ];
+  if (stalled(status)) {
+    out.push(condition(previous, { type: CONDITION.Stalled, status: "True", ...why }, now));
+  } else if (!ready) {
+    out.push(condition(previous, { type: CONDITION.Reconciling, status: "True", ...why }, now));
+  }
+  // One condition per type: the last one set wins, in the place of the first.
+  const others = new Map<string, Condition>();
+  for (const c of status.conditions ?? []) if (!KSTATUS_TYPES.has(c.type)) others.set(c.type, c);
+  return [...out, ...others.values()];
 }
 
 /** The outcome condition (Complete or Failed) of a finished phase, none otherwise. */
@@ -319,6 +392,12 @@ export function plan(run: ScriptRun, options: PlanOptions): Plan {
     : planRun(run, options, script, hash, name);
   p.actions.unshift(...relabels(observed));
   p.status = dropUndefined(p.status);
+  p.status.conditions = readiness(
+    p.status,
+    previous.conditions,
+    run.metadata.generation,
+    options.now,
+  );
   return p;
 }
 
@@ -522,12 +601,20 @@ function jobStatus(
   const generation = run.metadata.generation;
   const outcome = jobOutcome(job);
   const sameRun = previous.jobName === name;
+  const sameSpec = sameRun && previous.observedGeneration === generation;
   if (
-    outcome.finishing && sameRun && previous.observedGeneration === generation &&
-    (previous.phase === "Pending" || previous.phase === "Running")
+    outcome.finishing && sameSpec && (previous.phase === "Pending" || previous.phase === "Running")
   ) {
     // Complete follows within moments: one status write then, not one now and one then.
-    return previous;
+    return { ...previous };
+  }
+  if (
+    outcome.phase === "Running" && !outcome.finishing && sameSpec && previous.phase === "Pending" &&
+    previous.reason === REASON.JobPending && Date.parse(now) < runningShownAt(job, now)
+  ) {
+    // Most scripts end within seconds: Pending goes straight to the outcome (see
+    // RUNNING_SHOWN_AFTER_MS).
+    return { ...previous };
   }
   const reportOutput = run.spec.reportOutput !== false;
   let reason: string;
@@ -695,7 +782,8 @@ function planRun(
       object: desiredJob(run, script, hash),
       reason: again ? "RecreatingJob" : "CreatingJob",
       message: again ? "Recreating missing Job" : "Creating Job",
-      event: true,
+      // A first Job is in status.jobName; one recreated after someone deleted it is news.
+      event: again,
     });
     return pending(REASON.JobPending, startsSoon);
   }
@@ -725,6 +813,10 @@ function planRun(
     const due = ttl(run, previous, job, name, now);
     actions.push(...due.actions);
     recheckAt = due.at;
+  } else if (status.phase === "Pending" && jobOutcome(job).phase === "Running") {
+    // Shown as Pending while its pod runs: Running is written when due, unless the outcome comes.
+    const at = runningShownAt(job, now);
+    if (Date.parse(now) < at) recheckAt = new Date(at).toISOString();
   } else if (status.phase === "Pending") {
     const created = Date.parse(job.metadata.creationTimestamp ?? now);
     if (Date.parse(now) - created < POD_CHECK_AFTER_MS) {
@@ -759,6 +851,11 @@ export function invalidSpecStatus(
       `Fix the ScriptRun's spec.`,
     observedGeneration: generation,
   };
-  status.conditions = outcomeConditions(status, run.status?.conditions, generation, now);
+  status.conditions = readiness(
+    { ...status, conditions: outcomeConditions(status, run.status?.conditions, generation, now) },
+    run.status?.conditions,
+    generation,
+    now,
+  );
   return dropUndefined(status);
 }
