@@ -4,7 +4,7 @@
  * created through the API, Jobs and ScriptRuns timestamped by the bench's own LIST+WATCH,
  * memory and CPU read from /proc, requests scraped from the operator's /metrics.
  *
- * Scenarios (see the README's "Benchmarks" section):
+ * Scenarios (see docs/benchmarks.md):
  * 1. idle resident memory;
  * 2. N ScriptRuns created at once (N = 100, 1000; with `--full` also 5000);
  * 3. one new ScriptRun on an idle operator → its Job exists;

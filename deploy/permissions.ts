@@ -112,7 +112,7 @@ export const IN_CLUSTER_PERMISSIONS: readonly PermissionFlag[] = [
  *
  * Measured by `deno task bench` at 1,000 ScriptRuns on 2 cores: peak 291 MiB with neither, 176
  * with the first, 160 with both; idle 133 -> 123 MiB (with YAML and prom-client gone); operator
- * CPU within the run-to-run noise (README, "Benchmarks").
+ * CPU within the run-to-run noise (docs/benchmarks.md).
  */
 export const V8_FLAGS: readonly string[] = [
   "--v8-flags=--max-semi-space-size=2,--heap-growing-percent=20",

@@ -8,7 +8,10 @@ import {
   CoreV1Api,
   createConfiguration,
   CustomObjectsApi,
+  type HttpLibrary,
+  IsomorphicFetchHttpLibrary,
   type KubeConfig,
+  Observable,
   PatchStrategy,
   type RequestContext,
   type ResponseContext,
@@ -20,7 +23,7 @@ import {
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { Logger } from "@logtape/logtape";
 import { OPERATOR_VERSION } from "./cli.ts";
-import { KubeHttp, KubeHttpLibrary, unsupportedReason } from "./kube_http.ts";
+import { KubeHttp, KubeHttpLibrary, type SendHook, unsupportedReason } from "./kube_http.ts";
 import {
   compactConfigMap,
   compactJob,
@@ -108,12 +111,16 @@ export interface ClientOptions {
   /** Connection and TLS handshake (default {@linkcode CONNECT_TIMEOUT_MS}, capped at requestMs). */
   connectMs?: number;
   /**
-   * Asked right before each write (any method but GET) is sent; false refuses it with a
-   * {@linkcode NotLeaderError}. The last check before the wire, e.g. for a leader that was frozen
-   * between deciding a write and sending it.
+   * Asked for each write (any method but GET) as the last step before it is handed to the
+   * network, after the request's credentials and middleware (see {@linkcode SendHook});
+   * `allowed: false` refuses it with a {@linkcode NotLeaderError}. This is what keeps a leader
+   * that was frozen between deciding a write and sending it from sending it once deposed.
    */
-  canWrite?: () => boolean;
-  /** Logs "Sending request" (debug) for every request that passed the checks. */
+  writeGate?: () => WriteGate;
+  /**
+   * Logs "Sending request" (debug) for every request handed to the network, a write with what its
+   * gate read.
+   */
   log?: Logger;
   /**
    * "client-node" (default): client-node's own transport, a new undici Agent and TLS connection
@@ -124,6 +131,12 @@ export interface ClientOptions {
    * serve (insecure-skip-tls-verify, tls-server-name, proxy-url) stay on client-node.
    */
   transport?: "client-node" | "fetch";
+}
+
+/** What the write gate decided, and what it read (logged with the request). */
+export interface WriteGate {
+  allowed: boolean;
+  fields?: Record<string, unknown>;
 }
 
 const sharedHttp = new WeakMap<KubeConfig, KubeHttp>();
@@ -204,19 +217,22 @@ export function makeClient<T>(
   const requestMs = t.requestMs ?? REQUEST_TIMEOUT_MS;
   const connectMs = Math.min(t.connectMs ?? CONNECT_TIMEOUT_MS, requestMs);
   const fetch = t.transport === "fetch" && !unsupportedReason(kc);
+  const onSend: SendHook = (method, url) => {
+    const gate = method === "GET" ? undefined : t.writeGate?.();
+    if (gate && !gate.allowed) throw new NotLeaderError(`${method} ${url}`);
+    return () => t.log?.debug("Sending request", { method, url, ...gate?.fields });
+  };
   return new Api(createConfiguration({
     baseServer: new ServerConfiguration(cluster.server, {}),
     // KubeHttp authenticates each request itself.
     ...fetch
-      ? { httpApi: new KubeHttpLibrary(sharedKubeHttp(kc), { answerMs: connectMs }) }
-      : { authMethods: { default: withConnectTimeout(kc, connectMs) } },
+      ? { httpApi: new KubeHttpLibrary(sharedKubeHttp(kc), { answerMs: connectMs, onSend }) }
+      : {
+        authMethods: { default: withConnectTimeout(kc, connectMs) },
+        httpApi: new GatedHttpLibrary(new IsomorphicFetchHttpLibrary(), onSend),
+      },
     promiseMiddleware: [{
       pre: (request: RequestContext) => {
-        const method = String(request.getHttpMethod());
-        if (method !== "GET" && t.canWrite && !t.canWrite()) {
-          return Promise.reject(new NotLeaderError(`${method} ${request.getUrl()}`));
-        }
-        t.log?.debug("Sending request", { method, url: request.getUrl() });
         request.setSignal(AbortSignal.timeout(requestMs));
         request.setHeaderParam("User-Agent", `${MANAGER}/${OPERATOR_VERSION}`);
         return Promise.resolve(request);
@@ -227,6 +243,33 @@ export function makeClient<T>(
       },
     }],
   }));
+}
+
+/**
+ * client-node's own transport with a {@linkcode SendHook}: client-node authenticates in the API
+ * class before `send()`, and its library calls `fetch` synchronously in `send()`, so the hook runs
+ * right before the hand-over here too.
+ */
+class GatedHttpLibrary implements HttpLibrary {
+  #inner: HttpLibrary;
+  #onSend: SendHook;
+
+  constructor(inner: HttpLibrary, onSend: SendHook) {
+    this.#inner = inner;
+    this.#onSend = onSend;
+  }
+
+  send(request: RequestContext): Observable<ResponseContext> {
+    let sent: (() => void) | void;
+    try {
+      sent = this.#onSend(String(request.getHttpMethod()), request.getUrl());
+    } catch (error) {
+      return new Observable(Promise.reject(error));
+    }
+    const response = this.#inner.send(request);
+    sent?.();
+    return response;
+  }
 }
 
 /** Converts client-node's model objects to plain JSON, dates as RFC 3339 strings without ms. */

@@ -55,6 +55,14 @@ export function unsupportedReason(kc: KubeConfig): string | undefined {
   return undefined;
 }
 
+/**
+ * Called synchronously right before a request is handed to `fetch`, after every await of its
+ * preparation (credentials, exec plugins, the client's middleware), so nothing the process does
+ * afterwards can delay the request past the check. Throws to refuse the request; may return a
+ * function that is called right after the request was handed over (to log it).
+ */
+export type SendHook = (method: string, url: string) => (() => void) | void;
+
 /** Options of {@linkcode KubeHttp}. */
 export interface KubeHttpOptions {
   /** `User-Agent` header. */
@@ -96,8 +104,8 @@ export class KubeHttp {
     return this.fetchUrl(`${this.#server}${path}`, init);
   }
 
-  /** Like `fetch()`, with a full URL (on this kubeconfig's server). */
-  async fetchUrl(url: string, init: RequestInit = {}): Promise<Response> {
+  /** Like `fetch()`, with a full URL (on this kubeconfig's server); `onSend` as in {@linkcode SendHook}. */
+  async fetchUrl(url: string, init: RequestInit = {}, onSend?: SendHook): Promise<Response> {
     const opts: HttpsOptions = {};
     // deno-lint-ignore no-explicit-any -- client-node types this as Node's https.RequestOptions
     await this.#kc.applyToHTTPSOptions(opts as any);
@@ -110,11 +118,12 @@ export class KubeHttp {
     }
     if (opts.auth) headers.set("Authorization", `Basic ${btoa(opts.auth)}`);
     if (this.#userAgent) headers.set("User-Agent", this.#userAgent);
-    return await fetch(url, {
-      ...init,
-      headers,
-      client: this.#clientFor(opts),
-    });
+    const client = this.#clientFor(opts);
+    // No await between the hook and fetch(): the check and the hand-over are one synchronous step.
+    const sent = onSend?.(init.method ?? "GET", url);
+    const pending = fetch(url, { ...init, headers, client });
+    sent?.();
+    return await pending;
   }
 
   /** Closes the connection pool (requests in flight fail). */
@@ -157,15 +166,18 @@ export class KubeHttp {
 export class KubeHttpLibrary implements HttpLibrary {
   #http: KubeHttp;
   #answerMs: number | undefined;
+  #onSend: SendHook | undefined;
 
   /**
    * Sends through `http`. Deno's HttpClient has no connect timeout, so `answerMs` bounds the time
    * until the response starts (connection, TLS and the server's first byte): a silent API server
    * is noticed that fast, while a long response body still has the whole request timeout.
+   * `onSend` is called right before each request goes out ({@linkcode SendHook}).
    */
-  constructor(http: KubeHttp, options: { answerMs?: number } = {}) {
+  constructor(http: KubeHttp, options: { answerMs?: number; onSend?: SendHook } = {}) {
     this.#http = http;
     this.#answerMs = options.answerMs;
+    this.#onSend = options.onSend;
   }
 
   /** Sends one request. */
@@ -188,7 +200,7 @@ export class KubeHttpLibrary implements HttpLibrary {
         headers: request.getHeaders(),
         body: request.getBody(),
         signal: AbortSignal.any(signals),
-      });
+      }, this.#onSend);
     } finally {
       clearTimeout(timer);
     }

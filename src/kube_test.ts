@@ -1,7 +1,10 @@
 import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
 import { KubeConfig } from "@kubernetes/client-node";
 import { podSummary } from "./compact.ts";
-import { ClientNodeKube, observed, toPlain } from "./kube.ts";
+import { ClientNodeKube, NotLeaderError, observed, toPlain } from "./kube.ts";
+import { LeaderElector, type Leadership, type Lease } from "./leader.ts";
+import { logger } from "./log.ts";
+import { scriptRun } from "./test_fixtures.ts";
 import { lastTermination } from "./plan.ts";
 import type { PodSummary } from "./types.ts";
 
@@ -137,3 +140,96 @@ Deno.test("observed(): the status an error carries is counted and means reachabl
     "reachable=false",
   ]);
 });
+
+/** A leader of a fresh Lease on a monotonic clock that moves only when told. */
+async function leaderOnFakeClock(): Promise<{ elector: LeaderElector; clock: { t: number } }> {
+  const clock = { t: 1_000 };
+  let lease: Lease | undefined;
+  const elector = new LeaderElector({
+    leases: {
+      get: () => Promise.resolve(lease),
+      create: (l) => Promise.resolve(void (lease = l)),
+      replace: (l) => Promise.resolve(void (lease = l)),
+    },
+    namespace: "ns",
+    name: "l",
+    identity: "me",
+    log: logger("test"),
+    clock: { now: () => clock.t, wallNow: () => new Date() },
+  });
+  await elector.tick();
+  ok(elector.isLeader());
+  return { elector, clock };
+}
+
+/**
+ * A loopback HTTP server standing in for the API server's answer to an Event POST (201), and a
+ * kubeconfig for it whose credential step runs `onCredentials`: where a request awaits its
+ * credentials (an exec plugin can take seconds), the process may also be frozen.
+ */
+function eventSink(onCredentials: () => void) {
+  const received: string[] = [];
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (req) => {
+    received.push(`${req.method} ${new URL(req.url).pathname}`);
+    return Response.json({ metadata: { name: "e" } }, { status: 201 });
+  });
+  const kc = new KubeConfig();
+  kc.loadFromOptions({
+    clusters: [{ name: "c", server: `http://127.0.0.1:${server.addr.port}` }],
+    users: [{ name: "u", token: "t" }],
+    contexts: [{ name: "x", cluster: "c", user: "u" }],
+    currentContext: "x",
+  });
+  // client-node's own credential step refuses plain http; this one stands in for it.
+  kc.applyToHTTPSOptions = async (opts) => {
+    await Promise.resolve();
+    opts.headers = { Authorization: "Bearer t" };
+    onCredentials();
+  };
+  return { kc, received, [Symbol.asyncDispose]: () => server.shutdown() };
+}
+
+for (const frozen of [false, true]) {
+  Deno.test(
+    `write gate: a leader ${
+      frozen
+        ? "frozen past its renew deadline after a write was built refuses it"
+        : "sends its write"
+    }, checked on the monotonic clock before any timer runs`,
+    async () => {
+      const { elector, clock } = await leaderOnFakeClock();
+      // The freeze: the clock jumps past the renew deadline while the request awaits credentials,
+      // after every earlier check; no timer of the elector runs in between.
+      await using sink = eventSink(() => {
+        if (frozen) clock.t += 20_000;
+      });
+      const logged: Record<string, unknown>[] = [];
+      const kube = new ClientNodeKube(sink.kc, {
+        client: {
+          transport: "fetch",
+          writeGate: () => {
+            const leader = elector.leadership();
+            return { allowed: leader.leading, fields: { leader } };
+          },
+          log: { debug: (_m: string, f: Record<string, unknown>) => logged.push(f) } as never,
+        },
+      });
+      const error = await kube.createEvent(scriptRun(), {
+        type: "Normal",
+        reason: "Test",
+        message: "m",
+      }).then(() => undefined, (e) => e);
+      if (frozen) {
+        ok(error instanceof NotLeaderError, String(error));
+        assertEquals(sink.received, []);
+        assertEquals(logged, []);
+      } else {
+        assertEquals(error, undefined);
+        assertEquals(sink.received, ["POST /api/v1/namespaces/ns/events"]);
+        assertEquals(logged.length, 1);
+        const leader = logged[0].leader as Leadership;
+        ok(leader.leading && leader.nowMs < leader.deadlineMs, JSON.stringify(leader));
+      }
+    },
+  );
+}

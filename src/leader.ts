@@ -5,10 +5,10 @@
  * the record change, so clock skew between nodes does not matter), release it on shutdown.
  *
  * Every duration is measured on a monotonic clock (`performance.now()`), never the wall clock: a
- * wall clock step cannot extend or cut a lease. `isLeader()` turns false as soon as the renew
- * deadline has passed since the last successful renewal started, so a process that was frozen
- * (SIGSTOP, a long GC pause) longer than that does not believe it still leads when it wakes up,
- * before it has checked the Lease again.
+ * wall clock step cannot extend or cut a lease. `leadership()` reads that clock at each call and
+ * says "not leading" as soon as the renew deadline has passed since the last successful renewal
+ * started, so a process that was frozen (SIGSTOP, a long GC pause) longer than that does not
+ * believe it still leads when it wakes up, whatever order its timers then fire in.
  * @module
  */
 import type { Logger } from "@logtape/logtape";
@@ -69,6 +69,18 @@ export function microTime(date: Date): string {
   return date.toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
 }
 
+/** What a leadership check read: the monotonic clock now, the last renewal and its deadline. */
+export interface Leadership {
+  /** Holds the Lease and `nowMs` is before `deadlineMs`: writes may go out. */
+  leading: boolean;
+  /** The monotonic clock at the check, in milliseconds. */
+  nowMs: number;
+  /** Monotonic time at which the last successful acquire or renew started. */
+  renewedAtMs: number;
+  /** `renewedAtMs` plus the renew deadline: leadership ends there unless renewed. */
+  deadlineMs: number;
+}
+
 /** Options of {@linkcode LeaderElector}. */
 export interface LeaderElectorOptions {
   leases: LeaseClient;
@@ -119,7 +131,22 @@ export class LeaderElector {
    * renew deadline ago (monotonic clock). Turns false by itself when renewals stop.
    */
   isLeader(): boolean {
-    return this.#leading && this.#withinDeadline();
+    return this.leadership().leading;
+  }
+
+  /**
+   * {@linkcode isLeader} with what it read, computed from the monotonic clock at this call (never
+   * from a flag a timer updates), so the write gate can log why it let a write through.
+   */
+  leadership(): Leadership {
+    const nowMs = this.#clock.now();
+    const deadlineMs = this.#renewedAt + this.#timings.renewDeadlineMs;
+    return {
+      leading: this.#leading && nowMs < deadlineMs,
+      nowMs,
+      renewedAtMs: this.#renewedAt,
+      deadlineMs,
+    };
   }
 
   #withinDeadline(): boolean {
@@ -217,7 +244,9 @@ export class LeaderElector {
     }
     try {
       const lease = await this.#leases.get(this.#namespace, this.#name);
-      if (lease?.spec?.holderIdentity === this.#identity) {
+      // Checked again after the GET: a process frozen in between may have been deposed. (The
+      // replace is also guarded by the resourceVersion just read: a new holder's write makes it 409.)
+      if (lease?.spec?.holderIdentity === this.#identity && this.isLeader()) {
         await this.#leases.replace({
           ...lease,
           spec: {

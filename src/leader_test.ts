@@ -211,3 +211,42 @@ Deno.test("LeaderElector: stop() releases a held Lease (empty holder, 1 s)", asy
   assertEquals(leases.lease?.spec?.leaseDurationSeconds, 1);
   assertEquals(e.isLeader(), false);
 });
+
+Deno.test("LeaderElector: stop() sends no release when the process was frozen past the deadline while reading the Lease", async () => {
+  const leases = new FakeLeases();
+  const clock = new FakeClock();
+  const e = elector(leases, clock);
+  await e.tick();
+  const get = leases.get.bind(leases);
+  // The release's GET is answered only after a 12 s freeze: the Lease may have a new holder soon.
+  leases.get = async (ns, name) => {
+    const lease = await get(ns, name);
+    clock.t += 12_000;
+    return lease;
+  };
+  leases.calls = [];
+  await e.stop();
+  assertEquals(leases.calls, ["get"]);
+  assertEquals(e.isLeader(), false);
+});
+
+Deno.test("LeaderElector: leadership() reads the monotonic clock at each call, with the deadline it compares against", async () => {
+  const leases = new FakeLeases();
+  const clock = new FakeClock();
+  const e = elector(leases, clock);
+  await e.tick();
+  assertEquals(e.leadership(), {
+    leading: true,
+    nowMs: 1_000,
+    renewedAtMs: 1_000,
+    deadlineMs: 11_000,
+  });
+  // No tick, no timer: the clock alone ends leadership.
+  clock.t = 11_000;
+  assertEquals(e.leadership(), {
+    leading: false,
+    nowMs: 11_000,
+    renewedAtMs: 1_000,
+    deadlineMs: 11_000,
+  });
+});

@@ -129,7 +129,11 @@ export async function runOperator(options: {
       transport: "fetch",
       ...timeoutsFromEnv((name) => Deno.env.get(name)),
       // Last check before a write goes on the wire (e.g. after the process was frozen).
-      canWrite: () => elector === undefined || elector.isLeader(),
+      writeGate: () => {
+        if (!elector) return { allowed: true };
+        const leader = elector.leadership();
+        return { allowed: leader.leading, fields: { leader } };
+      },
       log,
     },
   });

@@ -49,6 +49,18 @@ function writesSent(lines: LogLine[]): string[] {
   );
 }
 
+/**
+ * The writes that passed the leadership gate at or after `since` (epoch ms). A write is logged in
+ * the same synchronous step as its gate check, so the line's timestamp is the check's time; when
+ * the line reaches the test does not matter (a process frozen while blocked writing its log to a
+ * full pipe delivers that line only after it resumes).
+ */
+function writesGatedSince(lines: LogLine[], since: number): string[] {
+  return lines.filter((l) =>
+    l.msg === "Sending request" && l.method !== "GET" && Date.parse(String(l.ts)) >= since
+  ).map((l) => `${l.ts} ${l.method} ${l.url} ${JSON.stringify(l.leader)}`);
+}
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 clusterTest(
@@ -150,6 +162,7 @@ clusterTest(
       (l) => l.msg === "Sending request" && l.method === "POST" && /\/jobs/.test(String(l.url)),
       "A to send a Job POST",
     );
+    const stoppedAt = Date.now();
     Deno.kill(a.pid, "SIGSTOP");
     let resumed = false;
     try {
@@ -175,7 +188,16 @@ clusterTest(
       await a.waitForLog((l) => l.msg === "Lost leadership", "A to notice it lost the lease");
       await sleep(5_000);
       const after = a.logs.slice(before);
-      assertEquals(writesSent(after), [], "A wrote after it resumed");
+      assertEquals(
+        writesGatedSince(a.logs, stoppedAt),
+        [],
+        "A let a write through after it resumed",
+      );
+      // Every write says what its gate read: leading, and the monotonic clock before the deadline.
+      for (const l of a.logs.filter((l) => l.msg === "Sending request" && l.method !== "GET")) {
+        const leader = l.leader as { leading: boolean; nowMs: number; deadlineMs: number };
+        assert(leader?.leading && leader.nowMs < leader.deadlineMs, JSON.stringify(l));
+      }
       assert(
         after.some((l) => l.msg === "Sending request" && String(l.url).includes("/leases/")),
         "A did not check the Lease after it resumed",

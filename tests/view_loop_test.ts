@@ -1,5 +1,5 @@
 /**
- * The poll loop fed by the watched view, as the README promises it (issue #10), with the operator
+ * The poll loop fed by the watched view, as docs/design.md describes it, with the operator
  * as a process: a change wakes its run long before the interval; a steady operator sends one
  * request per interval and no write; without `watch` rights it says so once and LISTs every cycle.
  * @module

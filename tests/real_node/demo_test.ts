@@ -1,5 +1,5 @@
 /**
- * `deno task demo` on a real node shows the script's own output (README, Quick start). The demo
+ * `deno task demo` on a real node shows the script's own output (README, "Try it"). The demo
  * starts its own control plane, beside the suite's.
  * @module
  */
