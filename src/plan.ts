@@ -95,11 +95,11 @@ export interface PlanOptions {
 export const POD_CHECK_AFTER_MS = 10_000;
 
 /**
- * A run whose Job's pod runs shows phase Running only from this long after the Job started (ms).
+ * A run whose script runs shows phase Running only once it has run this long (ms).
  *
  * Writes per run: a run that goes well costs five writes, Events included: the ConfigMap, the Job,
- * the status when the Job is created (Pending, with Reconciling=True so that kstatus tools and
- * `kubectl wait` see a run in progress at once, not an empty status they read as done), the
+ * the status when the Job is created (Pending, with Reconciling=True: kstatus tools see a run in
+ * progress at once, where an empty status would read as done), the
  * outcome's status (Ready, Complete), and the outcome's Event (what `kubectl describe` shows: the
  * Job's reason, and for a failure the exit code and output). Two writes earn less than they cost:
  * - a Running status for a script that ends within seconds: nothing reads it before the outcome
@@ -242,8 +242,19 @@ function podProblem(
   return undefined;
 }
 
-/** When a Job whose pod runs is worth a Running status (ms since the epoch). */
-function runningShownAt(job: Job, now: string): number {
+/**
+ * When a Job that reads running is worth a Running status (ms since the epoch): RUNNING_SHOWN_AFTER_MS
+ * after its script started. Undefined: not by the clock, as its pods have all stopped and the
+ * outcome comes next (the Job's status lags its pod's). Without its pods, the Job's start stands
+ * in for the script's.
+ */
+function runningShownAt(job: Job, pods: PodSummary[] | undefined, now: string): number | undefined {
+  const mine = pods?.filter((p) => p.jobName === job.metadata.name) ?? [];
+  if (mine.length > 0) {
+    const since = mine.filter((p) => p.phase === "Running")
+      .map((p) => Date.parse(p.runningSince ?? p.creationTimestamp ?? now));
+    return since.length > 0 ? Math.max(...since) + RUNNING_SHOWN_AFTER_MS : undefined;
+  }
   const started = job.status?.startTime ?? job.metadata.creationTimestamp ?? now;
   return Date.parse(started) + RUNNING_SHOWN_AFTER_MS;
 }
@@ -608,9 +619,10 @@ function jobStatus(
     // Complete follows within moments: one status write then, not one now and one then.
     return { ...previous };
   }
+  const shownAt = runningShownAt(job, observed.pods, now);
   if (
     outcome.phase === "Running" && !outcome.finishing && sameSpec && previous.phase === "Pending" &&
-    previous.reason === REASON.JobPending && Date.parse(now) < runningShownAt(job, now)
+    previous.reason === REASON.JobPending && (shownAt === undefined || Date.parse(now) < shownAt)
   ) {
     // Most scripts end within seconds: Pending goes straight to the outcome (see
     // RUNNING_SHOWN_AFTER_MS).
@@ -815,8 +827,8 @@ function planRun(
     recheckAt = due.at;
   } else if (status.phase === "Pending" && jobOutcome(job).phase === "Running") {
     // Shown as Pending while its pod runs: Running is written when due, unless the outcome comes.
-    const at = runningShownAt(job, now);
-    if (Date.parse(now) < at) recheckAt = new Date(at).toISOString();
+    const at = runningShownAt(job, observed.pods, now);
+    if (at !== undefined && Date.parse(now) < at) recheckAt = new Date(at).toISOString();
   } else if (status.phase === "Pending") {
     const created = Date.parse(job.metadata.creationTimestamp ?? now);
     if (Date.parse(now) - created < POD_CHECK_AFTER_MS) {

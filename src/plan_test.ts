@@ -859,7 +859,7 @@ Deno.test("plan(): a kstatus condition's transition time moves only when its sta
   assertEquals(times(run), { Ready: at(30), Complete: at(30) });
 });
 
-Deno.test("plan(): a pod that runs is shown Running only from 5 s after its Job started; a quick script goes Pending → outcome", () => {
+Deno.test("plan(): a run is shown Running once its script ran 5 s; a quicker script goes Pending → outcome", () => {
   const { name, cm } = current();
   const startTime = NOW;
   const pending = settle(scriptRun(), observed(), NOW);
@@ -889,6 +889,27 @@ Deno.test("plan(): a pod that runs is shown Running only from 5 s after its Job 
     now: "2026-01-01T00:00:03Z",
   });
   assertEquals(outcome.status.phase, "Succeeded");
+  // With its pods known, the clock starts when the script did.
+  const { hash } = current();
+  const runs = (p: Partial<PodSummary>) =>
+    observed({
+      configMaps: [cm],
+      jobs: [runningJob],
+      pods: [pod("p", { hash, jobName: name, ...p })],
+    });
+  const late = plan(pending, {
+    scripts: scripts(),
+    observed: runs({ runningSince: "2026-01-01T00:00:04Z" }),
+    now: "2026-01-01T00:00:07Z",
+  });
+  assertEquals([late.status.phase, late.recheckAt], ["Pending", "2026-01-01T00:00:09.000Z"]);
+  // Its pod has stopped while the Job still reads ready: the outcome comes next, no recheck.
+  const stopped = plan(pending, {
+    scripts: scripts(),
+    observed: runs({ phase: "Succeeded" }),
+    now: LATER,
+  });
+  assertEquals([stopped.status.phase, stopped.recheckAt], ["Pending", undefined]);
   // A pod that was stuck and now runs clears Stalled at once.
   const stuck = { ...pending, status: { ...pending.status, reason: "ImagePullBackOff" } };
   const unstuck = plan(stuck, { scripts: scripts(), observed: obs, now: "2026-01-01T00:00:02Z" });
