@@ -682,7 +682,9 @@ function jobStatus(
     runHash: hash ?? (sameRun ? previous.runHash : undefined),
     configMapName: name,
     jobName: name,
-    startTime: job.status?.startTime ?? (sameRun ? previous.startTime : undefined),
+    // Recorded when the operator created the Job: the Job's own startTime follows a moment later
+    // and is not worth a status write of its own.
+    startTime: (sameRun ? previous.startTime : undefined) ?? job.status?.startTime,
     completionTime: terminalPhase ? outcome.completionTime : undefined,
     observedGeneration: generation,
   };
@@ -797,7 +799,9 @@ function planRun(
       // A first Job is in status.jobName; one recreated after someone deleted it is news.
       event: again,
     });
-    return pending(REASON.JobPending, startsSoon);
+    const created = pending(REASON.JobPending, startsSoon);
+    created.status.startTime = again && previous.startTime ? previous.startTime : now;
+    return created;
   }
 
   if (job.metadata.deletionTimestamp) {

@@ -81,7 +81,9 @@ Deno.test("Reconciler: a happy-path run writes 5 times, Events included: 2 creat
   const name = nameOf(run);
   const startTime = new Date().toISOString();
   await reconciler.cycle();
-  // The pod runs (a script of a few seconds), then the Job completes.
+  // The Job controller starts the Job, its pod runs (a script of a few seconds), the Job completes.
+  progress(kube, name, { active: 1, startTime });
+  await reconciler.cycle();
   progress(kube, name, { active: 1, ready: 1, startTime });
   await reconciler.cycle();
   progress(kube, name, completed(startTime));
