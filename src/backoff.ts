@@ -77,9 +77,10 @@ export class Backoff {
     this.#entries.delete(key);
   }
 
-  /** Forgets keys not in `alive` (deleted ScriptRuns). */
-  retain(alive: Set<string>): void {
-    for (const key of this.#entries.keys()) if (!alive.has(key)) this.#entries.delete(key);
+  /** Forgets keys not in `alive` (deleted ScriptRuns), or that `alive` refuses. */
+  retain(alive: ReadonlySet<string> | ((key: string) => boolean)): void {
+    const keep = typeof alive === "function" ? alive : (key: string) => alive.has(key);
+    for (const key of this.#entries.keys()) if (!keep(key)) this.#entries.delete(key);
   }
 }
 

@@ -4,7 +4,7 @@
  * Pure. No I/O.
  * @module
  */
-import { DEFAULTS } from "./desired.ts";
+import { DEFAULTS, defaultSecurityContext } from "./desired.ts";
 import { GROUP, KIND, PLURAL, VERSION } from "./types.ts";
 
 type Schema = Record<string, unknown>;
@@ -38,9 +38,11 @@ const resourceList: Schema = {
 
 const securityContext: Schema = {
   type: "object",
-  default: DEFAULTS.securityContext,
+  // No UID or GID: the operator sets 65532 unless the platform assigns one
+  // (--platform-assigns-uid); stored here, it would read as the ScriptRun asking for it.
+  default: defaultSecurityContext({ platformAssignsUid: true }),
   description:
-    "Container security context of the script. Each field set here overlays the default (restricted profile, UID 65532); fields left out keep it. Root user or group, privileged, added capabilities, Unconfined seccomp and privilege escalation are refused unless the operator runs with --allow-privileged-scripts.",
+    "Container security context of the script. Each field set here overlays the default (restricted profile, UID and GID 65532, or none when the operator runs with --platform-assigns-uid and the platform assigns them); fields left out keep it. Root user or group, privileged, added capabilities, Unconfined seccomp and privilege escalation are refused unless the operator runs with --allow-privileged-scripts.",
   properties: {
     runAsUser: { type: "integer", format: "int64", minimum: 0 },
     runAsGroup: { type: "integer", format: "int64", minimum: 0 },

@@ -2,6 +2,7 @@ import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/stric
 import {
   childName,
   DEFAULTS,
+  defaultSecurityContext,
   desiredConfigMap,
   desiredJob,
   escapeDollar,
@@ -10,6 +11,7 @@ import {
   SCRIPT_FILE_MODE,
 } from "./desired.ts";
 import { script, scriptRun } from "./test_fixtures.ts";
+import type { ScriptRunSpec, SecurityContext } from "./types.ts";
 
 Deno.test("desiredConfigMap() holds exactly the script, immutable, owned by the ScriptRun", () => {
   const run = scriptRun();
@@ -117,4 +119,104 @@ Deno.test("childName() stays a valid 63-character name for a 60-character Script
   // A cut that would end in '-' drops it.
   assertEquals(childName("x".repeat(51) + "-yyy", "0123456789"), "x".repeat(51) + "-0123456789");
   assertEquals(childName("short", "0123456789"), "short-0123456789");
+});
+
+/** The pod spec of the Job of a plain ScriptRun (no spec but the script), in each mode. */
+function podSpecOf(platformAssignsUid: boolean, spec: Partial<ScriptRunSpec> = {}) {
+  return desiredJob(scriptRun(spec), script(), "abc", { platformAssignsUid }).spec!.template.spec;
+}
+
+/** The pod spec both modes share; `securityContext` is the container's. */
+function expectedPodSpec(securityContext: SecurityContext) {
+  return {
+    restartPolicy: "Never",
+    automountServiceAccountToken: false,
+    volumes: [{ name: "script", configMap: { name: "demo-abc", defaultMode: 0o555 } }],
+    containers: [{
+      name: "script",
+      image: "busybox:1.36",
+      command: ["/scripts/task.sh"],
+      args: [],
+      env: [],
+      resources: {
+        requests: { cpu: "50m", memory: "250M" },
+        limits: { cpu: "100m", memory: "500M" },
+      },
+      securityContext,
+      volumeMounts: [{ name: "script", mountPath: "/scripts", readOnly: true }],
+      terminationMessagePolicy: "FallbackToLogsOnError",
+    }],
+  };
+}
+
+Deno.test("desiredJob(): by default the pod runs as UID and GID 65532 under the restricted profile", () => {
+  assertEquals(
+    podSpecOf(false),
+    expectedPodSpec({
+      runAsNonRoot: true,
+      runAsUser: 65532,
+      runAsGroup: 65532,
+      allowPrivilegeEscalation: false,
+      capabilities: { drop: ["ALL"] },
+      seccompProfile: { type: "RuntimeDefault" },
+    }),
+  );
+  assertEquals(
+    desiredJob(scriptRun(), script(), "abc"),
+    desiredJob(scriptRun(), script(), "abc", {}),
+  );
+});
+
+Deno.test("desiredJob() with platformAssignsUid: no runAsUser, runAsGroup or fsGroup; still non-root and restricted", () => {
+  // No pod-level securityContext at all (so no fsGroup); the container names no UID or GID.
+  assertEquals(
+    podSpecOf(true),
+    expectedPodSpec({
+      runAsNonRoot: true,
+      allowPrivilegeEscalation: false,
+      capabilities: { drop: ["ALL"] },
+      seccompProfile: { type: "RuntimeDefault" },
+    }),
+  );
+  // A read-only root filesystem the ScriptRun asks for is kept, as in the default mode.
+  assertEquals(
+    podSpecOf(true, { securityContext: { readOnlyRootFilesystem: true } }),
+    expectedPodSpec({
+      runAsNonRoot: true,
+      allowPrivilegeEscalation: false,
+      capabilities: { drop: ["ALL"] },
+      seccompProfile: { type: "RuntimeDefault" },
+      readOnlyRootFilesystem: true,
+    }),
+  );
+});
+
+Deno.test("desiredJob() with platformAssignsUid keeps a UID or GID the ScriptRun sets", () => {
+  const c = podSpecOf(true, { securityContext: { runAsUser: 1000, runAsGroup: 3000 } })
+    .containers[0];
+  assertEquals(c.securityContext, {
+    runAsNonRoot: true,
+    runAsUser: 1000,
+    runAsGroup: 3000,
+    allowPrivilegeEscalation: false,
+    capabilities: { drop: ["ALL"] },
+    seccompProfile: { type: "RuntimeDefault" },
+  });
+  // What the CRD stores when securityContext is left out names no UID: the operator decides.
+  const stored = defaultSecurityContext({ platformAssignsUid: true });
+  assertEquals(podSpecOf(true, { securityContext: stored }), podSpecOf(true));
+  assertEquals(podSpecOf(false, { securityContext: stored }), podSpecOf(false));
+});
+
+Deno.test("runHash(): platformAssignsUid gives another Job (and identity); off, the identity is unchanged", () => {
+  const run = scriptRun();
+  const base = runHash(run, script());
+  assertEquals(runHash(run, script(), { platformAssignsUid: false }), base);
+  assert(runHash(run, script(), { platformAssignsUid: true }) !== base);
+  // A ScriptRun stored with the CRD's default (no UID) has the same identity as one without.
+  const stored = scriptRun({
+    securityContext: defaultSecurityContext({ platformAssignsUid: true }),
+  });
+  assertEquals(runHash(stored, script()), base);
+  assertEquals(runHash(scriptRun({ securityContext: DEFAULTS.securityContext }), script()), base);
 });

@@ -73,6 +73,13 @@ export class FakeKube implements Kube {
     return this.#list("scriptruns", this.runs, namespace);
   }
 
+  getScriptRun(namespace: string, name: string): Promise<ScriptRun | undefined> {
+    return this.#do(
+      `GET scriptruns ${namespace}/${name}`,
+      () => structuredClone(this.runs.get(`${namespace}/${name}`)),
+    );
+  }
+
   listConfigMaps(namespace?: string): Promise<ConfigMap[]> {
     return this.#list("configmaps", this.configMaps, namespace, managed);
   }

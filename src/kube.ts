@@ -62,6 +62,11 @@ export interface EventNote {
 /** What the reconciler needs from the API server. */
 export interface Kube {
   listScriptRuns(namespace?: string): Promise<ScriptRun[]>;
+  /**
+   * One ScriptRun as the API server holds it now (a consistent read, not a cache), or undefined
+   * when there is none.
+   */
+  getScriptRun(namespace: string, name: string): Promise<ScriptRun | undefined>;
   listConfigMaps(namespace?: string): Promise<ConfigMap[]>;
   listJobs(namespace?: string): Promise<Job[]>;
   /** The pods of every Job a ScriptRun had (by the run-uid label), summarised. */
@@ -483,6 +488,26 @@ export class ClientNodeKube implements Kube {
       list.push({ reason: e.reason ?? "", message: e.message ?? "" });
     }
     return byJob;
+  }
+
+  async getScriptRun(namespace: string, name: string): Promise<ScriptRun | undefined> {
+    // A LIST of one name rather than a GET: as fresh (no resourceVersion: read from etcd), and
+    // the `list` the operator's RBAC already grants.
+    const list = await this.#call(
+      "LIST",
+      PLURAL,
+      inNs(namespace),
+      () =>
+        this.#custom.listNamespacedCustomObject({
+          group: GROUP,
+          version: VERSION,
+          plural: PLURAL,
+          namespace,
+          fieldSelector: `metadata.name=${name}`,
+        }),
+    ) as { items?: unknown[] };
+    const run = list.items?.[0];
+    return run ? compactScriptRun(run) : undefined;
   }
 
   async getConfigMap(namespace: string, name: string): Promise<ConfigMap | undefined> {

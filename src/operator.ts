@@ -201,6 +201,7 @@ export async function runOperator(options: {
     observer: metrics.reconcile,
     signal: stop.signal,
     policy: cli.policy,
+    pod: { platformAssignsUid: cli.platformAssignsUid },
     // Only the leader writes, checked before every write, not only at the start of a cycle.
     canWrite: () => elector === undefined || elector.isLeader(),
   });
@@ -217,6 +218,7 @@ export async function runOperator(options: {
   log.info("Policy in force", {
     namespaces: cli.namespaces.length > 0 ? cli.namespaces : "all",
     ...describePolicy(cli.policy),
+    platformAssignsUid: cli.platformAssignsUid,
   });
 
   const servers: Deno.HttpServer[] = [];
@@ -225,7 +227,8 @@ export async function runOperator(options: {
       // Probes answer from the start: alive at once, ready only after a successful cycle.
       const health = parseBindAddress(cli.healthProbeBindAddress);
       if (health) {
-        servers.push(serve(health, log, "health probes", (path) => {
+        const bind = { flag: "health-probe-bind-address", text: cli.healthProbeBindAddress };
+        servers.push(serve({ ...health, ...bind }, log, "health probes", (path) => {
           if (path === "/healthz") return new Response("ok\n");
           if (path === "/readyz") {
             return ready ? new Response("ok\n") : new Response("not ready\n", { status: 503 });
@@ -235,7 +238,8 @@ export async function runOperator(options: {
       }
       const metricsAddress = parseBindAddress(cli.metricsBindAddress);
       if (metricsAddress) {
-        servers.push(serve(metricsAddress, log, "metrics", async (path) => {
+        const bind = { flag: "metrics-bind-address", text: cli.metricsBindAddress };
+        servers.push(serve({ ...metricsAddress, ...bind }, log, "metrics", async (path) => {
           if (path !== "/metrics") return undefined;
           return new Response(await metrics.registry.metrics(), {
             headers: { "content-type": metrics.registry.contentType },
@@ -278,7 +282,11 @@ export async function runOperator(options: {
         name: cli.leaderElectionId,
         identity,
         log,
-        onChange: (leading) => metrics.leader(cli.leaderElectionId, leading),
+        onChange: (leading) => {
+          metrics.leader(cli.leaderElectionId, leading);
+          // What this process expected or found settled belongs to the term that ended.
+          reconciler.endTerm();
+        },
       });
       metrics.leader(cli.leaderElectionId, false);
       elector.start();
@@ -389,18 +397,50 @@ function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
   });
 }
 
+/** An address to listen on, with the flag and the text it came from (for the error). */
+export interface BindAddress {
+  hostname: string;
+  port: number;
+  flag: string;
+  text: string;
+}
+
+/**
+ * Why the probe or metrics server could not listen, as one line naming the port and the flag
+ * that sets it (a busy :8080 is likely on a laptop). Pure.
+ */
+export function explainBindError(error: unknown, address: BindAddress): UsageError {
+  const { flag, text, port } = address;
+  const given = `--${flag}=${text}`;
+  if (error instanceof Deno.errors.AddrInUse) {
+    return new UsageError(
+      `port ${port} is already in use (${given}): stop what listens there, or pick another port with --${flag}=:PORT (0 turns it off)`,
+    );
+  }
+  const why = error instanceof Error ? error.message : String(error);
+  return new UsageError(
+    `cannot listen on ${text} (${given}): ${why}; use :PORT for every address of this machine, or 0 to turn it off`,
+  );
+}
+
 function serve(
-  address: { hostname: string; port: number },
+  address: BindAddress,
   log: Logger,
   what: string,
   route: (path: string) => Response | undefined | Promise<Response | undefined>,
 ): Deno.HttpServer {
-  return Deno.serve({
-    hostname: address.hostname,
-    port: address.port,
-    onListen: ({ hostname, port }) => log.info("Serving", { what, address: `${hostname}:${port}` }),
-  }, async (req) => {
-    const res = await route(new URL(req.url).pathname);
-    return res ?? new Response("not found\n", { status: 404 });
-  });
+  try {
+    return Deno.serve({
+      hostname: address.hostname,
+      port: address.port,
+      onListen: ({ hostname, port }) =>
+        log.info("Serving", { what, address: `${hostname}:${port}` }),
+    }, async (req) => {
+      const res = await route(new URL(req.url).pathname);
+      return res ?? new Response("not found\n", { status: 404 });
+    });
+  } catch (error) {
+    // Binding fails at once, synchronously: the address is the operator's configuration.
+    throw explainBindError(error, address);
+  }
 }

@@ -1,7 +1,13 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { KubeError } from "./errors.ts";
 import { Backoff } from "./backoff.ts";
-import { EXIT, explainStartError, nextCycleDelay, timeoutsFromEnv } from "./operator.ts";
+import {
+  EXIT,
+  explainBindError,
+  explainStartError,
+  nextCycleDelay,
+  timeoutsFromEnv,
+} from "./operator.ts";
 import { UsageError } from "./cli.ts";
 
 const err = (code: number, kind: KubeError["kind"], message = "m") =>
@@ -67,4 +73,23 @@ Deno.test("timeoutsFromEnv(): request and connect timeouts as durations; a bad o
     error = e;
   }
   assert(error instanceof UsageError && error.message.includes("SCRIPT_OPERATOR_CONNECT_TIMEOUT"));
+});
+
+Deno.test("explainBindError(): a busy port is one line naming the port and the flag that sets it", () => {
+  const address = { hostname: "0.0.0.0", port: 8080, flag: "metrics-bind-address", text: ":8080" };
+  const e = explainBindError(new Deno.errors.AddrInUse("Address already in use"), address);
+  assert(e instanceof UsageError);
+  assertEquals(
+    e.message,
+    "port 8080 is already in use (--metrics-bind-address=:8080): stop what listens there, or pick another port with --metrics-bind-address=:PORT (0 turns it off)",
+  );
+  const other = explainBindError(
+    new Deno.errors.AddrNotAvailable("Cannot assign requested address (os error 99)"),
+    { hostname: "10.9.9.9", port: 8081, flag: "health-probe-bind-address", text: "10.9.9.9:8081" },
+  );
+  assertEquals(
+    other.message,
+    "cannot listen on 10.9.9.9:8081 (--health-probe-bind-address=10.9.9.9:8081): Cannot assign requested address (os error 99); use :PORT for every address of this machine, or 0 to turn it off",
+  );
+  for (const m of [e.message, other.message]) assert(!m.includes("\n"), m);
 });

@@ -6,7 +6,14 @@
  * @module
  */
 import { canonicalJson } from "./hash.ts";
-import { childName, DEFAULTS, desiredConfigMap, desiredJob, runHash } from "./desired.ts";
+import {
+  childName,
+  DEFAULTS,
+  desiredConfigMap,
+  desiredJob,
+  type PodOptions,
+  runHash,
+} from "./desired.ts";
 import { checkPolicy, type Policy } from "./policy.ts";
 import {
   CONDITION,
@@ -89,6 +96,8 @@ export interface PlanOptions {
   now: string;
   /** What ScriptRuns may ask for; none: no policy check. */
   policy?: Policy;
+  /** How Job pods are built beyond the spec (e.g. without a UID). */
+  pod?: PodOptions;
 }
 
 /** A pod that has not started this long after its Job was created is looked at (ms). */
@@ -377,7 +386,7 @@ export function plan(run: ScriptRun, options: PlanOptions): Plan {
   const previous = run.status ?? {};
   const script = scripts.get(run.spec.script);
   const policy = run.spec.rerunPolicy ?? DEFAULTS.rerunPolicy;
-  const hash = script ? runHash(run, script) : undefined;
+  const hash = script ? runHash(run, script, options.pod) : undefined;
   const name = hash ? childName(run.metadata.name, hash) : undefined;
 
   // A finished run keeps its outcome: under rerunPolicy Never whatever changed, and always when its
@@ -793,7 +802,7 @@ function planRun(
     }
     actions.push({
       type: "createJob",
-      object: desiredJob(run, script, hash),
+      object: desiredJob(run, script, hash, options.pod),
       reason: again ? "RecreatingJob" : "CreatingJob",
       message: again ? "Recreating missing Job" : "Creating Job",
       // A first Job is in status.jobName; one recreated after someone deleted it is news.

@@ -915,3 +915,34 @@ Deno.test("plan(): a run is shown Running once its script ran 5 s; a quicker scr
   const unstuck = plan(stuck, { scripts: scripts(), observed: obs, now: "2026-01-01T00:00:02Z" });
   assertEquals(unstuck.status.phase, "Running");
 });
+
+Deno.test("plan() with pod.platformAssignsUid: the Job names no UID; the policy refuses the same specs", () => {
+  const pod = { platformAssignsUid: true };
+  const options = { scripts: scripts(), observed: observed(), now: NOW, policy: DEFAULT_POLICY };
+  const jobOf = (p: ReturnType<typeof plan>) => {
+    const create = p.actions.find((a) => a.type === "createJob");
+    assert(create?.type === "createJob", JSON.stringify(p.actions));
+    return create.object;
+  };
+  const plain = plan(scriptRun(), { ...options, pod });
+  const c = jobOf(plain).spec!.template.spec.containers[0];
+  assertEquals([c.securityContext?.runAsUser, c.securityContext?.runAsGroup], [
+    undefined,
+    undefined,
+  ]);
+  assertEquals(c.securityContext?.runAsNonRoot, true);
+  // The Job's name carries the hash of what shapes it: another mode, another Job.
+  assertEquals(plain.hash, runHash(scriptRun(), script(), pod));
+  assert(plain.hash !== plan(scriptRun(), options).hash);
+  // A UID the ScriptRun sets is kept; root is refused as in the default mode.
+  const own = plan(scriptRun({ securityContext: { runAsUser: 1000 } }), { ...options, pod });
+  assertEquals(jobOf(own).spec!.template.spec.containers[0].securityContext?.runAsUser, 1000);
+  for (const securityContext of [{ runAsUser: 0 }, { runAsGroup: 0 }, { runAsNonRoot: false }]) {
+    const p = plan(scriptRun({ securityContext }), { ...options, pod });
+    assertEquals(
+      [p.actions, p.status.reason],
+      [[], POLICY_VIOLATION],
+      JSON.stringify(securityContext),
+    );
+  }
+});

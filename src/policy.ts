@@ -201,6 +201,8 @@ export function checkPolicy(run: ScriptRun, policy: Readonly<Policy>): Refusal |
     }
   }
   const asked = spec.securityContext ?? {};
+  // The default UID (65532, or none when the platform assigns one) passes either way: no rule
+  // refuses an unset UID, and the default's runAsNonRoot: true keeps root out.
   const sc = effectiveSecurityContext(asked);
   const privileged = (field: string, what: string) =>
     refuse(

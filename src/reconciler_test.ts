@@ -381,17 +381,26 @@ function fakeView(kube: FakeKube): RunView {
     scriptRuns: (ns) =>
       structuredClone([...kube.runs.values()].filter((r) => !ns || r.metadata.namespace === ns)),
     scriptRun: (ns, name) => structuredClone(kube.runs.get(`${ns}/${name}`)),
-    children: (uid) => ({
-      configMaps: [...kube.configMaps.values()].filter((c) => ours(c) === uid),
-      jobs: [...kube.jobs.values()].filter((j) => ours(j) === uid),
-      pods: kube.pods,
-    }),
-    names: () => ({
-      configMaps: new Map(
-        [...kube.configMaps.values()].map((c) => [c.metadata.name, ours(c) ?? ""]),
-      ),
-      jobs: new Map([...kube.jobs.values()].map((j) => [j.metadata.name, ours(j) ?? ""])),
-    }),
+    children: (ns, uid) => {
+      const inNs = (o: { metadata: { namespace?: string } }) => o.metadata.namespace === ns;
+      return {
+        configMaps: [...kube.configMaps.values()].filter((c) => inNs(c) && ours(c) === uid),
+        jobs: [...kube.jobs.values()].filter((j) => inNs(j) && ours(j) === uid),
+        // The fake's pods are the run's own (what listRunPods answers too).
+        pods: kube.pods,
+      };
+    },
+    names: (ns) => {
+      const inNs = (o: { metadata: { namespace?: string } }) => o.metadata.namespace === ns;
+      return {
+        configMaps: new Map(
+          [...kube.configMaps.values()].filter(inNs).map((c) => [c.metadata.name, ours(c) ?? ""]),
+        ),
+        jobs: new Map(
+          [...kube.jobs.values()].filter(inNs).map((j) => [j.metadata.name, ours(j) ?? ""]),
+        ),
+      };
+    },
   };
 }
 
@@ -494,4 +503,229 @@ Deno.test("Reconciler: runs whose pods are late share one read of the namespace'
   kube.calls = [];
   await reconciler.cycle();
   assertEquals(kube.calls.filter((c) => c.startsWith("LIST events")), []);
+});
+
+/** fakeView() whose ScriptRuns stay as they were when `freeze()` was called (a lagging stream). */
+function laggingView(kube: FakeKube) {
+  const view = fakeView(kube);
+  let frozen: Map<string, ScriptRun> | undefined;
+  const lagging: RunView = {
+    ...view,
+    scriptRuns: (ns) =>
+      frozen
+        ? structuredClone([...frozen.values()].filter((r) => !ns || r.metadata.namespace === ns))
+        : view.scriptRuns(ns),
+    scriptRun: (ns, name) =>
+      frozen ? structuredClone(frozen.get(`${ns}/${name}`)) : view.scriptRun(ns, name),
+  };
+  return { view: lagging, freeze: () => frozen = structuredClone(kube.runs) };
+}
+
+Deno.test("Reconciler: a finished run whose outcome the view has not shown yet is not run again when its Job is gone", async () => {
+  const kube = new FakeKube();
+  const lag = laggingView(kube);
+  const { log } = recordingLogger();
+  const reconciler = new Reconciler({
+    kube,
+    scripts: scripts(),
+    log,
+    namespaces: [NS],
+    view: lag.view,
+  });
+  const run = kube.addRun(scriptRun());
+  const name = nameOf(run);
+  // Another leader ran it: the view saw the run while it was Running...
+  kube.configMaps.set(`ns/${name}`, {
+    apiVersion: "v1",
+    kind: "ConfigMap",
+    metadata: { ...job(name).metadata, resourceVersion: "1" },
+  });
+  const stored = kube.runs.get("ns/demo")!;
+  stored.status = {
+    phase: "Running",
+    reason: "JobRunning",
+    jobName: name,
+    configMapName: name,
+    runHash: runHash(run, script()),
+  };
+  stored.metadata.resourceVersion = "8";
+  lag.freeze();
+  // ...then recorded Succeeded, and the Job's TTL removed the Job; the view has the delete only.
+  stored.status = { ...stored.status, phase: "Succeeded", reason: "Completed" };
+  stored.metadata.resourceVersion = "9";
+  await reconciler.reconcileKey(NS, "demo");
+  assertEquals(kube.calls.filter((c) => c.startsWith("POST jobs")), [], kube.calls.join("\n"));
+  assert(kube.calls.includes("GET scriptruns ns/demo"), kube.calls.join("\n"));
+  assertEquals(kube.runs.get("ns/demo")!.status!.phase, "Succeeded");
+});
+
+Deno.test("Reconciler: the plan sees every own status patch the view has not shown yet, not only the last one", async () => {
+  const kube = new FakeKube();
+  const lag = laggingView(kube);
+  const { log } = recordingLogger();
+  const reconciler = new Reconciler({
+    kube,
+    scripts: scripts(),
+    log,
+    namespaces: [NS],
+    view: lag.view,
+  });
+  const run = kube.addRun(scriptRun());
+  const name = nameOf(run);
+  // The ScriptRun stream stalls; the Job stream goes on.
+  lag.freeze();
+  await reconciler.reconcileKey(NS, "demo");
+  assertEquals(kube.runs.get("ns/demo")!.status!.reason, "JobPending");
+  const j = kube.jobs.get(`ns/${name}`)!;
+  // Running for a while: worth its own status patch (RUNNING_SHOWN_AFTER_MS).
+  j.status = { active: 1, ready: 1, startTime: new Date(Date.now() - 60_000).toISOString() };
+  j.metadata.resourceVersion = "500";
+  await reconciler.reconcileKey(NS, "demo");
+  assertEquals(kube.runs.get("ns/demo")!.status!.reason, "JobRunning");
+  // Two patches of ours the view has not shown: the third plans from the second.
+  j.status = {
+    succeeded: 1,
+    conditions: job(name, { conditions: ["Complete"] }).status!.conditions,
+  };
+  j.metadata.resourceVersion = "501";
+  const result = await reconciler.reconcileKey(NS, "demo");
+  assertEquals(result?.result, "success");
+  assertEquals(kube.runs.get("ns/demo")!.status!.phase, "Succeeded");
+  assertEquals(kube.calls.filter((c) => c.startsWith("POST jobs")).length, 1);
+});
+
+Deno.test("Reconciler: a status patch refused with 409 again and again is retried later each time", async () => {
+  const { kube, reconciler } = viewSetup();
+  kube.addRun(scriptRun());
+  kube.failOn("PATCH scriptruns/status", kubeError(409, "transient", "modified"), 5);
+  const delays: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const result = await reconciler.reconcileKey(NS, "demo");
+    assertEquals(result?.result, "requeue");
+    delays.push(result!.retryAfterMs!);
+  }
+  // Exponential with jitter: 200 ms doubling, each within [0.5, 1.5) of its step.
+  for (const [i, d] of delays.entries()) {
+    const step = 200 * 2 ** i;
+    assert(d >= step / 2 && d < step * 1.5, `retry ${i + 1} after ${d} ms: ${delays.join(", ")}`);
+  }
+  // Recorded at last: the next refusal starts from the first step again.
+  await reconciler.reconcileKey(NS, "demo");
+  assertEquals(kube.runs.get("ns/demo")!.status!.reason, "JobPending");
+});
+
+Deno.test("Reconciler: a run waiting for a deleted run's Job of the same name is woken by that Job's deletion", async () => {
+  const { kube, reconciler } = viewSetup();
+  const run = kube.addRun(scriptRun());
+  const name = nameOf(run);
+  const old = job(name, {}, "deleted-uid");
+  old.metadata.resourceVersion = "50";
+  kube.jobs.set(`ns/${name}`, old);
+  await reconciler.reconcileKey(NS, "demo");
+  assertEquals(kube.runs.get("ns/demo")!.status!.reason, "ReplacingJob");
+  // Nothing changed: settled.
+  const quiet = await reconciler.reconcileKey(NS, "demo");
+  assertEquals(quiet?.writes, 0);
+  // The garbage collector removes the old Job: the run's wake-up plans it, and its Job comes.
+  kube.jobs.delete(`ns/${name}`);
+  kube.calls = [];
+  await reconciler.reconcileKey(NS, "demo");
+  assertEquals(kube.calls.filter((c) => c.startsWith("POST jobs")), [`POST jobs ns/${name}`]);
+});
+
+Deno.test("Reconciler: a run whose pod is missing after the pod check asks to be planned again when Job events may be read again", async () => {
+  const { kube, reconciler } = viewSetup();
+  const run = kube.addRun(scriptRun());
+  const name = nameOf(run);
+  // Created long ago, no pod: the plan reads the Job's Warning Events; none yet.
+  const j = job(name);
+  j.metadata.resourceVersion = "60";
+  kube.jobs.set(`ns/${name}`, j);
+  kube.configMaps.set(`ns/${name}`, {
+    apiVersion: "v1",
+    kind: "ConfigMap",
+    metadata: { ...job(name).metadata, resourceVersion: "61" },
+  });
+  const first = await reconciler.reconcileKey(NS, "demo");
+  assert(kube.calls.includes("LIST events ns"), kube.calls.join("\n"));
+  assertEquals(kube.runs.get("ns/demo")!.status!.reason, "JobPending");
+  assert(
+    first?.retryAfterMs !== undefined && first.retryAfterMs <= 10_000,
+    `${first?.retryAfterMs}`,
+  );
+  // A quiet pass changes nothing and still asks to come back by then, not in 5 minutes.
+  const quiet = await reconciler.reconcileKey(NS, "demo");
+  assertEquals(quiet?.writes, 0);
+  assert(
+    quiet?.retryAfterMs !== undefined && quiet.retryAfterMs <= 10_000,
+    `${quiet?.retryAfterMs}`,
+  );
+});
+
+Deno.test("Reconciler: per-run state is pruned for runs gone from a namespace that lists, while another namespace is forbidden", async () => {
+  const kube = new FakeKube();
+  const { log } = recordingLogger();
+  // A view that does not serve (yet): cycles LIST, and writes are remembered for it all the same.
+  const view: RunView = { ...fakeView(kube), synced: () => false };
+  const reconciler = new Reconciler({
+    kube,
+    scripts: scripts(),
+    log,
+    namespaces: ["a", "b"],
+    view,
+    backoff: new Backoff(undefined, () => 0.5),
+  });
+  const list = kube.listScriptRuns.bind(kube);
+  kube.listScriptRuns = (ns) =>
+    ns === "b" ? Promise.reject(kubeError(403, "forbidden", "scriptruns is forbidden")) : list(ns);
+  for (let i = 0; i < 3; i++) {
+    const base = scriptRun({}, `run-${i}`);
+    kube.addRun({ ...base, metadata: { ...base.metadata, namespace: "a", uid: `u${i}` } });
+  }
+  const first = await reconciler.cycle();
+  assertEquals(first.scopeErrors.length, 1);
+  assertEquals(kube.calls.filter((c) => c.startsWith("POST jobs")).length, 3);
+  assert(reconciler.stateSizes().expectations > 0);
+  // The runs are deleted: the next cycle (b still forbidden) forgets them.
+  kube.runs.clear();
+  await reconciler.cycle();
+  assertEquals(reconciler.stateSizes(), { expectations: 0, settled: 0, jobWarnings: 0, busy: 0 });
+});
+
+Deno.test("Reconciler: a new leadership term does not act on the writes the last term expected", async () => {
+  let leading = true;
+  const { kube, reconciler } = viewSetup({ canWrite: () => leading });
+  const run = kube.addRun(scriptRun());
+  const name = nameOf(run);
+  await reconciler.reconcileKey(NS, "demo");
+  assertEquals(kube.calls.filter((c) => c.startsWith("POST jobs")).length, 1);
+  // The Lease is lost; a wake-up comes meanwhile (nothing done). The Job goes (another leader
+  // replaced it, or it was deleted) before this process leads again, well within 30 s.
+  leading = false;
+  assertEquals(await reconciler.reconcileKey(NS, "demo"), undefined);
+  kube.jobs.delete(`ns/${name}`);
+  leading = true;
+  await reconciler.reconcileKey(NS, "demo");
+  assertEquals(
+    kube.calls.filter((c) => c.startsWith("POST jobs")).length,
+    2,
+    kube.calls.join("\n"),
+  );
+});
+
+Deno.test("Reconciler: endTerm() forgets the expected writes and settled runs of the term", async () => {
+  const { kube, reconciler } = viewSetup();
+  const run = kube.addRun(scriptRun());
+  const name = nameOf(run);
+  await reconciler.reconcileKey(NS, "demo");
+  assert(reconciler.stateSizes().expectations > 0);
+  reconciler.endTerm();
+  assertEquals(reconciler.stateSizes().expectations, 0);
+  kube.jobs.delete(`ns/${name}`);
+  await reconciler.reconcileKey(NS, "demo");
+  assertEquals(
+    kube.calls.filter((c) => c.startsWith("POST jobs")).length,
+    2,
+    kube.calls.join("\n"),
+  );
 });

@@ -24,12 +24,12 @@ import { OPERATOR_VERSION } from "./cli.ts";
 import { compactConfigMap, compactJob, compactScriptRun, podSummary } from "./compact.ts";
 import type { RequestObserver } from "./kube.ts";
 import { KubeHttp, unsupportedReason } from "./kube_http.ts";
+import { controllerRef, controllerUid, runKey } from "./owner.ts";
 import { jobOutcome } from "./plan.ts";
 import {
   type ConfigMap,
   GROUP,
   type Job,
-  KIND,
   LABELS,
   MANAGED_SELECTOR,
   MANAGER,
@@ -180,10 +180,6 @@ function jobFinished(job: Job): boolean {
   return phase === "Succeeded" || phase === "Failed";
 }
 
-function controllerUid(obj: Job | ConfigMap): string {
-  return obj.metadata.ownerReferences?.find((o) => o.controller && o.kind === KIND)?.uid ?? "";
-}
-
 /** An HTTP status from the API server (response code, or a watch ERROR event's Status). */
 class StatusError extends Error {
   constructor(readonly status: number, message: string) {
@@ -246,6 +242,8 @@ export class WatchedView {
   #pods = new Map<string, WatchedPod>();
   // Indexes.
   #runsByNs = new Map<string, Map<string, ScriptRun>>();
+  // The three below are keyed by runKey(namespace, uid): a child or pod matches a run only in
+  // the run's own namespace.
   #runKeyByUid = new Map<string, string>();
   #childrenByUid = new Map<string, { configMaps: Set<string>; jobs: Set<string> }>();
   #podsByRunUid = new Map<string, Set<string>>();
@@ -310,10 +308,16 @@ export class WatchedView {
     return this.#runs.get(`${namespace}/${name}`);
   }
 
-  /** The ConfigMaps and Jobs whose controller is the ScriptRun `runUid`, and its pods. */
-  children(runUid: string): { configMaps: ConfigMap[]; jobs: Job[]; pods: WatchedPod[] } {
-    const c = this.#childrenByUid.get(runUid);
-    const podKeys = this.#podsByRunUid.get(runUid);
+  /**
+   * The ConfigMaps and Jobs of `namespace` whose controller is the ScriptRun `runUid`, and the
+   * pods of `namespace` labelled with that uid.
+   */
+  children(
+    namespace: string,
+    runUid: string,
+  ): { configMaps: ConfigMap[]; jobs: Job[]; pods: WatchedPod[] } {
+    const c = this.#childrenByUid.get(runKey(namespace, runUid));
+    const podKeys = this.#podsByRunUid.get(runKey(namespace, runUid));
     return {
       configMaps: c ? [...c.configMaps].map((k) => this.#configMaps.get(k)!) : [],
       jobs: c ? [...c.jobs].map((k) => this.#jobs.get(k)!) : [],
@@ -698,22 +702,24 @@ export class WatchedView {
       let byName = this.#runsByNs.get(ns);
       if (!byName) this.#runsByNs.set(ns, byName = new Map());
       byName.set(run.metadata.name, run);
-      if (run.metadata.uid) this.#runKeyByUid.set(run.metadata.uid, key);
+      if (run.metadata.uid) this.#runKeyByUid.set(runKey(ns, run.metadata.uid), key);
     } else if (kind === "Job" || kind === "ConfigMap") {
       const child = obj as Job | ConfigMap;
-      const uid = controllerUid(child);
+      const uid = controllerUid(child) ?? "";
       let names = this.#namesByNs.get(ns);
       if (!names) this.#namesByNs.set(ns, names = { configMaps: new Map(), jobs: new Map() });
       (kind === "Job" ? names.jobs : names.configMaps).set(child.metadata.name, uid);
       if (uid) {
-        let c = this.#childrenByUid.get(uid);
-        if (!c) this.#childrenByUid.set(uid, c = { configMaps: new Set(), jobs: new Set() });
+        const owner = runKey(ns, uid);
+        let c = this.#childrenByUid.get(owner);
+        if (!c) this.#childrenByUid.set(owner, c = { configMaps: new Set(), jobs: new Set() });
         (kind === "Job" ? c.jobs : c.configMaps).add(key);
       }
     } else {
       const pod = obj as WatchedPod;
-      let keys = this.#podsByRunUid.get(pod.runUid);
-      if (!keys) this.#podsByRunUid.set(pod.runUid, keys = new Set());
+      const owner = runKey(ns, pod.runUid);
+      let keys = this.#podsByRunUid.get(owner);
+      if (!keys) this.#podsByRunUid.set(owner, keys = new Set());
       keys.add(key);
     }
   }
@@ -725,27 +731,28 @@ export class WatchedView {
       const byName = this.#runsByNs.get(ns);
       byName?.delete(run.metadata.name);
       if (byName?.size === 0) this.#runsByNs.delete(ns);
-      if (run.metadata.uid && this.#runKeyByUid.get(run.metadata.uid) === key) {
-        this.#runKeyByUid.delete(run.metadata.uid);
-      }
+      const byUid = runKey(ns, run.metadata.uid ?? "");
+      if (run.metadata.uid && this.#runKeyByUid.get(byUid) === key) this.#runKeyByUid.delete(byUid);
     } else if (kind === "Job" || kind === "ConfigMap") {
       const child = obj as Job | ConfigMap;
       const uid = controllerUid(child);
+      const owner = runKey(ns, uid ?? "");
       const names = this.#namesByNs.get(ns);
       if (names) {
         (kind === "Job" ? names.jobs : names.configMaps).delete(child.metadata.name);
         if (names.jobs.size === 0 && names.configMaps.size === 0) this.#namesByNs.delete(ns);
       }
-      const c = uid ? this.#childrenByUid.get(uid) : undefined;
+      const c = uid ? this.#childrenByUid.get(owner) : undefined;
       if (c) {
         (kind === "Job" ? c.jobs : c.configMaps).delete(key);
-        if (c.jobs.size === 0 && c.configMaps.size === 0) this.#childrenByUid.delete(uid);
+        if (c.jobs.size === 0 && c.configMaps.size === 0) this.#childrenByUid.delete(owner);
       }
     } else {
       const pod = obj as WatchedPod;
-      const keys = this.#podsByRunUid.get(pod.runUid);
+      const owner = runKey(ns, pod.runUid);
+      const keys = this.#podsByRunUid.get(owner);
       keys?.delete(key);
-      if (keys?.size === 0) this.#podsByRunUid.delete(pod.runUid);
+      if (keys?.size === 0) this.#podsByRunUid.delete(owner);
     }
   }
 
@@ -757,7 +764,7 @@ export class WatchedView {
     }
     if (kind === "Pod") {
       const pod = obj as WatchedPod;
-      const key = this.#runKeyByUid.get(pod.runUid);
+      const key = this.#runKeyByUid.get(runKey(pod.namespace, pod.runUid));
       if (key) {
         const run = this.#runs.get(key)!;
         return { namespace: run.metadata.namespace ?? "", name: run.metadata.name };
@@ -765,8 +772,7 @@ export class WatchedView {
       return undefined;
     }
     const child = obj as Job | ConfigMap;
-    const owner = child.metadata.ownerReferences?.find((o) => o.controller && o.kind === KIND);
-    const name = owner?.name ?? child.metadata.labels?.[LABELS.scriptRun];
+    const name = controllerRef(child)?.name ?? child.metadata.labels?.[LABELS.scriptRun];
     return name ? { namespace: child.metadata.namespace ?? "", name } : undefined;
   }
 

@@ -7,11 +7,10 @@
  * the COPY steps replayed into a temp folder, then the same `deno install` and compile), and
  * every action in the workflows is pinned.
  *
- * Against the test cluster: every manifest passes `kubectl apply --dry-run=server`, `kubectl
- * apply -k deploy/` installs the operator under the "restricted" Pod Security profile, the
- * in-cluster permission flags run the operator with only deploy/rbac.yaml, rbac-namespaced.yaml
- * is enough for `--namespace`, and the laptop flags give exec credential plugins the user's
- * environment.
+ * Against the test cluster: the in-cluster permission flags run the operator with only
+ * deploy/rbac.yaml, rbac-namespaced.yaml is enough for `--namespace`, and the laptop flags give
+ * exec credential plugins the user's environment. The kustomize install itself (kustomization.yaml,
+ * server dry-run, `apply -k`) is tests/kustomize_test.ts.
  * @module
  */
 import { parse, parseAllDocuments } from "yaml";
@@ -22,7 +21,6 @@ import { denoCacheDir, installCrd } from "./harness/operator.ts";
 import {
   clusterTest,
   jobsMode,
-  kubectl,
   kubectlJson,
   kubectlOk,
   tokenKubeconfig,
@@ -36,37 +34,9 @@ import { loadScripts } from "../src/scripts.ts";
 import { GROUP, KIND, PLURAL, VERSION } from "../src/types.ts";
 import { defaultOutput, EXIT_CODES, NO_DENORT_MESSAGE, TARGETS } from "../deploy/compile.ts";
 import { IN_CLUSTER_FLAGS, LAPTOP_FLAGS } from "../deploy/permissions.ts";
+import { type K8sObject, manifests, only, readText, ROOT, type Rule } from "./harness/manifests.ts";
 
-const ROOT = new URL("..", import.meta.url).pathname;
 const NO_SANITIZE = { sanitizeResources: false, sanitizeOps: false };
-
-/** A Kubernetes object as far as these tests look at it. */
-interface K8sObject {
-  apiVersion: string;
-  kind: string;
-  metadata: {
-    name: string;
-    namespace?: string;
-    labels?: Record<string, string>;
-  };
-  rules?: Rule[];
-  // deno-lint-ignore no-explicit-any -- manifests are checked field by field below
-  [key: string]: any;
-}
-
-function readText(path: string): Promise<string> {
-  return Deno.readTextFile(`${ROOT}${path}`);
-}
-
-async function manifests(path: string): Promise<K8sObject[]> {
-  return parseAllDocuments(await readText(path)).map((d) => d.toJS() as K8sObject).filter(
-    Boolean,
-  );
-}
-
-function only(objects: K8sObject[], kind: string): K8sObject[] {
-  return objects.filter((o) => o.kind === kind);
-}
 
 // ---------------------------------------------------------------------------------------------
 // RBAC: exactly what src/ calls.
@@ -262,12 +232,6 @@ async function neededGrants(): Promise<Map<string, string[]>> {
     add(key, need, await readText(file));
   }
   return needs;
-}
-
-interface Rule {
-  apiGroups: string[];
-  resources: string[];
-  verbs: string[];
 }
 
 function grantsOf(role: { rules?: Rule[] }): string[] {
@@ -608,20 +572,6 @@ Deno.test("deploy: namespace.yaml enforces restricted; sample.yaml runs an embed
   assertEquals([sample.metadata.name, sample.metadata.namespace], ["sample", "default"]);
   assertEquals(sample.spec, { script: "task.sh" });
   assert((await loadScripts()).has(sample.spec.script), "task.sh is not an embedded script");
-});
-
-Deno.test("deploy: kustomization.yaml installs the namespaced operator; one line turns on cluster-wide", async () => {
-  const text = await readText("deploy/kustomization.yaml");
-  const k = parse(text);
-  assertEquals(
-    [...k.resources].sort(),
-    ["crd.yaml", "deployment.yaml", "namespace.yaml", "policy.yaml", "rbac-namespaced.yaml"],
-  );
-  for (const r of k.resources) assert(exists(`${ROOT}deploy/${r}`), `deploy/${r} missing`);
-  assertEquals(k.components, undefined, "cluster-wide mode is off by default");
-  // The line the README tells users to uncomment.
-  assert(text.includes("\n# components: [cluster-wide]\n"), text);
-  assert(exists(`${ROOT}deploy/cluster-wide/kustomization.yaml`), "deploy/cluster-wide/ missing");
 });
 
 Deno.test("deploy: policy.yaml's admission policy and the Deployment's flags hold one policy", async () => {
@@ -968,262 +918,6 @@ Deno.test("workflows: CI runs .ci/run; release compiles every target and pushes 
 
 // ---------------------------------------------------------------------------------------------
 // Against the test cluster.
-
-interface Pod {
-  metadata: { name: string };
-  spec: { nodeName?: string };
-  status: { phase?: string };
-}
-
-clusterTest(
-  "deploy: manifests pass server dry-run; apply -k installs under restricted Pod Security",
-  { ...NO_SANITIZE },
-  async (t) => {
-    await installCrd();
-    // A previous run's namespace may still be terminating.
-    await waitFor(
-      async () => (await kubectl(["get", "namespace", "script-operator"])).code !== 0,
-      { what: "namespace script-operator from an earlier run to be gone", timeoutMs: 60_000 },
-    );
-    try {
-      await t.step("server dry-run of every manifest", async () => {
-        const dryRun = async (args: string[], stdin?: string) => {
-          const res = await kubectl(["apply", "--dry-run=server", ...args], { stdin });
-          assertEquals(res.code, 0, `apply --dry-run=server ${args.join(" ")}: ${res.stderr}`);
-        };
-        for (const f of ["crd.yaml", "namespace.yaml", "sample.yaml", "policy.yaml"]) {
-          await dryRun(["-f", `${ROOT}deploy/${f}`]);
-        }
-        // Namespaced objects need their namespace to exist, even for a dry run.
-        await kubectlOk(["apply", "-f", `${ROOT}deploy/namespace.yaml`]);
-        for (const f of ["rbac.yaml", "rbac-namespaced.yaml", "deployment.yaml"]) {
-          await dryRun(["-f", `${ROOT}deploy/${f}`]);
-        }
-        const rendered = await kubectlOk(["kustomize", `${ROOT}deploy`]);
-        const kinds = parseAllDocuments(rendered).map((d) => (d.toJS() as K8sObject).kind);
-        const base = [
-          "Namespace",
-          "CustomResourceDefinition",
-          "ServiceAccount",
-          "Role",
-          "RoleBinding",
-          "Deployment",
-          "ValidatingAdmissionPolicy",
-          "ValidatingAdmissionPolicyBinding",
-        ];
-        assertEquals(new Set(kinds), new Set(base));
-        await dryRun(["-f", "-"], rendered);
-        // Cluster-wide mode: the one line of kustomization.yaml uncommented, in a copy.
-        const copy = await Deno.makeTempDir({ prefix: "script-operator-kustomize-" });
-        try {
-          await kubectlOk(["kustomize", `${ROOT}deploy`, "-o", `${copy}/base.yaml`]);
-          await Deno.mkdir(`${copy}/deploy/cluster-wide`, { recursive: true });
-          for (const e of Deno.readDirSync(`${ROOT}deploy`)) {
-            if (e.isFile) {
-              await Deno.copyFile(`${ROOT}deploy/${e.name}`, `${copy}/deploy/${e.name}`);
-            }
-          }
-          for (const e of Deno.readDirSync(`${ROOT}deploy/cluster-wide`)) {
-            await Deno.copyFile(
-              `${ROOT}deploy/cluster-wide/${e.name}`,
-              `${copy}/deploy/cluster-wide/${e.name}`,
-            );
-          }
-          const k = `${copy}/deploy/kustomization.yaml`;
-          const text = await Deno.readTextFile(k);
-          await Deno.writeTextFile(
-            k,
-            text.replace("\n# components: [cluster-wide]\n", "\ncomponents: [cluster-wide]\n"),
-          );
-          const wide = parseAllDocuments(await kubectlOk(["kustomize", `${copy}/deploy`]))
-            .map((d) => d.toJS() as K8sObject);
-          assertEquals(
-            new Set(wide.map((o) => o.kind)),
-            new Set([...base, "ClusterRole", "ClusterRoleBinding"]),
-          );
-          const roles = wide.filter((o) => o.kind === "Role" || o.kind === "RoleBinding");
-          assertEquals(roles.map((r) => r.metadata.namespace), [
-            "script-operator",
-            "script-operator",
-          ]);
-          const deployment = wide.find((o) => o.kind === "Deployment")!;
-          assertEquals(parseCli(deployment.spec.template.spec.containers[0].args).namespaces, []);
-          await dryRun(
-            ["-f", "-"],
-            JSON.stringify({ apiVersion: "v1", kind: "List", items: wide }),
-          );
-        } finally {
-          await Deno.remove(copy, { recursive: true });
-        }
-      });
-
-      await t.step("kubectl apply -k deploy/ without Pod Security warnings", async () => {
-        const res = await kubectl(["apply", "-k", `${ROOT}deploy`]);
-        assertEquals(res.code, 0, res.stderr);
-        // namespace.yaml sets warn=restricted: a violating pod template would be warned about.
-        assert(!/PodSecurity|violate/i.test(res.stderr), res.stderr);
-        const ns = await kubectlJson<K8sObject>(["get", "namespace", "script-operator"]);
-        assertEquals(ns.metadata.labels?.["pod-security.kubernetes.io/enforce"], "restricted");
-      });
-
-      await t.step(
-        "the namespaced operator can act in its namespaces only (auth can-i)",
-        async () => {
-          const as = "system:serviceaccount:script-operator:script-operator";
-          const can = async (verb: string, resource: string, where: string, sub?: string) => {
-            const scope = where === "*" ? ["--all-namespaces"] : ["-n", where];
-            const extra = sub ? [`--subresource=${sub}`] : [];
-            const res = await kubectl([
-              "auth",
-              "can-i",
-              verb,
-              resource,
-              ...scope,
-              ...extra,
-              "--as",
-              as,
-            ]);
-            const answer = res.stdout.trim();
-            assert(answer === "yes" || answer === "no", `can-i ${verb} ${resource}: ${res.stderr}`);
-            return answer === "yes";
-          };
-          const scriptruns = `${PLURAL}.${GROUP}`;
-          // The API server's RBAC view follows the applied Roles after a moment.
-          await waitFor(async () => await can("list", scriptruns, "default"), {
-            what: "the applied RoleBinding to take effect",
-          });
-          const served: [string, string, string?][] = [
-            ["list", scriptruns],
-            ["patch", scriptruns, "status"],
-            ["list", "configmaps"],
-            ["create", "configmaps"],
-            ["delete", "configmaps"],
-            ["list", "jobs.batch"],
-            ["create", "jobs.batch"],
-            ["delete", "jobs.batch"],
-            ["list", "pods"],
-            ["create", "events"],
-          ];
-          for (const [verb, resource, sub] of served) {
-            assert(
-              await can(verb, resource, "default", sub),
-              `cannot ${verb} ${resource} in default`,
-            );
-            for (const where of ["kube-system", "script-operator", "*"]) {
-              assert(
-                !(await can(verb, resource, where, sub)),
-                `can ${verb} ${resource} in ${where}`,
-              );
-            }
-          }
-          for (const where of ["default", "kube-system", "*"]) {
-            for (const [verb, resource] of [["get", "secrets"], ["create", "pods"]]) {
-              assert(!(await can(verb, resource, where)), `can ${verb} ${resource} in ${where}`);
-            }
-          }
-          assert(await can("update", "leases.coordination.k8s.io", "script-operator"), "no Lease");
-          assert(
-            !(await can("update", "leases.coordination.k8s.io", "default")),
-            "Lease in default",
-          );
-        },
-      );
-
-      await t.step("the Deployment's pod is admitted (and a violating one is not)", async () => {
-        const deployment = await kubectlJson<K8sObject>([
-          "-n",
-          "script-operator",
-          "get",
-          "deployment",
-          "script-operator",
-        ]);
-        // No replicaset controller may run in the test control plane, so the pod the
-        // ReplicaSet would create is created here from the Deployment's own template.
-        const pod = (name: string, spec: K8sObject["spec"]) =>
-          JSON.stringify({
-            apiVersion: "v1",
-            kind: "Pod",
-            metadata: {
-              name,
-              namespace: "script-operator",
-              labels: { "app.kubernetes.io/name": "admission-check" },
-            },
-            spec,
-          });
-        const spec = deployment.spec.template.spec;
-        const admitted = await kubectl(["create", "-f", "-"], {
-          stdin: pod("script-operator-admission", spec),
-        });
-        assertEquals(admitted.code, 0, `restricted admission rejected the pod: ${admitted.stderr}`);
-        const bad = structuredClone(spec);
-        bad.containers[0].securityContext.allowPrivilegeEscalation = true;
-        const rejected = await kubectl(["create", "-f", "-"], {
-          stdin: pod("script-operator-violating", bad),
-        });
-        assert(
-          rejected.code !== 0 && rejected.stderr.includes("PodSecurity"),
-          `a pod allowing privilege escalation was not rejected: ${rejected.stderr}`,
-        );
-      });
-
-      await t.step("the pod runs on the kwok node", async () => {
-        if (jobsMode !== "kwok") {
-          // A real cluster would pull the placeholder image; without nodes nothing schedules.
-          console.log(`note: pod start not checked (SCRIPT_OPERATOR_TEST_JOBS=${jobsMode})`);
-          return;
-        }
-        // kwok marks the pod Running without executing the image: this proves scheduling onto
-        // the node and admission, not that the binary starts.
-        const running = async (name: string) => {
-          const p = await kubectlJson<Pod>(["-n", "script-operator", "get", "pod", name]);
-          return p.status.phase === "Running" && p.spec.nodeName ? p : undefined;
-        };
-        const pod = await waitFor(() => running("script-operator-admission"), {
-          what: "the Deployment's pod to be Running",
-          timeoutMs: 60_000,
-        });
-        assertEquals(pod.spec.nodeName, "kwok-node-0");
-        // The deployment and replicaset controllers run here: the Deployment's own pod too.
-        const own = await waitFor(async () => {
-          const pods = await kubectlJson<{ items: Pod[] }>([
-            "-n",
-            "script-operator",
-            "get",
-            "pods",
-            "-l",
-            "app.kubernetes.io/name=script-operator",
-          ]);
-          return pods.items.find((p) => p.status.phase === "Running" && p.spec.nodeName);
-        }, {
-          what: "the Deployment's own pod (via its ReplicaSet) to be Running",
-          timeoutMs: 60_000,
-        });
-        assertEquals(own.spec.nodeName, "kwok-node-0");
-      });
-    } finally {
-      await kubectl([
-        "delete",
-        "namespace",
-        "script-operator",
-        "--wait=false",
-        "--ignore-not-found",
-      ]);
-      for (const kind of ["clusterrolebinding", "clusterrole"]) {
-        await kubectl(["delete", kind, "script-operator", "--ignore-not-found"]);
-      }
-      // Cluster-scoped, so not removed with the namespace; later tests must not meet it.
-      await kubectl(["delete", "-f", `${ROOT}deploy/policy.yaml`, "--ignore-not-found"]);
-      await kubectl([
-        "delete",
-        "role,rolebinding",
-        "script-operator",
-        "-n",
-        "default",
-        "--ignore-not-found",
-      ]);
-    }
-  },
-);
 
 /** A finished `deno run` of main.ts. */
 interface Finished {

@@ -152,9 +152,26 @@ interface Rule {
 }
 
 Deno.test("docs: the RBAC table of docs/security.md grants what deploy/rbac-namespaced.yaml grants", () => {
+  interface RbacObject {
+    kind: string;
+    metadata: { name: string; namespace?: string };
+    rules?: Rule[];
+    roleRef?: { kind: string; name: string };
+    subjects?: { kind: string; name: string }[];
+  }
+  const objects = parseAllDocuments(read("deploy/rbac-namespaced.yaml"))
+    .map((d) => d.toJS() as RbacObject).filter(Boolean);
+  // The operator's own rights: roles bound to its ServiceAccount (not, say, roles for users).
+  const bound = objects.filter((o) =>
+    o.kind.endsWith("Binding") &&
+    o.subjects?.some((s) => s.kind === "ServiceAccount" && s.name === "script-operator")
+  ).map((b) => `${b.roleRef!.kind}/${b.metadata.namespace ?? ""}/${b.roleRef!.name}`);
   const granted = new Set<string>();
-  for (const doc of parseAllDocuments(read("deploy/rbac-namespaced.yaml"))) {
-    const obj = doc.toJS() as { kind: string; rules?: Rule[] };
+  for (const obj of objects) {
+    const key = `${obj.kind}/${
+      obj.kind === "Role" ? obj.metadata.namespace : ""
+    }/${obj.metadata.name}`;
+    if (!bound.includes(key)) continue;
     for (const r of obj.rules ?? []) {
       for (const g of r.apiGroups) {
         for (const res of r.resources) for (const v of r.verbs) granted.add(`${g}/${res}:${v}`);

@@ -63,6 +63,15 @@ function writesGatedSince(lines: LogLine[], since: number): string[] {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Whether a thread of process `pid` is blocked writing to a pipe (Linux: its wchan, `pipe_write` or `anon_pipe_write`). */
+async function blockedWritingPipe(pid: number): Promise<boolean> {
+  for await (const task of Deno.readDir(`/proc/${pid}/task`)) {
+    const wchan = await Deno.readTextFile(`/proc/${pid}/task/${task.name}/wchan`).catch(() => "");
+    if (/pipe_write$/.test(wchan)) return true;
+  }
+  return false;
+}
+
 clusterTest(
   "/readyz turns 503 within one request timeout when the API server stops answering mid-work, and 200 once it answers again",
   { needsJobs: true, ...NO_SANITIZE },
@@ -152,20 +161,26 @@ clusterTest(
     await a.waitForLog((l) => l.msg === "Became leader", "A to become leader");
     await using b = await startOperator(args);
     await b.waitForLog((l) => l.msg === "Waiting to become leader", "B to wait");
-    await applyRuns(
-      ns.name,
-      Array.from({ length: 40 }, (_, i) => `first-${i}`),
-      { script: "task.sh", env: [{ name: "KWOK_DURATION", value: "2s" }] },
-    );
-    // Freeze A in the middle of its work.
-    await a.waitForLog(
-      (l) => l.msg === "Sending request" && l.method === "POST" && /\/jobs/.test(String(l.url)),
-      "A to send a Job POST",
-    );
-    const stoppedAt = Date.now();
-    Deno.kill(a.pid, "SIGSTOP");
+    // Freeze A in the middle of its work, at the worst moment: blocked in a log write because
+    // its log reader lags (a full pipe), right after deciding a request.
+    const resumeLogs = a.pauseLogs();
+    let stopped = false;
     let resumed = false;
     try {
+      await applyRuns(
+        ns.name,
+        Array.from({ length: 40 }, (_, i) => `first-${i}`),
+        { script: "task.sh", env: [{ name: "KWOK_DURATION", value: "2s" }] },
+      );
+      await waitFor(() => blockedWritingPipe(a.pid), {
+        what: "A to block writing its log to the full pipe",
+        timeoutMs: 30_000,
+        intervalMs: 50,
+      });
+      const stoppedAt = Date.now();
+      Deno.kill(a.pid, "SIGSTOP");
+      stopped = true;
+      resumeLogs();
       // Drain what A wrote before it stopped: A is frozen, so its log only grows while the pipe
       // still holds lines it wrote earlier (a backlog under load can take longer than a moment).
       let drained = -1;
@@ -194,7 +209,12 @@ clusterTest(
         "A let a write through after it resumed",
       );
       // Every write says what its gate read: leading, and the monotonic clock before the deadline.
-      for (const l of a.logs.filter((l) => l.msg === "Sending request" && l.method !== "GET")) {
+      // (The Lease's own writes are how leadership is won: guarded by resourceVersion, not gated.)
+      const gated = a.logs.filter((l) =>
+        l.msg === "Sending request" && l.method !== "GET" && !String(l.url).includes("/leases")
+      );
+      assert(gated.length > 0, "A logged no gated write");
+      for (const l of gated) {
         const leader = l.leader as { leading: boolean; nowMs: number; deadlineMs: number };
         assert(leader?.leading && leader.nowMs < leader.deadlineMs, JSON.stringify(l));
       }
@@ -213,7 +233,8 @@ clusterTest(
         return runs.items.every((r) => r.status?.phase === "Succeeded");
       }, { what: "B to finish every run", timeoutMs: 120_000, intervalMs: 1_000 });
     } finally {
-      if (!resumed) Deno.kill(a.pid, "SIGCONT");
+      resumeLogs();
+      if (stopped && !resumed) Deno.kill(a.pid, "SIGCONT");
     }
   },
 );

@@ -140,10 +140,10 @@ function viewContent(view: WatchedView, ns: string): Content {
   ]);
   const configMaps = [], jobs = [], pods: WatchedPod[] = [];
   for (const uid of owners) {
-    const c = view.children(uid);
+    const c = view.children(ns, uid);
     configMaps.push(...c.configMaps);
     jobs.push(...c.jobs);
-    pods.push(...c.pods.filter((p) => p.namespace === ns));
+    pods.push(...c.pods);
   }
   return {
     scriptRuns: byName(scriptRuns, metaName),
@@ -242,10 +242,10 @@ clusterTest("WatchedView equals a plain LIST after creates, updates and deletes 
   assertEquals(content.configMaps.length, 2);
   const cm = content.configMaps[0] as Record<string, unknown>;
   assert(!("data" in cm), "ConfigMaps are kept as metadata only");
-  const job = v.view.children(a.metadata.uid!).jobs[0];
+  const job = v.view.children(a.metadata.namespace!, a.metadata.uid!).jobs[0];
   assert(!("spec" in job), "Jobs are kept without their spec");
   assert(!("managedFields" in job.metadata), "no managedFields");
-  const pod = v.view.children(a.metadata.uid!).pods[0];
+  const pod = v.view.children(a.metadata.namespace!, a.metadata.uid!).pods[0];
   assertEquals(pod.terminated?.exitCode, 0);
   assertEquals(pod.runUid, a.metadata.uid);
   assertEquals(v.view.scriptRun(ns.name, "b")?.metadata.uid, b.metadata.uid);
@@ -281,7 +281,8 @@ clusterTest("WatchedView equals a plain LIST after creates, updates and deletes 
   // Deletes: a ConfigMap, then a whole ScriptRun with its children (deleted here rather than by
   // the garbage collector, which learns about a new CRD only at its next discovery, up to 30 s).
   v.changed.length = 0;
-  const bConfigMap = v.view.children(b.metadata.uid!).configMaps[0].metadata.name;
+  const bConfigMap =
+    v.view.children(b.metadata.namespace!, b.metadata.uid!).configMaps[0].metadata.name;
   await kubectlOk(["-n", ns.name, "delete", "configmap", bConfigMap]);
   await kubectlOk(["-n", ns.name, "delete", "scriptrun", "a", "--wait=false"]);
   await kubectlOk([
@@ -301,7 +302,7 @@ clusterTest("WatchedView equals a plain LIST after creates, updates and deletes 
   );
   assert(v.changed.includes(`${ns.name}/b`), "deleting b's ConfigMap wakes b");
   assert(v.changed.includes(`${ns.name}/a`), "deleting a wakes a");
-  assertEquals(v.view.children(a.metadata.uid!).jobs, []);
+  assertEquals(v.view.children(a.metadata.namespace!, a.metadata.uid!).jobs, []);
   assertEquals(v.count("LIST"), 4, "one LIST per kind, then only watches");
 });
 
@@ -424,7 +425,7 @@ clusterTest("WatchedView re-LISTs on 410 Gone and drops what was deleted meanwhi
   assert(v.changed.includes(`${ns.name}/a`), "the re-LIST reports a's deletion");
   assert(v.changed.includes(`${ns.name}/c`), "and c's creation");
   assertEquals(v.view.scriptRun(ns.name, "a"), undefined);
-  assertEquals(v.view.children(a.metadata.uid!).configMaps.length, 0);
+  assertEquals(v.view.children(a.metadata.namespace!, a.metadata.uid!).configMaps.length, 0);
   assertEquals(v.view.mode, "watch");
   assert(v.view.synced());
 });

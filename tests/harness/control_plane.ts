@@ -35,6 +35,8 @@ export const CONTROLLERS = [
   // The shipping tests run deploy/deployment.yaml for real: Deployment -> ReplicaSet -> Pod.
   "deployment-controller",
   "replicaset-controller",
+  // The Helm chart's ClusterRoles add ScriptRuns to the built-in edit and view roles.
+  "clusterrole-aggregation-controller",
 ];
 
 const BUILD_SCRIPT = fileURLToPath(new URL("../control_plane/build.sh", import.meta.url));

@@ -45,6 +45,11 @@ export interface OperatorProcess extends AsyncDisposable {
   stop(): Promise<number>;
   /** Waits until a log line matches. */
   waitForLog(match: (line: LogLine) => boolean, what: string, timeoutMs?: number): Promise<LogLine>;
+  /**
+   * Stops reading the process's stderr until the returned function is called: once the pipe is
+   * full, the process blocks in its next log write (as a process whose log reader lags does).
+   */
+  pauseLogs(): () => void;
 }
 
 /** Starts `main.ts` with the start task's flags and `args`; logs in JSON on stderr. */
@@ -85,10 +90,18 @@ export async function startOperator(
   }).spawn();
   const logs: LogLine[] = [];
   const otherOutput: string[] = [];
+  let logsPaused: Promise<void> | undefined;
   const readLines = async (stream: ReadableStream<Uint8Array>, parse: boolean) => {
     let buffer = "";
-    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-      buffer += chunk;
+    const decoder = new TextDecoder();
+    // A bare reader, not a pipe chain: while logs are paused nothing reads ahead into queues, so
+    // the OS pipe fills as it would behind a lagging reader.
+    const reader = stream.getReader();
+    while (true) {
+      if (parse) await logsPaused;
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
       let i;
       while ((i = buffer.indexOf("\n")) >= 0) {
         const line = buffer.slice(0, i);
@@ -138,6 +151,14 @@ export async function startOperator(
       }`,
     );
   };
+  const pauseLogs = () => {
+    let resume = () => {};
+    logsPaused = new Promise<void>((r) => resume = r);
+    return () => {
+      logsPaused = undefined;
+      resume();
+    };
+  };
   return {
     pid: child.pid,
     logs,
@@ -145,6 +166,7 @@ export async function startOperator(
     exited,
     stop,
     waitForLog,
+    pauseLogs,
     [Symbol.asyncDispose]: async () => {
       await stop();
     },

@@ -1,0 +1,103 @@
+/**
+ * Runs whose last reconcile from the watched view wrote nothing: the same input gives the same
+ * plan, so such a run is not planned again until something the plan read changes. No I/O.
+ *
+ * "What the plan read" is two things: the versions of the run, its children and its pods (the
+ * fingerprint), and every lookup the plan made in the namespace's shared indexes (who holds a
+ * name; whether that holder still exists), recorded with the answer it got. A Job of a deleted run
+ * of the same name gates the plan without being the run's child: its deletion changes such an
+ * answer. What the view does not hold (Job Events) is covered by time: the reconcile asks to be
+ * planned again when such a read is due, and a mark never outlives that.
+ * @module
+ */
+import type { ConfigMap, Job, PodSummary, ScriptRun } from "../types.ts";
+
+/** A settled run is planned again after this, whatever the fingerprint says. */
+export const SETTLED_MS = 5 * 60_000;
+
+/** Answers a lookup the plan makes, named like `job/NAME` (undefined: nothing there). */
+export type Lookup = (what: string) => string | undefined;
+
+/** The lookups one plan made, with their answers. */
+export class Reads {
+  /** Lookup → the answer the plan got. */
+  readonly seen: Map<string, string | undefined> = new Map();
+  #lookup: Lookup;
+
+  /** Reads through `lookup`, recording each answer. */
+  constructor(lookup: Lookup) {
+    this.#lookup = lookup;
+  }
+
+  /** Looks up `what` and records the answer. */
+  read(what: string): string | undefined {
+    const answer = this.#lookup(what);
+    this.seen.set(what, answer);
+    return answer;
+  }
+}
+
+/** The resourceVersions of a run, its children and its pods, as one string. */
+export function fingerprint(
+  run: ScriptRun,
+  children: { configMaps: ConfigMap[]; jobs: Job[]; pods: PodSummary[] },
+): string {
+  const rv = (o: { metadata?: { name: string; resourceVersion?: string } }) =>
+    `${o.metadata?.name}@${o.metadata?.resourceVersion}`;
+  const podRv = (p: PodSummary & { resourceVersion?: string }) => `${p.name}@${p.resourceVersion}`;
+  return [
+    rv(run),
+    ...children.jobs.map(rv),
+    ...children.configMaps.map(rv),
+    ...children.pods.map(podRv),
+  ].join(" ");
+}
+
+/** Why a run is settled. */
+export interface Mark {
+  fingerprint: string;
+  /** Each lookup the plan made, with its answer (pairs: one such mark per settled run). */
+  reads: readonly (readonly [string, string | undefined])[];
+  until: number;
+}
+
+/** Settled runs by `runKey(namespace, uid)`. */
+export class SettledRuns {
+  #byRun = new Map<string, Mark>();
+
+  /** Runs marked (for tests and metrics). */
+  get size(): number {
+    return this.#byRun.size;
+  }
+
+  /**
+   * Whether the run was planned from exactly this fingerprint with nothing to do, every lookup it
+   * made still answers the same, and it is not due.
+   */
+  has(key: string, fingerprint: string, lookup: Lookup, now: number): boolean {
+    const mark = this.#byRun.get(key);
+    if (!mark || now >= mark.until || mark.fingerprint !== fingerprint) return false;
+    for (const [what, answer] of mark.reads) if (lookup(what) !== answer) return false;
+    return true;
+  }
+
+  /** Marks a run settled for what it was planned from, until `until` at the latest. */
+  set(key: string, mark: Mark): void {
+    this.#byRun.set(key, mark);
+  }
+
+  /** Drops a run's mark (it is being planned again). */
+  delete(key: string): void {
+    this.#byRun.delete(key);
+  }
+
+  /** Keeps only the runs `keep` accepts. */
+  retain(keep: (key: string) => boolean): void {
+    for (const key of this.#byRun.keys()) if (!keep(key)) this.#byRun.delete(key);
+  }
+
+  /** Forgets everything (leadership changed hands). */
+  clear(): void {
+    this.#byRun.clear();
+  }
+}
