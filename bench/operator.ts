@@ -25,6 +25,7 @@ import {
 } from "../tests/harness/control_plane.ts";
 import { Api, type KubeObject, type Watcher } from "./api.ts";
 import { OperatorProcess, startTaskFlags } from "./operator_process.ts";
+import { outageMain } from "./outage.ts";
 import {
   diffCounts,
   markdownTable,
@@ -52,6 +53,7 @@ const USAGE = `deno task bench [--full] [--sizes=100,1000] [--runs=N] [--steady-
                  [--noise=10000,5000] [--out=FILE] [--keep-logs] [--operator=DIR] [--deno-flag=F]...
                  [--no-single] [--operator-arg=A]...
        deno task bench --table=FILE
+       deno task bench --outage [--runs=N] [--outage-seconds=S] [--keep-logs] (see bench/outage.ts)
 
   --full              sizes 100, 1000 and 5000 (default: 100 and 1000)
   --sizes=LIST        ScriptRun counts of scenario 2 (overrides --full)
@@ -1157,7 +1159,7 @@ async function main(): Promise<number> {
 
 if (import.meta.main) {
   try {
-    Deno.exit(await main());
+    Deno.exit(Deno.args.includes("--outage") ? await outageMain(Deno.args) : await main());
   } catch (e) {
     console.error(`bench: ${e instanceof Error ? e.message : e}`);
     Deno.exit(1);

@@ -75,7 +75,8 @@ async function child(mode: string, kubeconfig: string): Promise<void> {
       pageSize: Number(args["page-size"] ?? 500),
     });
     await view.start(abort.signal);
-    if (!view.synced()) throw new Error(`view not synced (mode ${view.mode})`);
+    const failing = view.failing(0);
+    if (failing.length > 0) throw new Error(`view not listed: ${JSON.stringify(failing)}`);
     objects = Object.values(view.counts()).reduce((a, b) => a + b, 0);
     held = view;
   } else if (mode === "list") {

@@ -123,6 +123,7 @@ export interface PodLike {
       name: string;
       state?: {
         waiting?: { reason?: string; message?: string };
+        running?: { startedAt?: string };
         terminated?: { exitCode?: number; reason?: string; message?: string };
       };
     }[];
@@ -147,6 +148,9 @@ export function podSummary(pod: PodLike): PodSummary {
     summary.unschedulable = scheduled.message ?? "";
   }
   if (container?.state?.waiting) summary.waiting = { ...container.state.waiting };
+  if (container?.state?.running?.startedAt) {
+    summary.runningSince = container.state.running.startedAt;
+  }
   if (container?.state?.terminated) {
     const t = container.state.terminated;
     summary.terminated = { exitCode: t.exitCode, reason: t.reason, message: t.message };

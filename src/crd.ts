@@ -232,9 +232,15 @@ const status: Schema = {
     jobName: { type: "string" },
     startTime: { type: "string", format: "date-time" },
     completionTime: { type: "string", format: "date-time" },
-    observedGeneration: { type: "integer", format: "int64" },
+    observedGeneration: {
+      type: "integer",
+      format: "int64",
+      description: "metadata.generation of the spec this status describes.",
+    },
     conditions: {
       type: "array",
+      description:
+        "Ready (True once succeeded), Reconciling (True while in progress) or Stalled (True when it cannot go on without a change), as kstatus reads them; Complete or Failed once finished; ScriptAvailable and Outdated.",
       "x-kubernetes-list-type": "map",
       "x-kubernetes-list-map-keys": ["type"],
       items: {
@@ -280,6 +286,11 @@ export function scriptRunCrd(): Record<string, unknown> {
         additionalPrinterColumns: [
           { name: "Script", type: "string", jsonPath: ".spec.script" },
           { name: "Phase", type: "string", jsonPath: ".status.phase" },
+          {
+            name: "Ready",
+            type: "string",
+            jsonPath: '.status.conditions[?(@.type=="Ready")].status',
+          },
           { name: "Job", type: "string", jsonPath: ".status.jobName" },
           { name: "Reason", type: "string", jsonPath: ".status.reason", priority: 1 },
           { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },

@@ -100,14 +100,28 @@ export interface Kube {
 
 const PAGE = 500;
 
-/** Longest a request to the API server may take (client-node sets no timeout of its own). */
-export const REQUEST_TIMEOUT_MS = 30_000;
-
 /**
- * Longest the TCP connection and TLS handshake may take, well inside the request timeout: a
- * stopped or black-holed API server is reported unreachable quickly.
+ * Timeouts by kind of request, the one place that says why each is as long as it is
+ * (`SCRIPT_OPERATOR_CONNECT_TIMEOUT` and `SCRIPT_OPERATOR_REQUEST_TIMEOUT` override the first two):
+ * - `connectMs`: the readiness ping's time to first byte (`GET /readyz` of the API server, which
+ *   the default API Priority and Fairness configuration never queues), the watched view's probe
+ *   while the server does not answer, and the TCP and TLS connect of client-node's transport. A
+ *   stopped or black-holed API server is noticed this fast.
+ * - `requestMs`: LIST pages and writes, time to first byte and whole request, and a watch's first
+ *   byte. API Priority and Fairness may hold a request in its queue for seconds (up to a quarter
+ *   of the server's 60 s request timeout) before serving it: a busy server, not an unreachable
+ *   one, so these must not fail, abort the cycle or turn /readyz 503 after a few seconds.
+ * - `watchIdleMs`: a watch has no time limit of its own (the server ends it after its
+ *   `timeoutSeconds`); one that delivers nothing, not even the bookmark the API server sends
+ *   about once a minute, for this long is dead and is opened again.
  */
-export const CONNECT_TIMEOUT_MS = 5_000;
+export const TIMEOUTS = { connectMs: 5_000, requestMs: 30_000, watchIdleMs: 90_000 } as const;
+
+/** Longest a LIST page or write may take (see {@linkcode TIMEOUTS}). */
+export const REQUEST_TIMEOUT_MS: number = TIMEOUTS.requestMs;
+
+/** Longest the readiness ping may wait for its first byte (see {@linkcode TIMEOUTS}). */
+export const CONNECT_TIMEOUT_MS: number = TIMEOUTS.connectMs;
 
 /** Options of {@linkcode makeClient}; timeouts in milliseconds. */
 export interface ClientOptions {
@@ -220,7 +234,11 @@ export function makeClient<T>(
   if (!cluster) throw new Error("the kubeconfig has no current cluster");
   const t = typeof options === "number" ? { requestMs: options } as ClientOptions : options;
   const requestMs = t.requestMs ?? REQUEST_TIMEOUT_MS;
-  const connectMs = Math.min(t.connectMs ?? CONNECT_TIMEOUT_MS, requestMs);
+  // Deno's fetch has no connect timeout: there the limit is on the time to first byte, which for a
+  // LIST page or a write is the request's own (see TIMEOUTS).
+  const connectMs = t.transport === "fetch" && !unsupportedReason(kc)
+    ? requestMs
+    : Math.min(t.connectMs ?? CONNECT_TIMEOUT_MS, requestMs);
   const fetch = t.transport === "fetch" && !unsupportedReason(kc);
   const onSend: SendHook = (method, url) => {
     const gate = method === "GET" ? undefined : t.writeGate?.();

@@ -48,6 +48,18 @@ Deno.test("podSummary() keeps what explains a wait or a failure, and drops the r
     unschedulable: "0/1 nodes are available: 1 Insufficient memory.",
     waiting: { reason: "ErrImagePull", message: "not found" },
   });
+  // When the script started: a run that ends within seconds is not shown Running.
+  const running = podSummary({
+    metadata: { name: "p", labels: { "batch.kubernetes.io/job-name": "j" } },
+    status: {
+      phase: "Running",
+      containerStatuses: [{
+        name: "script",
+        state: { running: { startedAt: "2026-01-01T00:00:03Z" } },
+      }],
+    },
+  });
+  assertEquals(running.runningSince, "2026-01-01T00:00:03Z");
 });
 
 Deno.test("lastTermination() reads the script container of the newest terminated pod", () => {

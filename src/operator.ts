@@ -12,7 +12,7 @@ import {
   UsageError,
 } from "./cli.ts";
 import { KubeError } from "./errors.ts";
-import { ClientNodeKube, ClientNodeLeases, type ClientOptions } from "./kube.ts";
+import { ClientNodeKube, ClientNodeLeases, type ClientOptions, TIMEOUTS } from "./kube.ts";
 import type { LoadedConfig } from "./kubeconfig.ts";
 import { DEFAULT_LEADER_TIMINGS, LeaderElector } from "./leader.ts";
 import { Metrics } from "./metrics.ts";
@@ -21,6 +21,7 @@ import { Backoff } from "./backoff.ts";
 import { describePolicy } from "./policy.ts";
 import { GROUP, PLURAL, type Script } from "./types.ts";
 import { WorkQueue } from "./queue.ts";
+import { unsupportedReason } from "./kube_http.ts";
 import { WatchedView } from "./view.ts";
 
 /** A change seen by the watched view is reconciled this long after it (coalescing bursts). */
@@ -28,6 +29,16 @@ export const WAKE_DEBOUNCE_MS = 100;
 
 /** After SIGTERM, the process exits by this time whatever is still in flight. */
 export const SHUTDOWN_DEADLINE_MS = 9_000;
+
+/**
+ * After SIGTERM, reconciles in flight may finish their writes for this long; then the Lease is
+ * released (its two requests and the renewal in progress fit in the rest of the deadline) and
+ * writes still to come are refused. The next leader redoes whatever was cut short.
+ */
+export const SHUTDOWN_DRAIN_MS = 3_000;
+
+/** /readyz turns 503 while a stream of the watched view has been failing for this long. */
+export const STREAM_FAILING_MS = 30_000;
 
 /**
  * Request and connect timeouts from the environment (`SCRIPT_OPERATOR_REQUEST_TIMEOUT`,
@@ -142,6 +153,14 @@ export async function runOperator(options: {
     },
   });
   const stop = new AbortController();
+  // Shutdown order: stop taking work (the queue drops what has not started, the view stops
+  // serving), let the reconciles in flight finish within SHUTDOWN_DRAIN_MS, release the Lease.
+  let closing: Promise<void> | undefined;
+  let drainUntil = 0;
+  stop.signal.addEventListener("abort", () => {
+    drainUntil = performance.now() + SHUTDOWN_DRAIN_MS;
+    closing = queue?.close();
+  }, { once: true });
   options.signal?.addEventListener("abort", () => stop.abort());
   const onSignal = () => {
     if (stop.signal.aborted) return;
@@ -163,16 +182,17 @@ export async function runOperator(options: {
   for (const s of signals) Deno.addSignalListener(s, onSignal);
   // The watched view feeds every reconcile (not with --once: one cycle of plain LISTs is cheaper
   // than a view for a single pass). A change to a ScriptRun or one of its children queues that
-  // run; the periodic cycle queues every run; the queue runs them debounced and bounded.
-  const view = cli.once ? undefined : new WatchedView(config.kc, {
+  // run; the periodic cycle queues every run; the queue runs them debounced and bounded. Its
+  // streams retry by themselves: a failing one turns /readyz 503 only after STREAM_FAILING_MS.
+  const timeouts = timeoutsFromEnv((name) => Deno.env.get(name));
+  const noFetch = unsupportedReason(config.kc);
+  const view = cli.once || noFetch ? undefined : new WatchedView(config.kc, {
     namespaces: cli.namespaces,
     log,
-    observe: (verb, resource, code) => {
-      metrics.request(verb, resource, code);
-      // A watch or LIST that got no answer says the server is unreachable, as any request does.
-      if (code === "<error>") onReachability(false);
-    },
+    observe: metrics.request,
     observeEvent: metrics.watchEvent,
+    listTimeoutMs: timeouts.requestMs ?? TIMEOUTS.requestMs,
+    probeTimeoutMs: timeouts.connectMs ?? TIMEOUTS.connectMs,
   });
   const queue = view &&
     new WorkQueue((key) =>
@@ -212,8 +232,11 @@ export async function runOperator(options: {
     signal: stop.signal,
     policy: cli.policy,
     pod: { platformAssignsUid: cli.platformAssignsUid },
-    // Only the leader writes, checked before every write, not only at the start of a cycle.
-    canWrite: () => elector === undefined || elector.isLeader(),
+    // Only the leader writes, checked before every write, not only at the start of a cycle; after
+    // SIGTERM, only until the drain deadline.
+    canWrite: () =>
+      (!stop.signal.aborted || performance.now() < drainUntil) &&
+      (elector === undefined || elector.isLeader()),
   });
   log.info("Starting", {
     version: OPERATOR_VERSION,
@@ -241,7 +264,8 @@ export async function runOperator(options: {
         servers.push(serve({ ...health, ...bind }, log, "health probes", (path) => {
           if (path === "/healthz") return new Response("ok\n");
           if (path === "/readyz") {
-            return ready ? new Response("ok\n") : new Response("not ready\n", { status: 503 });
+            const isReady = ready && (view?.failing(STREAM_FAILING_MS).length ?? 0) === 0;
+            return isReady ? new Response("ok\n") : new Response("not ready\n", { status: 503 });
           }
           return undefined;
         }));
@@ -301,10 +325,13 @@ export async function runOperator(options: {
       metrics.leader(cli.leaderElectionId, false);
       elector.start();
     }
-    // Not awaited: until the view has listed everything, cycles LIST as they always did.
-    view?.start(stop.signal).catch((error) =>
-      log.warn("Watched view not started, listing every cycle", { error: String(error) })
-    );
+    if (noFetch && !cli.once) {
+      log.warn("Deno's fetch cannot use this kubeconfig: listing every cycle instead of watching", {
+        reason: noFetch,
+      });
+    }
+    // Every stream's first LIST has ended (listed, or failed and retrying) when this resolves.
+    await view?.start(stop.signal);
     const listBackoff = new Backoff({ baseMs: 1_000, maxMs: Math.max(cli.intervalMs, 60_000) });
     let waitingLogged = false;
     while (!stop.signal.aborted) {
@@ -324,7 +351,7 @@ export async function runOperator(options: {
       const result = await reconciler.cycle();
       if (result.source === "view") {
         // The view's cycle sends nothing: one cheap request says whether the server answers.
-        await kube.ping().catch(() => {});
+        await untilAborted(kube.ping().catch(() => {}), stop.signal);
       }
       // Not ready while the API server cannot be listed or answered no request; ready after a
       // cycle that could list and got an answer to every request.
@@ -347,7 +374,16 @@ export async function runOperator(options: {
     }
     return EXIT.ok;
   } finally {
-    await queue?.close();
+    closing ??= queue?.close();
+    const drained = await untilAborted(
+      closing?.then(() => true),
+      AbortSignal.timeout(Math.max(0, drainUntil - performance.now())),
+    );
+    if (closing && !drained) {
+      log.warn("Reconciles still in flight at the drain deadline; their next writes are refused", {
+        afterMs: SHUTDOWN_DRAIN_MS,
+      });
+    }
     await elector?.stop();
     for (const s of servers) await s.shutdown();
     for (const s of signals) Deno.removeSignalListener(s, onSignal);
@@ -389,6 +425,22 @@ async function preflight(
     if (error instanceof KubeError) return explainStartError(error, server);
     return { ok: false, exitCode: EXIT.runtime, message: String(error) };
   }
+}
+
+/** `promise`'s value, or undefined as soon as `signal` aborts. */
+function untilAborted<T>(
+  promise: Promise<T> | undefined,
+  signal: AbortSignal,
+): Promise<T | undefined> {
+  if (!promise || signal.aborted) return Promise.resolve(undefined);
+  return new Promise((resolve) => {
+    const onAbort = () => resolve(undefined);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then((value) => {
+      signal.removeEventListener("abort", onAbort);
+      resolve(value);
+    });
+  });
 }
 
 /** Sleeps `ms`; resolves true early when `signal` aborts. */

@@ -15,7 +15,13 @@ import {
   runHash,
 } from "./desired.ts";
 import { checkPolicy, type Policy } from "./policy.ts";
-import { CONDITION, NOT_RUN_REASONS, REASON, STUCK_WAITING_REASONS } from "./reasons.ts";
+import {
+  CONDITION,
+  NOT_RUN_REASONS,
+  REASON,
+  STALLED_REASONS,
+  STUCK_WAITING_REASONS,
+} from "./reasons.ts";
 import {
   type Condition,
   type ConfigMap,
@@ -96,6 +102,23 @@ export interface PlanOptions {
 
 /** A pod that has not started this long after its Job was created is looked at (ms). */
 export const POD_CHECK_AFTER_MS = 10_000;
+
+/**
+ * A run whose script runs shows phase Running only once it has run this long (ms).
+ *
+ * Writes per run: a run that goes well costs five writes, Events included: the ConfigMap, the Job,
+ * the status when the Job is created (Pending, with Reconciling=True: kstatus tools see a run in
+ * progress at once, where an empty status would read as done), the
+ * outcome's status (Ready, Complete), and the outcome's Event (what `kubectl describe` shows: the
+ * Job's reason, and for a failure the exit code and output). Two writes earn less than they cost:
+ * - a Running status for a script that ends within seconds: nothing reads it before the outcome
+ *   replaces it, and Reconciling already says the run is in progress. A run that lasts longer shows
+ *   Running from this delay on;
+ * - an Event for creating the Job: status.jobName names it, and the Job's own Events tell how its
+ *   pod was created. Events stay for what a user looks for: outcomes, problems, a Job recreated
+ *   or replaced.
+ */
+export const RUNNING_SHOWN_AFTER_MS = 5_000;
 
 /** Longest script output copied into status.message and Events. */
 export const MAX_OUTPUT = 512;
@@ -228,6 +251,23 @@ function podProblem(
   return undefined;
 }
 
+/**
+ * When a Job that reads running is worth a Running status (ms since the epoch): RUNNING_SHOWN_AFTER_MS
+ * after its script started. Undefined: not by the clock, as its pods have all stopped and the
+ * outcome comes next (the Job's status lags its pod's). Without its pods, the Job's start stands
+ * in for the script's.
+ */
+function runningShownAt(job: Job, pods: PodSummary[] | undefined, now: string): number | undefined {
+  const mine = pods?.filter((p) => p.jobName === job.metadata.name) ?? [];
+  if (mine.length > 0) {
+    const since = mine.filter((p) => p.phase === "Running")
+      .map((p) => Date.parse(p.runningSince ?? p.creationTimestamp ?? now));
+    return since.length > 0 ? Math.max(...since) + RUNNING_SHOWN_AFTER_MS : undefined;
+  }
+  const started = job.status?.startTime ?? job.metadata.creationTimestamp ?? now;
+  return Date.parse(started) + RUNNING_SHOWN_AFTER_MS;
+}
+
 function condition(
   previous: Condition[] | undefined,
   wanted: Omit<Condition, "lastTransitionTime">,
@@ -238,6 +278,50 @@ function condition(
     ? before.lastTransitionTime
     : now;
   return { ...wanted, lastTransitionTime };
+}
+
+/** Conditions that {@linkcode readiness} decides; every other type the sub-plans set. */
+const KSTATUS_TYPES: ReadonlySet<string> = new Set([
+  CONDITION.Ready,
+  CONDITION.Reconciling,
+  CONDITION.Stalled,
+]);
+
+/** Whether the run cannot go on without a change: it failed, or it is stuck (STALLED_REASONS). */
+function stalled(status: ScriptRunStatus): boolean {
+  return status.phase === "Failed" || STALLED_REASONS.has(status.reason ?? "");
+}
+
+/**
+ * The status' conditions with the kstatus ones in front: Ready (True once succeeded, else False),
+ * then Reconciling (True while in progress) or Stalled (True while it cannot progress). kstatus
+ * reads Reconciling and Stalled as "abnormal-true": they are present only while True, so a
+ * succeeded run carries neither. Each keeps its lastTransitionTime while its status stays.
+ */
+function readiness(
+  status: ScriptRunStatus,
+  previous: Condition[] | undefined,
+  generation: number | undefined,
+  now: string,
+): Condition[] {
+  const why = {
+    reason: status.reason ?? status.phase ?? "",
+    message: status.message ?? "",
+    observedGeneration: generation,
+  };
+  const ready = status.phase === "Succeeded";
+  const out = [
+    condition(previous, { type: CONDITION.Ready, status: ready ? "True" : "False", ...why }, now),
+  ];
+  if (stalled(status)) {
+    out.push(condition(previous, { type: CONDITION.Stalled, status: "True", ...why }, now));
+  } else if (!ready) {
+    out.push(condition(previous, { type: CONDITION.Reconciling, status: "True", ...why }, now));
+  }
+  // One condition per type: the last one set wins, in the place of the first.
+  const others = new Map<string, Condition>();
+  for (const c of status.conditions ?? []) if (!KSTATUS_TYPES.has(c.type)) others.set(c.type, c);
+  return [...out, ...others.values()];
 }
 
 /** The outcome condition (Complete or Failed) of a finished phase, none otherwise. */
@@ -328,6 +412,12 @@ export function plan(run: ScriptRun, options: PlanOptions): Plan {
     : planRun(run, options, script, hash, name);
   p.actions.unshift(...relabels(observed));
   p.status = dropUndefined(p.status);
+  p.status.conditions = readiness(
+    p.status,
+    previous.conditions,
+    run.metadata.generation,
+    options.now,
+  );
   return p;
 }
 
@@ -531,12 +621,21 @@ function jobStatus(
   const generation = run.metadata.generation;
   const outcome = jobOutcome(job);
   const sameRun = previous.jobName === name;
+  const sameSpec = sameRun && previous.observedGeneration === generation;
   if (
-    outcome.finishing && sameRun && previous.observedGeneration === generation &&
-    (previous.phase === "Pending" || previous.phase === "Running")
+    outcome.finishing && sameSpec && (previous.phase === "Pending" || previous.phase === "Running")
   ) {
     // Complete follows within moments: one status write then, not one now and one then.
-    return previous;
+    return { ...previous };
+  }
+  const shownAt = runningShownAt(job, observed.pods, now);
+  if (
+    outcome.phase === "Running" && !outcome.finishing && sameSpec && previous.phase === "Pending" &&
+    previous.reason === REASON.JobPending && (shownAt === undefined || Date.parse(now) < shownAt)
+  ) {
+    // Most scripts end within seconds: Pending goes straight to the outcome (see
+    // RUNNING_SHOWN_AFTER_MS).
+    return { ...previous };
   }
   const reportOutput = run.spec.reportOutput !== false;
   let reason: string;
@@ -592,7 +691,9 @@ function jobStatus(
     runHash: hash ?? (sameRun ? previous.runHash : undefined),
     configMapName: name,
     jobName: name,
-    startTime: job.status?.startTime ?? (sameRun ? previous.startTime : undefined),
+    // Recorded when the operator created the Job: the Job's own startTime follows a moment later
+    // and is not worth a status write of its own.
+    startTime: (sameRun ? previous.startTime : undefined) ?? job.status?.startTime,
     completionTime: terminalPhase ? outcome.completionTime : undefined,
     observedGeneration: generation,
   };
@@ -704,9 +805,12 @@ function planRun(
       object: desiredJob(run, script, hash, options.pod),
       reason: again ? "RecreatingJob" : "CreatingJob",
       message: again ? "Recreating missing Job" : "Creating Job",
-      event: true,
+      // A first Job is in status.jobName; one recreated after someone deleted it is news.
+      event: again,
     });
-    return pending(REASON.JobPending, startsSoon);
+    const created = pending(REASON.JobPending, startsSoon);
+    created.status.startTime = again && previous.startTime ? previous.startTime : now;
+    return created;
   }
 
   if (job.metadata.deletionTimestamp) {
@@ -734,6 +838,10 @@ function planRun(
     const due = ttl(run, previous, job, name, now);
     actions.push(...due.actions);
     recheckAt = due.at;
+  } else if (status.phase === "Pending" && jobOutcome(job).phase === "Running") {
+    // Shown as Pending while its pod runs: Running is written when due, unless the outcome comes.
+    const at = runningShownAt(job, observed.pods, now);
+    if (at !== undefined && Date.parse(now) < at) recheckAt = new Date(at).toISOString();
   } else if (status.phase === "Pending") {
     const created = Date.parse(job.metadata.creationTimestamp ?? now);
     if (Date.parse(now) - created < POD_CHECK_AFTER_MS) {
@@ -768,6 +876,11 @@ export function invalidSpecStatus(
       `Fix the ScriptRun's spec.`,
     observedGeneration: generation,
   };
-  status.conditions = outcomeConditions(status, run.status?.conditions, generation, now);
+  status.conditions = readiness(
+    { ...status, conditions: outcomeConditions(status, run.status?.conditions, generation, now) },
+    run.status?.conditions,
+    generation,
+    now,
+  );
   return dropUndefined(status);
 }

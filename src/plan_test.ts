@@ -1,9 +1,16 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { childName, desiredConfigMap, runHash } from "./desired.ts";
-import { jobOutcome, MAX_OUTPUT, type Observed, plan, statusEqual } from "./plan.ts";
+import {
+  invalidSpecStatus,
+  jobOutcome,
+  MAX_OUTPUT,
+  type Observed,
+  plan,
+  statusEqual,
+} from "./plan.ts";
 import { DEFAULT_POLICY, POLICY_VIOLATION } from "./policy.ts";
 import { job, script, scriptRun, scripts } from "./test_fixtures.ts";
-import type { PodSummary, ScriptRun } from "./types.ts";
+import type { PodSummary, ScriptRun, ScriptRunStatus } from "./types.ts";
 
 const NOW = "2026-01-01T00:00:00Z";
 const SOON = "2026-01-01T00:00:05Z";
@@ -46,8 +53,8 @@ Deno.test("plan(): a new ScriptRun creates its ConfigMap and Job and is Pending"
   const p = plan(scriptRun(), { scripts: scripts(), observed: observed(), now: NOW });
   assertEquals(p.actions.map((a) => a.type), ["createConfigMap", "createJob"]);
   assertEquals(p.actions.map((a) => a.message), ["Creating ConfigMap", "Creating Job"]);
-  // One Event for the step (the Job), none for the ConfigMap that belongs to it.
-  assertEquals(p.actions.map((a) => a.event), [false, true]);
+  // No Event for a first Job: status.jobName names it (see RUNNING_SHOWN_AFTER_MS on writes).
+  assertEquals(p.actions.map((a) => a.event), [false, false]);
   assertEquals([p.status.phase, p.status.reason], ["Pending", "JobPending"]);
   assertEquals(p.status.jobName, current().name);
   assertEquals(p.status.scriptHash, script().sha256);
@@ -100,7 +107,10 @@ Deno.test("plan(): a succeeded Job sets phase Succeeded and condition Complete=T
   const p = plan(scriptRun(), { scripts: scripts(), observed: obs, now: NOW });
   assertEquals(p.status.phase, "Succeeded");
   assertEquals(p.status.completionTime, "2026-01-01T00:01:00Z");
-  assertEquals(p.status.conditions?.map((c) => [c.type, c.status]), [["Complete", "True"]]);
+  assertEquals(p.status.conditions?.map((c) => [c.type, c.status]), [
+    ["Ready", "True"],
+    ["Complete", "True"],
+  ]);
   assertEquals(p.actions, []);
 });
 
@@ -353,7 +363,7 @@ Deno.test("plan(): a script removed from the build keeps finished outcomes and d
   assertEquals([q.status.phase, q.status.reason], ["Running", "JobRunning"]);
   assertEquals(
     q.status.conditions?.map((c) => [c.type, c.status]),
-    [["ScriptAvailable", "False"]],
+    [["Ready", "False"], ["Reconciling", "True"], ["ScriptAvailable", "False"]],
   );
   // A finished run whose spec is changed to a typo: under OnChange it is the user's mistake.
   const every = settle(
@@ -603,7 +613,8 @@ Deno.test("plan(): reportOutput false leaves the script output out of the messag
   assert(message.includes("exited with code 4"), message);
   assert(message.includes("script output not reported (spec.reportOutput: false)"), message);
   assert(!message.includes("hunter2"), message);
-  assertEquals(p.status.conditions?.[0].message, message);
+  assertEquals(p.status.conditions?.find((c) => c.type === "Failed")?.message, message);
+  assertEquals(p.status.conditions?.find((c) => c.type === "Stalled")?.message, message);
 });
 
 Deno.test("plan(): a run the policy refuses creates nothing and fails naming the field", () => {
@@ -618,11 +629,11 @@ Deno.test("plan(): a run the policy refuses creates nothing and fails naming the
   assertEquals([p.status.phase, p.status.reason], ["Failed", POLICY_VIOLATION]);
   assert(p.status.message!.includes("spec.securityContext.runAsUser"), p.status.message!);
   assert(p.status.message!.includes("--allow-privileged-scripts"), p.status.message!);
-  assertEquals(p.status.conditions?.map((c) => [c.type, c.status, c.reason]), [[
-    "Failed",
-    "True",
-    POLICY_VIOLATION,
-  ]]);
+  assertEquals(p.status.conditions?.map((c) => [c.type, c.status, c.reason]), [
+    ["Ready", "False", POLICY_VIOLATION],
+    ["Stalled", "True", POLICY_VIOLATION],
+    ["Failed", "True", POLICY_VIOLATION],
+  ]);
   assertEquals(p.status.jobName, undefined);
   // Children of an earlier, allowed spec are removed; without a policy nothing is checked.
   const earlier = current();
@@ -643,6 +654,266 @@ Deno.test("plan(): a run the policy refuses creates nothing and fails naming the
     policy: DEFAULT_POLICY,
   });
   assertEquals(fixed.actions.map((a) => a.type), ["createConfigMap", "createJob"]);
+});
+
+/** [type, status, reason] of each condition, in order. */
+function conditionsOf(status: ScriptRunStatus): [string, string, string][] {
+  return (status.conditions ?? []).map((c) => [c.type, c.status, c.reason]);
+}
+
+Deno.test("plan(): kstatus conditions per phase: Reconciling in progress, Stalled when stuck, Ready once succeeded", () => {
+  const { name, cm, hash } = current();
+  const created = (part: Parameters<typeof job>[1] = {}) =>
+    job(name, { creationTimestamp: NOW, ...part });
+  const stuckPod = (p: Partial<PodSummary>) => [pod("p", { hash, jobName: name, ...p })];
+  const failedPod = stuckPod({ phase: "Failed", terminated: { exitCode: 2, reason: "Error" } });
+  const rows: {
+    what: string;
+    run?: ScriptRun;
+    obs: Observed;
+    now?: string;
+    phase: string;
+    conditions: [string, string, string][];
+    policy?: boolean;
+  }[] = [
+    {
+      what: "Job just created",
+      obs: observed(),
+      phase: "Pending",
+      conditions: [["Ready", "False", "JobPending"], ["Reconciling", "True", "JobPending"]],
+    },
+    {
+      what: "pod running",
+      obs: observed({ configMaps: [cm], jobs: [created({ active: 1, ready: 1, startTime: NOW })] }),
+      phase: "Running",
+      conditions: [["Ready", "False", "JobRunning"], ["Reconciling", "True", "JobRunning"]],
+    },
+    {
+      what: "replacing an old Job",
+      obs: observed({ configMaps: [cm], jobs: [job("demo-old", { active: 1 })] }),
+      phase: "Pending",
+      conditions: [["Ready", "False", "ReplacingJob"], ["Reconciling", "True", "ReplacingJob"]],
+    },
+    {
+      what: "succeeded",
+      obs: observed({ configMaps: [cm], jobs: [created({ conditions: ["Complete"] })] }),
+      phase: "Succeeded",
+      conditions: [["Ready", "True", "CompletionsReached"], [
+        "Complete",
+        "True",
+        "CompletionsReached",
+      ]],
+    },
+    {
+      what: "failed (exit code)",
+      obs: observed({
+        configMaps: [cm],
+        jobs: [created({ conditions: ["Failed"] })],
+        pods: failedPod,
+      }),
+      phase: "Failed",
+      conditions: [
+        ["Ready", "False", "BackoffLimitExceeded"],
+        ["Stalled", "True", "BackoffLimitExceeded"],
+        ["Failed", "True", "BackoffLimitExceeded"],
+      ],
+    },
+    ...([
+      [
+        "pod cannot be scheduled",
+        { phase: "Pending", unschedulable: "0/1 nodes" },
+        "Unschedulable",
+      ],
+      [
+        "image pull failing",
+        { phase: "Pending", waiting: { reason: "ErrImagePull" } },
+        "ErrImagePull",
+      ],
+      ["image pull backing off", {
+        phase: "Pending",
+        waiting: { reason: "ImagePullBackOff" },
+      }, "ImagePullBackOff"],
+    ] as const).map(([what, part, reason]) => ({
+      what,
+      obs: observed({ configMaps: [cm], jobs: [created({ active: 1 })], pods: stuckPod(part) }),
+      now: LATER,
+      phase: "Pending",
+      conditions: [["Ready", "False", reason], ["Stalled", "True", reason]] as [
+        string,
+        string,
+        string,
+      ][],
+    })),
+    {
+      what: "pod cannot be created",
+      obs: observed({
+        configMaps: [cm],
+        jobs: [created()],
+        jobEvents: [{ reason: "FailedCreate", message: "forbidden" }],
+      }),
+      now: LATER,
+      phase: "Pending",
+      conditions: [["Ready", "False", "FailedCreate"], ["Stalled", "True", "FailedCreate"]],
+    },
+    {
+      what: "name taken by a foreign Job",
+      obs: observed({ foreignJobs: new Set([name]) }),
+      phase: "Pending",
+      conditions: [["Ready", "False", "NameConflict"], ["Stalled", "True", "NameConflict"]],
+    },
+    {
+      what: "script not found",
+      run: scriptRun({ script: "nope.sh" }),
+      obs: observed(),
+      phase: "Failed",
+      conditions: [
+        ["Ready", "False", "ScriptNotFound"],
+        ["Stalled", "True", "ScriptNotFound"],
+        ["Failed", "True", "ScriptNotFound"],
+      ],
+    },
+    {
+      what: "refused by policy",
+      run: scriptRun({ securityContext: { runAsUser: 0 } }),
+      obs: observed(),
+      policy: true,
+      phase: "Failed",
+      conditions: [
+        ["Ready", "False", POLICY_VIOLATION],
+        ["Stalled", "True", POLICY_VIOLATION],
+        ["Failed", "True", POLICY_VIOLATION],
+      ],
+    },
+  ];
+  for (const row of rows) {
+    const run = row.run ?? scriptRun();
+    run.metadata.generation = 3;
+    const p = plan(run, {
+      scripts: scripts(),
+      observed: row.obs,
+      now: row.now ?? NOW,
+      policy: row.policy ? DEFAULT_POLICY : undefined,
+    });
+    assertEquals([row.what, p.status.phase], [row.what, row.phase]);
+    assertEquals([row.what, conditionsOf(p.status)], [row.what, row.conditions]);
+    assertEquals(p.status.observedGeneration, 3, row.what);
+    for (const c of p.status.conditions!) {
+      assertEquals([row.what, c.observedGeneration, c.lastTransitionTime], [
+        row.what,
+        3,
+        row.now ?? NOW,
+      ]);
+      // The kstatus conditions say what the status says.
+      if (c.type === "Ready" || c.type === "Reconciling" || c.type === "Stalled") {
+        assertEquals(c.message, p.status.message, row.what);
+      }
+    }
+  }
+});
+
+Deno.test("plan(): the API server refusing the objects (InvalidSpec) is Failed and Stalled", () => {
+  const run = scriptRun();
+  const planned = plan(run, { scripts: scripts(), observed: observed(), now: NOW }).status;
+  const status = invalidSpecStatus({ ...run, status: planned }, planned, "bad env name", SOON);
+  assertEquals([status.phase, status.reason], ["Failed", "InvalidSpec"]);
+  assertEquals(conditionsOf(status), [
+    ["Ready", "False", "InvalidSpec"],
+    ["Stalled", "True", "InvalidSpec"],
+    ["Failed", "True", "InvalidSpec"],
+  ]);
+  // Ready was False before too: its transition time stays; Stalled and Failed are new.
+  assertEquals(status.conditions!.map((c) => c.lastTransitionTime), [NOW, SOON, SOON]);
+});
+
+Deno.test("plan(): a kstatus condition's transition time moves only when its status does", () => {
+  const { name, cm, hash } = current();
+  const at = (s: number) => new Date(Date.parse(NOW) + s * 1000).toISOString().replace(".000", "");
+  let run = settle(scriptRun(), observed(), NOW);
+  const times = (r: ScriptRun) =>
+    Object.fromEntries((r.status?.conditions ?? []).map((c) => [c.type, c.lastTransitionTime]));
+  assertEquals(times(run), { Ready: NOW, Reconciling: NOW });
+  // Stuck: Reconciling goes, Stalled comes; Ready stays False.
+  const waiting = { phase: "Pending", waiting: { reason: "ImagePullBackOff" } };
+  const stuck = observed({
+    configMaps: [cm],
+    jobs: [job(name, { active: 1, creationTimestamp: NOW })],
+    pods: [pod("p", { hash, jobName: name, ...waiting })],
+  });
+  run = settle(run, stuck, at(20));
+  assertEquals(times(run), { Ready: NOW, Stalled: at(20) });
+  // Unstuck and running: Stalled goes, Reconciling comes back with a new time, written at once.
+  const running = observed({
+    configMaps: [cm],
+    jobs: [job(name, { active: 1, ready: 1, creationTimestamp: NOW, startTime: at(19) })],
+  });
+  run = settle(run, running, at(21));
+  assertEquals([run.status?.phase, times(run)], ["Running", { Ready: NOW, Reconciling: at(21) }]);
+  // Succeeded: Ready turns True, Reconciling goes.
+  const done = observed({
+    configMaps: [cm],
+    jobs: [job(name, { conditions: ["Complete"], creationTimestamp: NOW })],
+  });
+  run = settle(run, done, at(30));
+  assertEquals(times(run), { Ready: at(30), Complete: at(30) });
+  run = settle(run, done, at(90));
+  assertEquals(times(run), { Ready: at(30), Complete: at(30) });
+});
+
+Deno.test("plan(): a run is shown Running once its script ran 5 s; a quicker script goes Pending → outcome", () => {
+  const { name, cm } = current();
+  const startTime = NOW;
+  const pending = settle(scriptRun(), observed(), NOW);
+  assertEquals(pending.status?.reason, "JobPending");
+  const runningJob = job(name, { active: 1, ready: 1, creationTimestamp: NOW, startTime });
+  const obs = observed({ configMaps: [cm], jobs: [runningJob] });
+  // 2 s in: nothing to write, a recheck when Running is due.
+  const early = plan(pending, { scripts: scripts(), observed: obs, now: "2026-01-01T00:00:02Z" });
+  assert(statusEqual(pending.status, early.status), JSON.stringify(early.status));
+  assertEquals([early.actions, early.recheckAt], [[], "2026-01-01T00:00:05.000Z"]);
+  // Due: Running, still Reconciling (its transition time unchanged).
+  const due = plan(pending, { scripts: scripts(), observed: obs, now: SOON });
+  assertEquals([due.status.phase, due.status.reason, due.recheckAt], [
+    "Running",
+    "JobRunning",
+    undefined,
+  ]);
+  assertEquals(
+    due.status.conditions?.find((c) => c.type === "Reconciling")?.lastTransitionTime,
+    NOW,
+  );
+  // Done within the 5 s: Pending goes straight to Succeeded.
+  const done = observed({ configMaps: [cm], jobs: [job(name, { conditions: ["Complete"] })] });
+  const outcome = plan(pending, {
+    scripts: scripts(),
+    observed: done,
+    now: "2026-01-01T00:00:03Z",
+  });
+  assertEquals(outcome.status.phase, "Succeeded");
+  // With its pods known, the clock starts when the script did.
+  const { hash } = current();
+  const runs = (p: Partial<PodSummary>) =>
+    observed({
+      configMaps: [cm],
+      jobs: [runningJob],
+      pods: [pod("p", { hash, jobName: name, ...p })],
+    });
+  const late = plan(pending, {
+    scripts: scripts(),
+    observed: runs({ runningSince: "2026-01-01T00:00:04Z" }),
+    now: "2026-01-01T00:00:07Z",
+  });
+  assertEquals([late.status.phase, late.recheckAt], ["Pending", "2026-01-01T00:00:09.000Z"]);
+  // Its pod has stopped while the Job still reads ready: the outcome comes next, no recheck.
+  const stopped = plan(pending, {
+    scripts: scripts(),
+    observed: runs({ phase: "Succeeded" }),
+    now: LATER,
+  });
+  assertEquals([stopped.status.phase, stopped.recheckAt], ["Pending", undefined]);
+  // A pod that was stuck and now runs clears Stalled at once.
+  const stuck = { ...pending, status: { ...pending.status, reason: "ImagePullBackOff" } };
+  const unstuck = plan(stuck, { scripts: scripts(), observed: obs, now: "2026-01-01T00:00:02Z" });
+  assertEquals(unstuck.status.phase, "Running");
 });
 
 Deno.test("plan() with pod.platformAssignsUid: the Job names no UID; the policy refuses the same specs", () => {

@@ -40,8 +40,18 @@ export const NOT_RUN_REASONS: ReadonlySet<string> = new Set([
   REASON.NameConflict,
 ]);
 
-/** Condition types the operator writes besides Complete and Failed. */
+/**
+ * Condition types the operator writes. Ready, Reconciling and Stalled follow kstatus (the status
+ * conventions of sigs.k8s.io/cli-utils that Flux, Argo CD and `kubectl wait` users rely on);
+ * Complete and Failed are set as a Job sets them.
+ */
 export const CONDITION = {
+  /** True once the run succeeded; False otherwise, with the status' reason. */
+  Ready: "Ready",
+  /** True while the run makes progress (Pending or Running with nothing stuck); else absent. */
+  Reconciling: "Reconciling",
+  /** True while the run cannot go on without a change (see STALLED_REASONS); else absent. */
+  Stalled: "Stalled",
   Complete: "Complete",
   Failed: "Failed",
   /** False when the finished run's script is no longer embedded in this operator. */
@@ -60,4 +70,15 @@ export const STUCK_WAITING_REASONS: ReadonlySet<string> = new Set([
   "CreateContainerError",
   "RunContainerError",
   "CrashLoopBackOff",
+]);
+
+/**
+ * Reasons of an unfinished run that cannot go on by itself: someone must change the spec, the
+ * cluster (a node, a quota, a ServiceAccount) or a foreign object. A Failed run is stalled too.
+ */
+export const STALLED_REASONS: ReadonlySet<string> = new Set([
+  REASON.NameConflict,
+  REASON.Unschedulable,
+  REASON.FailedCreate,
+  ...STUCK_WAITING_REASONS,
 ]);

@@ -208,7 +208,7 @@ export class Reconciler {
   /** Whether the watched view can serve this cycle. */
   #fromView(): RunView | undefined {
     const view = this.#o.view;
-    return view && view.mode === "watch" && view.synced() ? view : undefined;
+    return view && view.synced() ? view : undefined;
   }
 
   /**

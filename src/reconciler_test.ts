@@ -6,7 +6,7 @@ import { FakeKube, kubeError, recordingLogger } from "./fake_kube.ts";
 import { NotLeaderError } from "./kube.ts";
 import { Reconciler, type ReconcilerOptions, type RunView } from "./reconciler.ts";
 import { job, script, scriptRun, scripts } from "./test_fixtures.ts";
-import { LABELS, type ScriptRun } from "./types.ts";
+import { type Job, LABELS, type ScriptRun } from "./types.ts";
 
 const NS = "ns";
 
@@ -28,7 +28,7 @@ function nameOf(run: ScriptRun): string {
   return childName(run.metadata.name, runHash(run, script()));
 }
 
-Deno.test("Reconciler: a new run makes exactly these calls: lists, pods, 2 creates, 1 Event, 1 status", async () => {
+Deno.test("Reconciler: a new run makes exactly these calls: lists, pods, 2 creates, 1 status", async () => {
   const { kube, reconciler } = setup();
   const run = kube.addRun(scriptRun());
   const name = nameOf(run);
@@ -41,7 +41,6 @@ Deno.test("Reconciler: a new run makes exactly these calls: lists, pods, 2 creat
     `LIST pods ns/uid-1`,
     `POST configmaps ns/${name}`,
     `POST jobs ns/${name}`,
-    "POST events ns/demo CreatingJob",
     "PATCH scriptruns/status ns/demo",
   ]);
   assertEquals(kube.runs.get("ns/demo")?.status?.reason, "JobPending");
@@ -49,6 +48,78 @@ Deno.test("Reconciler: a new run makes exactly these calls: lists, pods, 2 creat
   kube.calls = [];
   await reconciler.cycle();
   assertEquals(kube.calls, ["LIST scriptruns", "LIST configmaps", "LIST jobs"]);
+});
+
+/** Sets what the Job controller would set on the fake's Job `name`. */
+function progress(kube: FakeKube, name: string, status: Job["status"]): void {
+  const job = kube.jobs.get(`ns/${name}`)!;
+  job.status = status;
+  job.metadata.resourceVersion = String(Number(job.metadata.resourceVersion ?? 0) + 1000);
+}
+
+/** A completed Job's status, as the Job controller sets it (now: its TTL is not due). */
+function completed(startTime: string): Job["status"] {
+  const now = new Date().toISOString();
+  return {
+    ready: 0,
+    succeeded: 1,
+    startTime,
+    completionTime: now,
+    conditions: [{
+      type: "Complete",
+      status: "True",
+      reason: "CompletionsReached",
+      message: "Reached expected number of succeeded pods",
+      lastTransitionTime: now,
+    }],
+  };
+}
+
+Deno.test("Reconciler: a happy-path run writes 5 times, Events included: 2 creates, 2 status patches, 1 Event", async () => {
+  const { kube, reconciler } = setup();
+  const run = kube.addRun(scriptRun());
+  const name = nameOf(run);
+  const startTime = new Date().toISOString();
+  await reconciler.cycle();
+  // The Job controller starts the Job, its pod runs (a script of a few seconds), the Job completes.
+  progress(kube, name, { active: 1, startTime });
+  await reconciler.cycle();
+  progress(kube, name, { active: 1, ready: 1, startTime });
+  await reconciler.cycle();
+  progress(kube, name, completed(startTime));
+  await reconciler.cycle();
+  await reconciler.cycle();
+  assertEquals(kube.writes(), [
+    `POST configmaps ns/${name}`,
+    `POST jobs ns/${name}`,
+    "PATCH scriptruns/status ns/demo",
+    "PATCH scriptruns/status ns/demo",
+    "POST events ns/demo CompletionsReached",
+  ]);
+  const status = kube.runs.get("ns/demo")!.status!;
+  assertEquals(status.phase, "Succeeded");
+  assertEquals(status.conditions?.map((c) => [c.type, c.status]), [
+    ["Ready", "True"],
+    ["Complete", "True"],
+  ]);
+  assertEquals(kube.events.map((e) => [e.type, e.reason, e.message]), [
+    ["Normal", "CompletionsReached", `Job ${name} completed`],
+  ]);
+});
+
+Deno.test("Reconciler: a run whose pod runs longer than 5 s also shows Running: one status patch more", async () => {
+  const { kube, reconciler } = setup();
+  const run = kube.addRun(scriptRun());
+  const name = nameOf(run);
+  await reconciler.cycle();
+  const startTime = new Date(Date.now() - 6_000).toISOString();
+  progress(kube, name, { active: 1, ready: 1, startTime });
+  await reconciler.cycle();
+  assertEquals(kube.runs.get("ns/demo")!.status!.phase, "Running");
+  progress(kube, name, completed(startTime));
+  await reconciler.cycle();
+  assertEquals(kube.writes().filter((c) => c.startsWith("PATCH scriptruns/status")).length, 3);
+  assertEquals(kube.writes().length, 6);
 });
 
 Deno.test("Reconciler: a 409 on the guarded status patch is a quiet requeue, not an error", async () => {
@@ -304,7 +375,6 @@ function fakeView(kube: FakeKube): RunView {
   const ours = (o: { metadata: { ownerReferences?: { uid: string; controller?: boolean }[] } }) =>
     o.metadata.ownerReferences?.find((r) => r.controller)?.uid;
   return {
-    mode: "watch",
     synced: () => true,
     // Copies, as the view's objects are replaced by the watch, never changed in place.
     scriptRuns: (ns) =>
@@ -361,7 +431,7 @@ Deno.test("Reconciler: from the view, a run planned with nothing to do is not pl
   assertEquals(lines.length, planned, "planned again with nothing changed");
   // The Job's status changes (a new resourceVersion): planned again, and the status follows.
   const job = kube.jobs.get(`ns/${name}`)!;
-  job.status = { active: 1, ready: 1 };
+  job.status = { active: 1, ready: 1, startTime: new Date(Date.now() - 60_000).toISOString() };
   job.metadata.resourceVersion = "9999";
   await reconciler.reconcileKey(NS, "demo");
   assertEquals(kube.runs.get("ns/demo")!.status!.reason, "JobRunning");
@@ -506,7 +576,8 @@ Deno.test("Reconciler: the plan sees every own status patch the view has not sho
   await reconciler.reconcileKey(NS, "demo");
   assertEquals(kube.runs.get("ns/demo")!.status!.reason, "JobPending");
   const j = kube.jobs.get(`ns/${name}`)!;
-  j.status = { active: 1, ready: 1 };
+  // Running for a while: worth its own status patch (RUNNING_SHOWN_AFTER_MS).
+  j.status = { active: 1, ready: 1, startTime: new Date(Date.now() - 60_000).toISOString() };
   j.metadata.resourceVersion = "500";
   await reconciler.reconcileKey(NS, "demo");
   assertEquals(kube.runs.get("ns/demo")!.status!.reason, "JobRunning");

@@ -209,6 +209,8 @@ export interface PodSummary {
   unschedulable?: string;
   /** The script container's waiting state (ErrImagePull, CreateContainerConfigError…). */
   waiting?: { reason?: string; message?: string };
+  /** When the script container started running (its `state.running.startedAt`). */
+  runningSince?: string;
   /** The script container's terminated state. */
   terminated?: { exitCode?: number; reason?: string; message?: string };
 }

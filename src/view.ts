@@ -13,16 +13,22 @@
  * neither pages its LIST nor exposes the bookmarks' resourceVersion to resume from. The watch
  * protocol is small (newline-delimited JSON events), so it is done here.
  *
- * When watching is not possible (a 401/403 on LIST or WATCH, or repeated failures) the view
- * switches to `mode === "list"` with one log line, drops its content, and tries again every
- * `resyncMs`; the reconciler uses plain LISTs meanwhile.
+ * Every stream (one per kind and namespace) retries forever, with client-go's reflector rules:
+ * exponential backoff with jitter (0.8 s doubling to 30 s), Retry-After honoured, a watch that ends
+ * within a second without an event counted as a failure, 410 Gone answered by a re-LIST after the
+ * backoff. A failure never clears the view: it keeps serving what it last knew, `failing()` says
+ * which streams have been failing for how long, and the log says so once per stream (and once when
+ * it recovers). A 401/403 is an error of that stream's namespace only, logged again at most once a
+ * minute while it lasts. While a stream gets no answer at all, one `GET /readyz` a second finds
+ * out when the server is back, and every such stream resumes then, not at the end of its backoff.
  * @module
  */
 import type { KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "@logtape/logtape";
 import { OPERATOR_VERSION } from "./cli.ts";
 import { compactConfigMap, compactJob, compactScriptRun, podSummary } from "./compact.ts";
-import type { RequestObserver } from "./kube.ts";
+import { Backoff, type BackoffPolicy } from "./backoff.ts";
+import { type RequestObserver, TIMEOUTS } from "./kube.ts";
 import { KubeHttp, unsupportedReason } from "./kube_http.ts";
 import { controllerRef, controllerUid, runKey } from "./owner.ts";
 import { jobOutcome } from "./plan.ts";
@@ -68,7 +74,10 @@ export interface WatchedViewOptions {
   /** Namespaces to watch; empty: all namespaces. */
   namespaces: string[];
   log: Logger;
-  /** Sees every request: ("LIST" | "WATCH", resource, HTTP code or "<error>"); one per page. */
+  /**
+   * Sees every request: ("LIST" | "WATCH" | "GET", resource, HTTP code or "<error>"); one per
+   * page; "GET" is the probe of `/readyz` while the server does not answer.
+   */
   observe?: RequestObserver;
   /** Sees every watch event: (kind, "ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK" | "ERROR"). */
   observeEvent?: (kind: string, type: string) => void;
@@ -81,20 +90,30 @@ export interface WatchedViewOptions {
   /**
    * A watch that delivers nothing (not even a bookmark, which the API server sends about once a
    * minute) for this long is abandoned and opened again from the last resourceVersion (default
-   * 90 s). Without it a connection that went silent would hold a stream until its timeout.
+   * `TIMEOUTS.watchIdleMs`). Without it a connection that went silent would hold a stream until
+   * its timeout.
    */
   watchIdleMs?: number;
-  /** Consecutive failures of one stream after which the view falls back to LISTs (default 5). */
-  maxFailures?: number;
+  /** A LIST page's whole time, and a watch's first byte (default `TIMEOUTS.requestMs`). */
+  listTimeoutMs?: number;
+  /** The `/readyz` probe's time to first byte (default `TIMEOUTS.connectMs`). */
+  probeTimeoutMs?: number;
+  /** Retry backoff of each stream (default: 0.8 s doubling, jittered, at most 30 s). */
+  backoff?: BackoffPolicy;
+  /** Jitter source in [0, 1) (default Math.random). */
+  random?: () => number;
+  /** Sends the view's requests (default: Deno's fetch with the kubeconfig's credentials). */
+  transport?: ViewTransport;
 }
+
+/** Sends one request to the API server: `path` with its query, `init` as for `fetch`. */
+export type ViewTransport = (path: string, init: RequestInit) => Promise<Response>;
 
 /** Accept header for metadata-only lists. */
 export const METADATA_LIST_ACCEPT =
   "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
 /** Accept header for metadata-only watches. */
 export const METADATA_ACCEPT = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
-
-const REQUEST_TIMEOUT_MS = 30_000;
 
 type KindName = "ScriptRun" | "Job" | "ConfigMap" | "Pod";
 type Stored = ScriptRun | Job | ConfigMap | WatchedPod;
@@ -182,7 +201,7 @@ function jobFinished(job: Job): boolean {
 
 /** An HTTP status from the API server (response code, or a watch ERROR event's Status). */
 class StatusError extends Error {
-  constructor(readonly status: number, message: string) {
+  constructor(readonly status: number, message: string, readonly retryAfterMs?: number) {
     super(message);
   }
 }
@@ -196,19 +215,48 @@ class Silent extends Error {}
 interface Stream {
   spec: KindSpec;
   namespace: string;
+  /** Where the next watch resumes; undefined: LIST first. */
   rv: string | undefined;
+  /** Completed a LIST at least once (the view holds its objects). */
   synced: boolean;
-  failures: number;
+  /** Its first LIST ended, listed or not (start() waits for this). */
+  tried: boolean;
   lastList: number;
-  /** Aborts the current request of this stream (interruptWatches). */
+  /** Since when its requests fail without a healthy watch in between (performance.now()). */
+  failingSince?: number;
+  lastError?: string;
+  /** The last failure got no HTTP answer (connection refused, reset, timed out). */
+  noAnswer: boolean;
+  /** "Watch stream failing" was logged for the current run of failures. */
+  reported: boolean;
+  /** When a 401/403 of this stream was last logged (performance.now()). */
+  forbiddenLoggedAt?: number;
+  /** Aborts the current request of this stream (interruptWatches, idle timer). */
   current?: AbortController;
+  /** Ends the stream's backoff wait early (the API server answered another request). */
+  wake?: () => void;
 }
 
-interface Generation {
-  abort: AbortController;
-  streams: Stream[];
-  done: Promise<void>;
+/** A stream failing for longer than `failingForMs` (see {@linkcode WatchedView.failing}). */
+export interface FailingStream {
+  kind: string;
+  /** "*" for all namespaces. */
+  namespace: string;
+  error: string;
+  failingForMs: number;
 }
+
+/**
+ * Retries of one stream, as client-go's reflector: 0.8 s doubling, jittered by 0.5x-1.5x
+ * (`Backoff`), so no wait is longer than 30 s.
+ */
+const STREAM_BACKOFF = { baseMs: 800, maxMs: 20_000 };
+/** A watch that ends sooner than this without an event counts as a failure (as in client-go). */
+const SHORT_WATCH_MS = 1_000;
+/** A 401/403 of one stream is logged again at most this often while it lasts. */
+const FORBIDDEN_LOG_MS = 60_000;
+/** While a stream waits after a failure without an answer, the server is probed this often. */
+const PROBE_MS = 1_000;
 
 /**
  * A LIST+WATCH view of ScriptRuns and their children. Readers get live, shared objects: do not
@@ -216,6 +264,7 @@ interface Generation {
  */
 export class WatchedView {
   #kc: KubeConfig;
+  #fetch: ViewTransport | undefined;
   #http: KubeHttp | undefined;
   #namespaces: string[];
   #log: Logger;
@@ -225,15 +274,21 @@ export class WatchedView {
   #resyncMs: number;
   #watchTimeoutSeconds: number;
   #watchIdleMs: number;
-  #maxFailures: number;
+  #listTimeoutMs: number;
+  #probeTimeoutMs: number;
+  #backoff: Backoff;
   #listeners: ((key: ViewKey, change: ViewChange) => void)[] = [];
-  #mode: "watch" | "list" = "watch";
-  #generation: Generation | undefined;
-  #retryTimer: ReturnType<typeof setTimeout> | undefined;
-  #signal: AbortSignal | undefined;
+  #streams: Stream[] = [];
+  #abort = new AbortController();
+  #done: Promise<void> = Promise.resolve();
+  #started = false;
+  #stopped = false;
   #startWaiters: (() => void)[] = [];
+  #probing = false;
   #hold: Promise<void> | undefined;
   #resumeFrom: string | undefined;
+  /** Scopes ("" for all namespaces) whose four streams have all listed: the view serves them. */
+  #served = new Set<string>();
 
   // Stores, keyed "namespace/name".
   #runs = new Map<string, ScriptRun>();
@@ -252,6 +307,7 @@ export class WatchedView {
   /** See {@linkcode WatchedViewOptions}. Does no I/O until `start()`. */
   constructor(kc: KubeConfig, options: WatchedViewOptions) {
     this.#kc = kc;
+    this.#fetch = options.transport;
     this.#namespaces = options.namespaces;
     this.#log = options.log;
     this.#observe = options.observe ?? (() => {});
@@ -259,53 +315,97 @@ export class WatchedView {
     this.#pageSize = options.pageSize ?? 500;
     this.#resyncMs = options.resyncMs ?? 10 * 60_000;
     this.#watchTimeoutSeconds = options.watchTimeoutSeconds ?? 300;
-    this.#watchIdleMs = options.watchIdleMs ?? 90_000;
-    this.#maxFailures = options.maxFailures ?? 5;
-  }
-
-  /** "watch": the view is (being) kept current; "list": use plain LISTs instead. */
-  get mode(): "watch" | "list" {
-    return this.#mode;
+    this.#watchIdleMs = options.watchIdleMs ?? TIMEOUTS.watchIdleMs;
+    this.#listTimeoutMs = options.listTimeoutMs ?? TIMEOUTS.requestMs;
+    this.#probeTimeoutMs = options.probeTimeoutMs ?? TIMEOUTS.connectMs;
+    this.#backoff = new Backoff(options.backoff ?? STREAM_BACKOFF, options.random);
   }
 
   /**
-   * Starts listing and watching until `signal` aborts. Resolves once every stream has completed
-   * its first LIST, or once the view fell back to `mode === "list"`.
+   * Starts listing and watching until `signal` aborts. Resolves once every stream's first LIST
+   * has ended, listed or failed (a failed stream keeps retrying; see `scriptRuns()`). Rejects if
+   * Deno's fetch cannot use the kubeconfig (see `unsupportedReason()`).
    */
   start(signal: AbortSignal): Promise<void> {
-    this.#signal = signal;
-    signal.addEventListener("abort", () => this.#stop(), { once: true });
-    const reason = unsupportedReason(this.#kc);
-    if (reason) {
-      this.#fallBack(`Deno's fetch cannot use this kubeconfig: ${reason}`, { retry: false });
-      return Promise.resolve();
+    if (!this.#fetch) {
+      const reason = unsupportedReason(this.#kc);
+      if (reason) {
+        return Promise.reject(new Error(`Deno's fetch cannot use this kubeconfig: ${reason}`));
+      }
+      // HTTP/1.1 like the clients of kube.ts: sequential requests (LIST pages) were several times
+      // slower over Deno's HTTP/2 here (bench/http_transport.ts); each watch holds one connection.
+      const http = new KubeHttp(this.#kc, {
+        userAgent: `${MANAGER}/${OPERATOR_VERSION}`,
+        http2: false,
+      });
+      this.#http = http;
+      this.#fetch = (path, init) => http.fetch(path, init);
     }
-    // HTTP/1.1 like the clients of kube.ts: sequential requests (LIST pages) were several times slower
-    // over Deno's HTTP/2 here (bench/http_transport.ts); each watch holds one connection.
-    this.#http = new KubeHttp(this.#kc, {
-      userAgent: `${MANAGER}/${OPERATOR_VERSION}`,
-      http2: false,
-    });
+    if (signal.aborted) return Promise.resolve();
+    signal.addEventListener("abort", () => this.#stop(), { once: true });
     const started = new Promise<void>((resolve) => this.#startWaiters.push(resolve));
-    this.#startGeneration();
+    const scopes = this.#namespaces.length > 0 ? this.#namespaces : [""];
+    this.#streams = scopes.flatMap((namespace) =>
+      KINDS.map((spec) => ({
+        spec,
+        namespace,
+        rv: undefined,
+        synced: false,
+        tried: false,
+        lastList: 0,
+        noAnswer: false,
+        reported: false,
+      }))
+    );
+    this.#started = true;
+    this.#done = Promise.all(this.#streams.map((s) => this.#run(s))).then(() => {});
     return started;
   }
 
-  /** Whether the view is watching and every stream has completed a LIST. */
+  /**
+   * Whether the view serves reads: started and not stopped. It serves each namespace once its
+   * streams have listed (see `scriptRuns()`); a stream that fails afterwards leaves its last known
+   * objects in place while it retries.
+   */
   synced(): boolean {
-    return this.#mode === "watch" && !!this.#generation &&
-      this.#generation.streams.every((s) => s.synced);
+    return this.#started && !this.#stopped;
   }
 
-  /** The ScriptRuns in `namespace`, or in every watched namespace. */
+  /**
+   * Streams that have been failing for at least `failingForMs`, with their last error: the
+   * view's objects of that kind and namespace may be that old.
+   */
+  failing(failingForMs: number): FailingStream[] {
+    const now = performance.now();
+    return this.#streams.filter((s) =>
+      s.failingSince !== undefined && now - s.failingSince >= failingForMs
+    ).map((s) => ({
+      kind: s.spec.kind,
+      namespace: s.namespace || "*",
+      error: s.lastError ?? "",
+      failingForMs: Math.round(now - s.failingSince!),
+    }));
+  }
+
+  /**
+   * The ScriptRuns in `namespace`, or in every watched namespace. A namespace whose ScriptRuns,
+   * Jobs, ConfigMaps and pods have not all been listed yet shows none: planning from a partial
+   * view (runs without their Jobs) would recreate what exists.
+   */
   scriptRuns(namespace?: string): ScriptRun[] {
-    if (namespace !== undefined) return [...this.#runsByNs.get(namespace)?.values() ?? []];
-    return [...this.#runs.values()];
+    if (namespace !== undefined) {
+      if (!this.#serves(namespace)) return [];
+      return [...this.#runsByNs.get(namespace)?.values() ?? []];
+    }
+    const all = [...this.#runs.values()];
+    const every = this.#namespaces.length > 0 && this.#served.size === this.#namespaces.length;
+    if (every || this.#served.has("")) return all;
+    return all.filter((r) => this.#serves(r.metadata.namespace ?? ""));
   }
 
-  /** One ScriptRun, if the view holds it. */
+  /** One ScriptRun, if the view holds it (and serves its namespace, see `scriptRuns()`). */
   scriptRun(namespace: string, name: string): ScriptRun | undefined {
-    return this.#runs.get(`${namespace}/${name}`);
+    return this.#serves(namespace) ? this.#runs.get(`${namespace}/${name}`) : undefined;
   }
 
   /**
@@ -362,36 +462,15 @@ export class WatchedView {
   interruptWatches(options: { hold?: Promise<void>; resumeFrom?: string } = {}): void {
     this.#hold = options.hold;
     this.#resumeFrom = options.resumeFrom;
-    for (const s of this.#generation?.streams ?? []) s.current?.abort(new Interrupted("test"));
+    for (const s of this.#streams) s.current?.abort(new Interrupted("test"));
   }
 
   // ---- lifecycle ----
 
-  #startGeneration(): void {
-    const abort = new AbortController();
-    const scopes = this.#namespaces.length > 0 ? this.#namespaces : [""];
-    const streams: Stream[] = scopes.flatMap((namespace) =>
-      KINDS.map((spec) => ({
-        spec,
-        namespace,
-        rv: undefined,
-        synced: false,
-        failures: 0,
-        lastList: 0,
-      }))
-    );
-    const generation: Generation = { abort, streams, done: Promise.resolve() };
-    this.#generation = generation;
-    generation.done = Promise.all(streams.map((s) => this.#run(s, generation))).then(() => {});
-  }
-
   #stop(): void {
-    if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer);
-    this.#retryTimer = undefined;
-    this.#generation?.abort.abort();
-    const generation = this.#generation;
-    void generation?.done.finally(() => this.#http?.close());
-    if (!generation) this.#http?.close();
+    this.#stopped = true;
+    this.#abort.abort();
+    void this.#done.finally(() => this.#http?.close());
     this.#resolveStart();
   }
 
@@ -401,67 +480,55 @@ export class WatchedView {
     for (const w of waiters) w();
   }
 
-  #checkSynced(): void {
-    if (!this.synced()) return;
-    this.#resolveStart();
+  /** Whether the scope holding `namespace` has listed every kind. */
+  #serves(namespace: string): boolean {
+    return this.#served.has("") || this.#served.has(namespace);
   }
 
-  #fallBack(reason: string, options: { retry: boolean; stream?: Stream; status?: number }): void {
-    // One log line when switching; a retry that fails again stays quiet.
-    if (this.#mode === "watch") {
-      this.#log.warn("Watch unavailable, using plain LISTs", {
-        reason,
-        kind: options.stream?.spec.kind,
-        namespace: options.stream?.namespace || "*",
-        status: options.status,
-        retryInMs: options.retry ? this.#resyncMs : undefined,
-      });
+  /** The stream's first LIST ended (listed or failed). */
+  #tried(stream: Stream): void {
+    if (stream.tried) return;
+    stream.tried = true;
+    if (this.#streams.every((s) => s.tried)) this.#resolveStart();
+  }
+
+  #listed(stream: Stream): void {
+    stream.lastList = Date.now();
+    if (!stream.synced) {
+      stream.synced = true;
+      const scope = stream.namespace;
+      if (this.#streams.every((s) => s.namespace !== scope || s.synced)) {
+        this.#served.add(scope);
+        // Its runs were not served until now, whatever woke them: wake each once more.
+        const runs = scope ? this.#runsByNs.get(scope)?.values() ?? [] : this.#runs.values();
+        for (const run of [...runs]) this.#notify("ScriptRun", run, { finished: false });
+      }
     }
-    this.#mode = "list";
-    this.#generation?.abort.abort();
-    this.#generation = undefined;
-    this.#clear();
-    this.#resolveStart();
-    if (options.retry && !this.#signal?.aborted && this.#retryTimer === undefined) {
-      this.#retryTimer = setTimeout(() => this.#retry(), this.#resyncMs);
-    }
+    this.#tried(stream);
   }
 
-  #retry(): void {
-    this.#retryTimer = undefined;
-    if (this.#signal?.aborted) return;
-    // Stays in "list" mode until every stream has listed again (#run switches it back).
-    this.#startGeneration();
-  }
+  // ---- one stream: LIST, then WATCH, retried forever ----
 
-  #clear(): void {
-    for (const m of [this.#runs, this.#jobs, this.#configMaps, this.#pods]) m.clear();
-    this.#runsByNs.clear();
-    this.#runKeyByUid.clear();
-    this.#childrenByUid.clear();
-    this.#podsByRunUid.clear();
-    this.#namesByNs.clear();
-  }
-
-  // ---- one stream: LIST, then WATCH, forever ----
-
-  async #run(stream: Stream, generation: Generation): Promise<void> {
-    const signal = generation.abort.signal;
+  async #run(stream: Stream): Promise<void> {
+    const signal = this.#abort.signal;
+    const key = `${stream.spec.kind}/${stream.namespace}`;
     while (!signal.aborted) {
       try {
         if (stream.rv === undefined || Date.now() - stream.lastList >= this.#resyncMs) {
           await this.#list(stream, signal);
           if (signal.aborted) return;
-          if (!stream.synced) {
-            stream.synced = true;
-            if (this.#mode === "list" && generation.streams.every((s) => s.synced)) {
-              this.#mode = "watch";
-              this.#log.info("Watching again", { namespaces: this.#namespaces.join(",") || "*" });
-            }
-            this.#checkSynced();
-          }
+          this.#listed(stream);
         }
-        await this.#watch(stream, signal);
+        const opened = performance.now();
+        const events = await this.#watch(stream, signal, () => this.#healthy(stream, key));
+        const ms = performance.now() - opened;
+        if (events === 0 && ms < SHORT_WATCH_MS) {
+          // The server accepted the watch and ended it at once: retrying at once would loop.
+          throw new StatusError(
+            0,
+            `watch ${stream.spec.resource}: ended after ${Math.round(ms)} ms`,
+          );
+        }
       } catch (error) {
         if (signal.aborted) return;
         if (error instanceof Silent) {
@@ -477,34 +544,121 @@ export class WatchedView {
           if (this.#resumeFrom) stream.rv = this.#resumeFrom;
           continue;
         }
-        const status = error instanceof StatusError ? error.status : 0;
-        const message = error instanceof Error ? error.message : String(error);
-        if (status === 410) {
-          this.#log.debug("Watch expired, listing again", {
-            kind: stream.spec.kind,
-            namespace: stream.namespace || "*",
-          });
-          stream.rv = undefined;
-          continue;
-        }
-        if (status === 401 || status === 403) {
-          this.#fallBack(message, { retry: true, stream, status });
-          return;
-        }
-        stream.failures++;
-        if (stream.failures >= this.#maxFailures) {
-          this.#fallBack(message, { retry: true, stream, status: status || undefined });
-          return;
-        }
-        this.#log.debug("Watch failed, retrying", {
-          kind: stream.spec.kind,
-          namespace: stream.namespace || "*",
-          error: message,
-          failures: stream.failures,
-        });
-        await sleep(Math.min(30_000, 250 * 2 ** stream.failures), signal);
+        this.#tried(stream);
+        const delay = this.#failed(stream, key, error);
+        await this.#wait(stream, delay, signal);
       }
     }
+  }
+
+  /** A watch is open and healthy (an event, or open for a second): the stream works again. */
+  #healthy(stream: Stream, key: string): void {
+    this.#backoff.success(key);
+    if (stream.failingSince === undefined) return;
+    if (stream.reported || stream.forbiddenLoggedAt !== undefined) {
+      this.#log.info("Watch stream recovered", {
+        kind: stream.spec.kind,
+        namespace: stream.namespace || "*",
+        failedForMs: Math.round(performance.now() - stream.failingSince),
+      });
+    }
+    stream.failingSince = undefined;
+    stream.lastError = undefined;
+    stream.noAnswer = false;
+    stream.reported = false;
+    stream.forbiddenLoggedAt = undefined;
+  }
+
+  /** Records a failure of `stream`, logs it as due, and returns how long to wait (ms). */
+  #failed(stream: Stream, key: string, error: unknown): number {
+    const status = error instanceof StatusError ? error.status : 0;
+    const message = error instanceof Error ? error.message : String(error);
+    const fields = {
+      kind: stream.spec.kind,
+      namespace: stream.namespace || "*",
+      status: status || undefined,
+      error: message,
+    };
+    const delay = this.#backoff.failure(key, Date.now(), {
+      retryAfterMs: error instanceof StatusError ? error.retryAfterMs : undefined,
+    });
+    // No HTTP answer at all (a server that is down or restarting): the probe wakes the stream as
+    // soon as the server answers again. A short watch did get an answer.
+    stream.noAnswer = status === 0 && !(error instanceof StatusError);
+    if (status === 410) {
+      // The resourceVersion is too old to resume from (compacted): list again, after the backoff.
+      stream.rv = undefined;
+      this.#log.debug("Watch expired, listing again", { ...fields, retryInMs: delay });
+      return delay;
+    }
+    const now = performance.now();
+    stream.failingSince ??= now;
+    stream.lastError = message;
+    if (status === 401 || status === 403) {
+      // Only this stream's namespace is affected; repeated while it lasts, at most once a minute.
+      if (
+        stream.forbiddenLoggedAt === undefined || now - stream.forbiddenLoggedAt >= FORBIDDEN_LOG_MS
+      ) {
+        stream.forbiddenLoggedAt = now;
+        this.#log.error("Not allowed to list or watch, retrying", {
+          ...fields,
+          retryInMs: delay,
+          hint: `grant list and watch on ${stream.spec.resource} in ${
+            stream.namespace ? `namespace ${stream.namespace}` : "all namespaces"
+          } (deploy/rbac.yaml)`,
+        });
+      }
+      return delay;
+    }
+    if (!stream.reported) {
+      stream.reported = true;
+      this.#log.warn("Watch stream failing, retrying", { ...fields, retryInMs: delay });
+    } else {
+      this.#log.debug("Watch stream failing, retrying", { ...fields, retryInMs: delay });
+    }
+    return delay;
+  }
+
+  /** Waits `ms`, or less if the API server answers another request meanwhile. */
+  async #wait(stream: Stream, ms: number, signal: AbortSignal): Promise<void> {
+    const woken = new Promise<void>((resolve) => stream.wake = resolve);
+    if (stream.noAnswer) void this.#probe(signal);
+    await Promise.race([sleep(ms, signal), woken]);
+    stream.wake = undefined;
+  }
+
+  /**
+   * While a stream waits after a failure without an answer, asks the server's `/readyz` (open to
+   * every identity) once a second and wakes the waiting streams when it answers. A refused or
+   * silent port costs the server nothing; without it a stream would resume up to its whole
+   * backoff (30 s) after the server is back.
+   */
+  async #probe(signal: AbortSignal): Promise<void> {
+    if (this.#probing) return;
+    this.#probing = true;
+    try {
+      while (!signal.aborted && this.#streams.some((s) => s.wake && s.noAnswer)) {
+        await sleep(PROBE_MS, signal);
+        if (signal.aborted) return;
+        try {
+          const response = await this.#fetch!("/readyz", {
+            signal: AbortSignal.any([signal, AbortSignal.timeout(this.#probeTimeoutMs)]),
+          });
+          await response.body?.cancel().catch(() => {});
+          this.#observe("GET", "readyz", String(response.status));
+          this.#answered();
+        } catch {
+          this.#observe("GET", "readyz", "<error>");
+        }
+      }
+    } finally {
+      this.#probing = false;
+    }
+  }
+
+  /** The API server answered: streams that wait after getting no answer retry now. */
+  #answered(): void {
+    for (const s of this.#streams) if (s.noAnswer) s.wake?.();
   }
 
   async #request(
@@ -513,14 +667,31 @@ export class WatchedView {
     verb: "LIST" | "WATCH",
     query: URLSearchParams,
     accept: string,
-    timeoutMs: number,
+    totalMs: number,
   ): Promise<Response> {
     const current = new AbortController();
     stream.current = current;
-    const combined = AbortSignal.any([signal, current.signal, AbortSignal.timeout(timeoutMs)]);
+    // The first byte must come within the list timeout (a queued request is not a dead one);
+    // a watch's body then has its own rules (see #watch).
+    const answer = new AbortController();
+    const answerTimer = setTimeout(
+      () =>
+        answer.abort(
+          new DOMException(`no answer within ${this.#listTimeoutMs} ms`, "TimeoutError"),
+        ),
+      this.#listTimeoutMs,
+    );
+    const combined = AbortSignal.any([
+      signal,
+      current.signal,
+      answer.signal,
+      AbortSignal.timeout(totalMs),
+    ]);
+    const url = `${stream.spec.path(stream.namespace)}?${query}`;
+    this.#log.debug("Sending request", { method: "GET", url });
     let response: Response;
     try {
-      response = await this.#http!.fetch(`${stream.spec.path(stream.namespace)}?${query}`, {
+      response = await this.#fetch!(url, {
         headers: { Accept: accept },
         signal: combined,
       });
@@ -528,17 +699,22 @@ export class WatchedView {
       this.#observe(verb, stream.spec.resource, "<error>");
       if (current.signal.aborted) throw current.signal.reason;
       throw error;
+    } finally {
+      clearTimeout(answerTimer);
     }
     this.#observe(verb, stream.spec.resource, String(response.status));
+    this.#answered();
     if (!response.ok) {
       const body = await response.text().catch(() => "");
       let message = body.slice(0, 500);
       try {
         message = JSON.parse(body).message ?? message;
       } catch { /* not a Status */ }
+      const retryAfter = Number(response.headers.get("retry-after"));
       throw new StatusError(
         response.status,
         `${verb.toLowerCase()} ${stream.spec.resource}: ${response.status} ${message}`,
+        retryAfter > 0 ? retryAfter * 1000 : undefined,
       );
     }
     return response;
@@ -558,7 +734,7 @@ export class WatchedView {
         "LIST",
         query,
         stream.spec.listAccept,
-        REQUEST_TIMEOUT_MS,
+        this.#listTimeoutMs,
       );
       const page = await response.json() as {
         metadata?: { continue?: string; resourceVersion?: string };
@@ -581,11 +757,13 @@ export class WatchedView {
       this.#remove(stream.spec.kind, obj);
     }
     stream.rv = rv;
-    stream.lastList = Date.now();
-    stream.failures = 0;
   }
 
-  async #watch(stream: Stream, signal: AbortSignal): Promise<void> {
+  /**
+   * One watch from `stream.rv` until the server ends it; returns the number of events. Calls
+   * `healthy` at the first event or once the watch has been open for a second.
+   */
+  async #watch(stream: Stream, signal: AbortSignal, healthy: () => void): Promise<number> {
     const untilResync = Math.ceil((stream.lastList + this.#resyncMs - Date.now()) / 1000);
     const timeoutSeconds = Math.max(1, Math.min(this.#watchTimeoutSeconds, untilResync));
     const query = new URLSearchParams({
@@ -604,15 +782,16 @@ export class WatchedView {
       stream.spec.watchAccept,
       (timeoutSeconds + 30) * 1000,
     );
-    stream.failures = 0;
     const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
     let buffer = "";
+    let events = 0;
     const current = stream.current;
     let idle: ReturnType<typeof setTimeout> | undefined;
     const armIdle = () => {
       clearTimeout(idle);
       idle = setTimeout(() => current?.abort(new Silent()), this.#watchIdleMs);
     };
+    const open = setTimeout(healthy, Math.min(SHORT_WATCH_MS, timeoutSeconds * 1000));
     try {
       while (true) {
         let chunk: ReadableStreamReadResult<string>;
@@ -629,21 +808,30 @@ export class WatchedView {
         while ((newline = buffer.indexOf("\n")) >= 0) {
           const line = buffer.slice(0, newline);
           buffer = buffer.slice(newline + 1);
-          if (line.trim()) this.#event(stream, JSON.parse(line));
+          if (!line.trim()) continue;
+          this.#event(stream, JSON.parse(line));
+          if (events++ === 0) healthy();
         }
       }
     } finally {
       clearTimeout(idle);
+      clearTimeout(open);
       reader.releaseLock();
       await response.body?.cancel().catch(() => {});
     }
+    return events;
   }
 
   #event(stream: Stream, event: { type: string; object: Raw }): void {
     const object = event.object ?? {};
     this.#observeEvent(stream.spec.kind, event.type);
     if (event.type === "ERROR") {
-      throw new StatusError(Number(object.code) || 500, object.message ?? "watch error event");
+      const retryAfterSeconds = Number(object.details?.retryAfterSeconds);
+      throw new StatusError(
+        Number(object.code) || 500,
+        `watch ${stream.spec.resource}: ${object.message ?? "error event"}`,
+        retryAfterSeconds > 0 ? retryAfterSeconds * 1000 : undefined,
+      );
     }
     const rv = object.metadata?.resourceVersion;
     if (event.type === "ADDED" || event.type === "MODIFIED") {

@@ -94,9 +94,10 @@ clusterTest("a ScriptRun goes Pending → Running → Succeeded, with logs, even
     "--log-level=debug",
   ]);
   await op.waitForLog((l) => l.msg === "Starting", "Starting");
+  // Long enough to be shown Running (RUNNING_SHOWN_AFTER_MS): a quicker script skips it.
   await applyRun(ns.name, "sample", {
     script: "task.sh",
-    env: [{ name: "KWOK_DURATION", value: "3s" }],
+    env: [{ name: "KWOK_DURATION", value: "8s" }],
   });
   const wait = await kubectl([
     "-n",
@@ -122,7 +123,11 @@ clusterTest("a ScriptRun goes Pending → Running → Succeeded, with logs, even
   // when the Job's Complete condition follows SuccessCriteriaMet and adds the completion time).
   const phases = op.logs.filter((l) => l.msg === "Updating status" && l.name === "sample")
     .map((l) => l.phase).filter((phase, i, all) => i === 0 || all[i - 1] !== phase);
-  assertEquals(phases, ["Pending", "Running", "Succeeded"]);
+  if (jobsMode === "kwok") assertEquals(phases, ["Pending", "Running", "Succeeded"]);
+  else {
+    // A real node runs task.sh in an instant: it is shown Running only if its pod was slow.
+    assertEquals([phases[0], phases.at(-1)], ["Pending", "Succeeded"]);
+  }
 
   // The ConfigMap holds exactly the embedded script; the Job mounts it 0555 and runs it.
   const cm = await kubectlJson<ConfigMap>([
@@ -161,13 +166,13 @@ clusterTest("a ScriptRun goes Pending → Running → Succeeded, with logs, even
   const created = op.logs.find((l) => l.msg === "Creating Job")!;
   assertEquals([created.job, created.hash], [run.status!.jobName, run.status!.runHash]);
 
-  // kubectl describe tells the story through Events: one per real step, no more.
+  // kubectl describe tells the story through Events: the outcome (the Job is in the status).
   const events = await listOf<{ reason: string; involvedObject: { name: string } }>(
     ns.name,
     "events",
   );
   const reasons = events.filter((e) => e.involvedObject.name === "sample").map((e) => e.reason);
-  assertEquals(reasons.sort(), ["CompletionsReached", "CreatingJob"]);
+  assertEquals(reasons, ["CompletionsReached"]);
   assertEquals(op.otherOutput, []);
   assertEquals(await op.stop(), 0);
 });

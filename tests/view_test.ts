@@ -1,8 +1,8 @@
 /**
  * The watched view (issue 10) against the real control plane: its content equals a fresh plain
  * LIST after creates, updates and deletes of every kind, after a watch dropped mid-run (with
- * changes made while it was down), after a 410 Gone on resume, and it falls back to plain LISTs
- * when RBAC forbids watching.
+ * changes made while it was down), after a 410 Gone on resume; a stream RBAC forbids to watch is
+ * an error of its own, not a fallback, and recovers once allowed.
  * @module
  */
 import { KubeConfig } from "@kubernetes/client-node";
@@ -226,7 +226,7 @@ clusterTest("WatchedView equals a plain LIST after creates, updates and deletes 
   // All namespaces: the cluster-wide paths; the comparison reads this namespace only.
   using v = await startView(adminConfig(), { namespaces: [] });
   assert(v.view.synced(), "synced after start()");
-  assertEquals(v.view.mode, "watch");
+  assertEquals(v.view.failing(0), []);
 
   const a = await createRunWithChildren(ns.name, "a");
   const b = await createRunWithChildren(ns.name, "b");
@@ -340,7 +340,7 @@ clusterTest("WatchedView resumes a dropped watch and sees what changed while it 
   assertEquals(v.count("LIST"), lists, "resumed from the resourceVersion: no re-LIST");
   assert(v.count("WATCH") >= watches + 4, "every stream opened a new watch");
   assert(v.changed.includes(`${ns.name}/b`) && v.changed.includes(`${ns.name}/a`));
-  assertEquals(v.view.mode, "watch");
+  assertEquals(v.view.failing(0), []);
 });
 
 clusterTest("WatchedView abandons a watch that went silent and opens it again from where it was", {
@@ -373,7 +373,7 @@ clusterTest("WatchedView abandons a watch that went silent and opens it again fr
     `every stream opened a new watch: ${JSON.stringify(v.requests)}`,
   );
   assertEquals(v.count("LIST"), lists, "resumed from the resourceVersion: no re-LIST");
-  assertEquals(v.view.mode, "watch");
+  assertEquals(v.view.failing(0), []);
 });
 
 clusterTest("WatchedView re-LISTs on 410 Gone and drops what was deleted meanwhile", {
@@ -426,12 +426,11 @@ clusterTest("WatchedView re-LISTs on 410 Gone and drops what was deleted meanwhi
   assert(v.changed.includes(`${ns.name}/c`), "and c's creation");
   assertEquals(v.view.scriptRun(ns.name, "a"), undefined);
   assertEquals(v.view.children(a.metadata.namespace!, a.metadata.uid!).configMaps.length, 0);
-  assertEquals(v.view.mode, "watch");
   assert(v.view.synced());
 });
 
 clusterTest(
-  "WatchedView falls back to plain LISTs with one log line when RBAC forbids watch, and recovers",
+  "WatchedView keeps what it listed when RBAC forbids watch, says so as an error, and recovers once allowed",
   {
     ...NO_SANITIZE,
   },
@@ -474,30 +473,27 @@ clusterTest(
     kc.loadFromFile(kubeconfig.path);
 
     records.length = 0;
-    using v = await startView(kc, { namespaces: [ns.name], resyncMs: 2_000 });
+    using v = await startView(kc, { namespaces: [ns.name] });
     // start() resolves after the first LISTs (allowed); the watches that follow are refused.
-    await waitFor(() => v.view.mode === "list", { what: "the view to fall back to LISTs" });
-    assert(!v.view.synced());
-    assertEquals(v.view.scriptRuns(ns.name), [], "the view holds nothing in list mode");
-    const warnings = records.filter((r) => r.level === "warning");
+    await waitFor(() => v.view.failing(0).length === 4, { what: "every stream to fail to watch" });
+    assert(v.view.synced());
     assertEquals(
-      warnings.length,
-      1,
-      `one log line: ${JSON.stringify(warnings.map((w) => w.properties))}`,
+      v.view.scriptRuns(ns.name).map(metaName),
+      ["a"],
+      "the view still serves what it listed",
     );
-    assertEquals(warnings[0].message.join(""), "Watch unavailable, using plain LISTs");
-    assertEquals(warnings[0].properties.status, 403);
-    assert(
-      v.count("WATCH") >= 1 && v.requests[
-            Object.keys(v.requests).find((k) => k.startsWith("WATCH"))!
-          ] >= 1,
+    assert(!records.some((r) => r.message.join("").includes("plain LISTs")), "no second mode");
+    const errors = records.filter((r) => r.level === "error");
+    assertEquals(
+      errors.length,
+      4,
+      `one line per stream: ${JSON.stringify(errors.map((e) => e.properties))}`,
     );
+    assert(errors.every((e) => e.properties.status === 403 && e.properties.namespace === ns.name));
+    assert(String(errors[0].properties.hint).includes("grant list and watch"));
+    assert(v.count("WATCH") >= 4);
 
-    // The plain LIST cycle works with the same credentials and sees the run.
-    const runs = await new ClientNodeKube(kc).listScriptRuns(ns.name);
-    assertEquals(runs.map(metaName), ["a"]);
-
-    // Once watching is allowed, the view tries again (every resyncMs) and is back in watch mode.
+    // Once watching is allowed, each stream's next retry (at most 30 s away) watches again.
     await kubectlOk([
       "-n",
       ns.name,
@@ -513,18 +509,27 @@ clusterTest(
         })))
       }`,
     ]);
-    await waitFor(() => v.view.mode === "watch" && v.view.synced(), {
+    await waitFor(() => v.view.failing(0).length === 0, {
       what: "the view to watch again",
-      timeoutMs: 20_000,
+      timeoutMs: 40_000,
     });
+    await kubectlOk(["-n", ns.name, "label", "scriptrun", "a", "watched=yes"]);
     await assertSameAsList(
       v.view,
       ns.name,
       "after watching again",
-      (c) => c.scriptRuns.length === 1,
+      (c) => c.scriptRuns[0]?.metadata.labels?.watched === "yes",
     );
-    assertEquals(records.filter((r) => r.level === "warning").length, 1, "still one warning");
-    assert(records.some((r) => r.message.join("") === "Watching again"));
+    assertEquals(
+      records.filter((r) => r.level === "error").length,
+      4,
+      "still one error per stream",
+    );
+    assertEquals(
+      records.filter((r) => r.message.join("") === "Watch stream recovered").length,
+      4,
+      "one recovery line per stream",
+    );
   },
 );
 
@@ -549,7 +554,7 @@ clusterTest("WatchedView re-LISTs every resyncMs and stays equal to a plain LIST
     (c) => c.scriptRuns[0]?.metadata.labels?.after === "resync",
   );
   assertEquals(content.scriptRuns.length, 1);
-  assertEquals(v.view.mode, "watch");
+  assertEquals(v.view.failing(0), []);
 });
 
 clusterTest("the view's ConfigMap Accept headers get metadata only from the API server", {

@@ -10,9 +10,7 @@ import type { Lookup, Reads } from "./settled.ts";
 
 /** The watched view, as far as the reconciler reads it (see src/view.ts). */
 export interface RunView {
-  /** "list" once watching failed for good: the reconciler then LISTs every cycle. */
-  readonly mode: "watch" | "list";
-  /** True once every stream has listed and is watching. */
+  /** True while the view serves reads (started, not stopped); it then stays current by itself. */
   synced(): boolean;
   scriptRuns(namespace?: string): ScriptRun[];
   scriptRun(namespace: string, name: string): ScriptRun | undefined;
