@@ -48,7 +48,8 @@ export interface RunOutcome {
  * Whether a status write records a run's end (pure): the phase becomes Succeeded or Failed from
  * another phase. A write that keeps the phase (a message, a condition) is not a second outcome;
  * a run that starts again (a new spec with runPolicy OnChange) and ends again is a new one. The
- * duration comes from the run's own times (the Job's start and completion).
+ * duration comes from the run's own times (status.startTime, when its Job was created, to
+ * status.completionTime).
  */
 export function runOutcome(
   before: ScriptRunStatus,
@@ -182,7 +183,7 @@ export class Metrics {
     });
     this.#runDuration = new Histogram({
       name: "script_operator_run_duration_seconds",
-      help: "Time from a run's Job start to its completion, by script",
+      help: "Time from a run's startTime (its Job created) to its completionTime, by script",
       labelNames: ["script"],
       buckets: RUN_DURATION_BUCKETS,
       registry,

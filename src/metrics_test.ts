@@ -190,6 +190,8 @@ Deno.test("Metrics via Reconciler: a finish counts once, not per reconcile, and 
       log,
       namespaces: ["ns"],
       backoff: new Backoff(undefined, () => 0.5),
+      // The status' startTime is when the Job was created; the fixture Job completes at 00:01:00.
+      now: () => new Date("2026-01-01T00:00:20Z"),
       observer: metrics.reconcile,
     });
   const metrics = new Metrics("k:6443", { scripts: scripts().keys() });
