@@ -252,16 +252,19 @@ export async function copyBuild(scripts: Record<string, string | null>): Promise
   };
 }
 
+/** The YAML of the ScriptRun `ns/name` with `spec`, for `kubectl apply -f -`. */
+export function runManifest(ns: string, name: string, spec: ScriptRunSpec): string {
+  return stringify({
+    apiVersion: "script-operator.dev/v1alpha1",
+    kind: "ScriptRun",
+    metadata: { name, namespace: ns },
+    spec,
+  });
+}
+
 /** Applies ScriptRuns named `names` with one spec in namespace `ns` (one kubectl apply). */
 export async function applyRuns(ns: string, names: string[], spec: ScriptRunSpec): Promise<void> {
-  const docs = names.map((name) =>
-    stringify({
-      apiVersion: "script-operator.dev/v1alpha1",
-      kind: "ScriptRun",
-      metadata: { name, namespace: ns },
-      spec,
-    })
-  );
+  const docs = names.map((name) => runManifest(ns, name, spec));
   await kubectlOk(["apply", "-f", "-"], { stdin: docs.join("---\n") });
 }
 
