@@ -9,13 +9,9 @@
  * @module
  */
 import { startControlPlane } from "../tests/harness/control_plane.ts";
+import { flagValues } from "./flags.ts";
 
-const args = Object.fromEntries(
-  Deno.args.filter((a) => a.startsWith("--")).map((a) => {
-    const [k, v] = a.slice(2).split("=");
-    return [k, v ?? "true"];
-  }),
-);
+const args = flagValues(Deno.args);
 const ROOTS = (args.roots ?? new URL("..", import.meta.url).pathname).split(",");
 const N = Number(args.n ?? 1000);
 const REPEAT = Number(args.repeat ?? 2);

@@ -14,13 +14,9 @@ import { CoreV1Api, KubeConfig } from "@kubernetes/client-node";
 import { makeClient } from "../src/kube.ts";
 import { KubeHttp } from "../src/kube_http.ts";
 import { startControlPlane } from "../tests/harness/control_plane.ts";
+import { flagValues } from "./flags.ts";
 
-const args = Object.fromEntries(
-  Deno.args.filter((a) => a.startsWith("--")).map((a) => {
-    const [k, v] = a.slice(2).split("=");
-    return [k, v ?? "true"];
-  }),
-);
+const args = flagValues(Deno.args);
 const N = Number(args.n ?? 500);
 const REPEAT = Number(args.repeat ?? 3);
 

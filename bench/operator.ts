@@ -24,7 +24,8 @@ import {
   startControlPlane,
 } from "../tests/harness/control_plane.ts";
 import { Api, type KubeObject, type Watcher } from "./api.ts";
-import { OperatorProcess, startTaskFlags } from "./operator_process.ts";
+import { OperatorProcess } from "./operator_process.ts";
+import { startTaskRunFlags } from "../tests/harness/operator.ts";
 import { outageMain } from "./outage.ts";
 import {
   diffCounts,
@@ -1091,7 +1092,7 @@ async function main(): Promise<number> {
       deno: Deno.version.deno,
       commit: await git(["rev-parse", "HEAD"]),
       dirty: ((await git(["status", "--porcelain"])) ?? "") !== "",
-      operatorFlags: [...(await startTaskFlags(OPERATOR_ROOT)), ...o.denoFlags],
+      operatorFlags: [...(await startTaskRunFlags(OPERATOR_ROOT)), ...o.denoFlags],
       operatorArgs: o.operatorArgs,
       operatorRoot: OPERATOR_ROOT,
       options: o,

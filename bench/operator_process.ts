@@ -5,32 +5,12 @@
  * its `/readyz` for readiness.
  * @module
  */
-import { withParentDeathSignal } from "../tests/harness/control_plane.ts";
-import {
-  type Memory,
-  parseProcStatTicks,
-  parseProcStatus,
-  parsePrometheus,
-  type RequestCounts,
-  requestsByMethod,
-} from "./stats.ts";
+import { freePorts, withParentDeathSignal } from "../tests/harness/control_plane.ts";
+import { startTaskRunFlags } from "../tests/harness/operator.ts";
+import { scrapeRequests } from "../tests/harness/request_metrics.ts";
+import { type Memory, parseProcStatTicks, parseProcStatus, type RequestCounts } from "./stats.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
-
-/**
- * The `deno run` flags of deno.json's start task in the checkout `root` (default: this one):
- * every word between `run` and `main.ts`.
- */
-export async function startTaskFlags(root: string = ROOT): Promise<string[]> {
-  const config = JSON.parse(await Deno.readTextFile(`${root}deno.json`));
-  const words: string[] = String(config.tasks?.start ?? "").trim().split(/\s+/);
-  const run = words.indexOf("run");
-  const main = words.findIndex((w) => /(^|\/)main\.ts$/.test(w));
-  if (words[0] !== "deno" || run < 0 || main < run) {
-    throw new Error(`deno.json tasks.start is not "deno run <flags> main.ts": ${words.join(" ")}`);
-  }
-  return words.slice(run + 1, main);
-}
 
 let clockTicks: number | undefined;
 /** Clock ticks per second (`getconf CLK_TCK`; 100 if getconf is missing). */
@@ -46,17 +26,6 @@ export async function clockTicksPerSecond(): Promise<number> {
   return clockTicks;
 }
 
-/** `n` distinct free loopback ports (bind to port 0, then release). */
-function freePorts(n: number): number[] {
-  const listeners = Array.from(
-    { length: n },
-    () => Deno.listen({ hostname: "127.0.0.1", port: 0 }),
-  );
-  const ports = listeners.map((l) => (l.addr as Deno.NetAddr).port);
-  for (const l of listeners) l.close();
-  return ports;
-}
-
 /** A running operator process. */
 export class OperatorProcess {
   /** Process id of the operator itself (`setpriv` and `sh` exec into it). */
@@ -66,7 +35,7 @@ export class OperatorProcess {
   /** The `deno` command line, for the record. */
   readonly commandLine: string[];
   #child: Deno.ChildProcess;
-  #metricsUrl: string;
+  #metricsPort: number;
   #readyUrl: string;
   #status: Deno.CommandStatus | undefined;
   #exited: Promise<Deno.CommandStatus>;
@@ -82,7 +51,7 @@ export class OperatorProcess {
     this.logPath = logPath;
     this.commandLine = commandLine;
     this.#readyUrl = `http://127.0.0.1:${ports[0]}/readyz`;
-    this.#metricsUrl = `http://127.0.0.1:${ports[1]}/metrics`;
+    this.#metricsPort = ports[1];
     this.#exited = child.status.then((s) => (this.#status = s));
   }
 
@@ -101,7 +70,7 @@ export class OperatorProcess {
     const commandLine = [
       Deno.execPath(),
       "run",
-      ...(await startTaskFlags(root)),
+      ...(await startTaskRunFlags(root)),
       ...extraFlags,
       `${root}main.ts`,
       `--kubeconfig=${kubeconfig}`,
@@ -182,11 +151,8 @@ export class OperatorProcess {
   }
 
   /** `rest_client_requests_total` by method, scraped from its `/metrics`. */
-  async requests(): Promise<RequestCounts> {
-    const res = await fetch(this.#metricsUrl, { signal: AbortSignal.timeout(10_000) });
-    const text = await res.text();
-    if (!res.ok) throw new Error(`GET ${this.#metricsUrl}: ${res.status} ${text.slice(0, 200)}`);
-    return requestsByMethod(parsePrometheus(text));
+  requests(): Promise<RequestCounts> {
+    return scrapeRequests(this.#metricsPort);
   }
 
   /**

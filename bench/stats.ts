@@ -1,8 +1,20 @@
 /**
- * Pure helpers of the benchmark (bench/operator.ts): percentiles and summaries, Prometheus text
- * parsing, /proc parsing, targets and the markdown table. No I/O; tested in stats_test.ts.
+ * Pure helpers of the benchmark (bench/operator.ts): percentiles and summaries, /proc parsing,
+ * targets and the markdown table, and (from tests/harness/request_metrics.ts, which the tests
+ * share) Prometheus text parsing and request counts. No I/O; tested in stats_test.ts.
  * @module
  */
+export {
+  diffCounts,
+  nonWatchRequests,
+  parsePrometheus,
+  type PromSample,
+  type RequestCounts,
+  REQUESTS_METRIC,
+  requestsByMethod,
+  WRITE_METHODS,
+  writes,
+} from "../tests/harness/request_metrics.ts";
 
 /** Sorted copy of `values` (ascending). */
 function sorted(values: readonly number[]): number[] {
@@ -46,95 +58,6 @@ export function summarize(values: readonly (number | undefined)[]): Summary | un
   if (xs.length === 0) return undefined;
   const s = sorted(xs);
   return { n: s.length, min: s[0], median: median(s)!, max: s[s.length - 1] };
-}
-
-/** One sample of a Prometheus text exposition: metric name, labels and value. */
-export interface PromSample {
-  /** Metric name (with any `_total`, `_bucket` suffix as written). */
-  name: string;
-  /** Label names and (unescaped) values. */
-  labels: Record<string, string>;
-  /** The value. */
-  value: number;
-}
-
-const SAMPLE_LINE = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\S+)?$/;
-const LABEL = /\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*,?/y;
-
-/**
- * Parses the Prometheus text format (version 0.0.4): every sample line; comments and blank lines
- * are skipped. Throws on a line that is neither, naming its line number.
- */
-export function parsePrometheus(text: string): PromSample[] {
-  const out: PromSample[] = [];
-  const lines = text.split("\n");
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i].trim();
-    if (line === "" || line.startsWith("#")) continue;
-    const m = SAMPLE_LINE.exec(line);
-    if (!m) throw new Error(`metrics line ${i + 1} is not a Prometheus sample: ${line}`);
-    const labels: Record<string, string> = {};
-    const body = m[2] ?? "";
-    LABEL.lastIndex = 0;
-    while (LABEL.lastIndex < body.length) {
-      const start = LABEL.lastIndex;
-      const l = LABEL.exec(body);
-      if (!l) {
-        throw new Error(`metrics line ${i + 1}: bad labels at "${body.slice(start)}": ${line}`);
-      }
-      labels[l[1]] = l[2].replace(/\\(.)/g, (_, c) => (c === "n" ? "\n" : c));
-    }
-    const raw = m[3];
-    const value = raw === "+Inf" ? Infinity : raw === "-Inf" ? -Infinity : Number(raw);
-    if (Number.isNaN(value) && raw !== "NaN") {
-      throw new Error(`metrics line ${i + 1}: value "${raw}" is not a number: ${line}`);
-    }
-    out.push({ name: m[1], labels, value });
-  }
-  return out;
-}
-
-/** Request counts by HTTP method (upper case), from `rest_client_requests_total`. */
-export type RequestCounts = Record<string, number>;
-
-/** The metric the operator counts its API requests in (as client-go names it). */
-export const REQUESTS_METRIC = "rest_client_requests_total";
-
-/**
- * Sums `rest_client_requests_total` by its `method` label (upper-cased; `verb` is accepted too).
- * Returns an empty record when the metric is absent.
- */
-export function requestsByMethod(samples: readonly PromSample[]): RequestCounts {
-  const out: RequestCounts = {};
-  for (const s of samples) {
-    if (s.name !== REQUESTS_METRIC) continue;
-    const method = (s.labels.method ?? s.labels.verb ?? "?").toUpperCase();
-    out[method] = (out[method] ?? 0) + s.value;
-  }
-  return out;
-}
-
-/** `after - before` per method (methods only in `after` count from 0). */
-export function diffCounts(before: RequestCounts, after: RequestCounts): RequestCounts {
-  const out: RequestCounts = {};
-  for (const [method, n] of Object.entries(after)) {
-    const d = n - (before[method] ?? 0);
-    if (d !== 0) out[method] = d;
-  }
-  return out;
-}
-
-/** Methods that write. */
-export const WRITE_METHODS: readonly string[] = ["POST", "PUT", "PATCH", "DELETE"];
-
-/** Writes (POST, PUT, PATCH, DELETE) in some counts. */
-export function writes(counts: RequestCounts): number {
-  return WRITE_METHODS.reduce((sum, m) => sum + (counts[m] ?? 0), 0);
-}
-
-/** Every request except watches (a `WATCH` method label) in some counts. */
-export function nonWatchRequests(counts: RequestCounts): number {
-  return Object.entries(counts).reduce((sum, [m, n]) => sum + (m === "WATCH" ? 0 : n), 0);
 }
 
 /** Resident memory of a process from `/proc/<pid>/status`, in KiB. */

@@ -27,13 +27,9 @@ import { loadScripts } from "../src/scripts.ts";
 import type { ScriptRun } from "../src/types.ts";
 import { WatchedView } from "../src/view.ts";
 import { logger } from "../src/log.ts";
+import { flagValues } from "./flags.ts";
 
-const args = Object.fromEntries(
-  Deno.args.filter((a) => a.startsWith("--")).map((a) => {
-    const [k, v] = a.slice(2).split("=");
-    return [k, v ?? "true"];
-  }),
-);
+const args = flagValues(Deno.args);
 
 /** V8 flag sets to compare (`--v8-flags=` values). */
 const FLAG_SETS: Record<string, string> = {

@@ -6,7 +6,6 @@
  */
 import { assert, assertEquals } from "./harness/assert.ts";
 import { KubeConfig } from "@kubernetes/client-node";
-import { stringify } from "yaml";
 import { childName, runHash } from "../src/desired.ts";
 import { ClientNodeKube } from "../src/kube.ts";
 import { logger } from "../src/log.ts";
@@ -27,21 +26,13 @@ import {
   applyRun,
   getRun,
   installCrd,
+  runManifest,
   startOperator,
   unreachableKubeconfig,
 } from "./harness/operator.ts";
 
 const SCRIPTS = await loadScripts();
 const NO_SANITIZE = { sanitizeResources: false, sanitizeOps: false };
-
-function manifest(ns: string, name: string, spec: ScriptRunSpec): string {
-  return stringify({
-    apiVersion: "script-operator.dev/v1alpha1",
-    kind: "ScriptRun",
-    metadata: { name, namespace: ns },
-    spec,
-  });
-}
 
 async function listOf<T>(ns: string, kind: string, selector?: string): Promise<T[]> {
   const args = ["-n", ns, "get", kind];
@@ -478,7 +469,7 @@ clusterTest("200 ScriptRuns converge; a steady-state cycle makes 3 LIST requests
   const { reconciler, requests } = inProcess(ns.name);
   const docs = Array.from(
     { length: 200 },
-    (_, i) => manifest(ns.name, `run-${i}`, { script: "task.sh" }),
+    (_, i) => runManifest(ns.name, `run-${i}`, { script: "task.sh" }),
   );
   await kubectlOk(["apply", "-f", "-"], { stdin: docs.join("---\n") });
   await waitFor(async () => {

@@ -5,11 +5,16 @@
  * validation (CEL and size bounds), and a CRD applied after the operator started.
  * @module
  */
-import { stringify } from "yaml";
 import { scriptRunCrd, SPEC_LIMITS } from "../src/crd.ts";
 import type { Job, ScriptRun, ScriptRunSpec } from "../src/types.ts";
 import { assert, assertEquals } from "./harness/assert.ts";
-import { applyRuns, installCrd, type LogLine, startOperator } from "./harness/operator.ts";
+import {
+  applyRuns,
+  installCrd,
+  type LogLine,
+  runManifest,
+  startOperator,
+} from "./harness/operator.ts";
 import { startPauseProxy } from "./harness/pause_proxy.ts";
 import {
   clusterTest,
@@ -31,15 +36,6 @@ async function status(url: string): Promise<number> {
   });
   await res.body?.cancel();
   return res.status;
-}
-
-function manifest(ns: string, name: string, spec: ScriptRunSpec): string {
-  return stringify({
-    apiVersion: "script-operator.dev/v1alpha1",
-    kind: "ScriptRun",
-    metadata: { name, namespace: ns },
-    spec,
-  });
 }
 
 /** Requests the operator sent (debug "Sending request" lines) other than GETs. */
@@ -326,7 +322,7 @@ clusterTest(
     assertEquals(rules.length, 1, "one CEL rule on runAsNonRoot");
     const message = rules[0][2];
     const res = await kubectl(["apply", "-f", "-"], {
-      stdin: manifest(ns.name, "root", {
+      stdin: runManifest(ns.name, "root", {
         script: "task.sh",
         securityContext: { runAsNonRoot: true, runAsUser: 0 },
       }),
@@ -335,7 +331,7 @@ clusterTest(
     assert(res.stderr.includes(message), res.stderr);
     assert(res.stderr.includes("spec.securityContext"), res.stderr);
     const fine = await kubectl(["apply", "-f", "-"], {
-      stdin: manifest(ns.name, "nonroot", {
+      stdin: runManifest(ns.name, "nonroot", {
         script: "task.sh",
         securityContext: { runAsNonRoot: true, runAsUser: 1000 },
       }),

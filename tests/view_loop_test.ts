@@ -10,32 +10,17 @@ import {
   clusterTest,
   freePort,
   kubectlJson,
-  NotYet,
   uniqueNamespace,
   waitFor,
 } from "./harness/test_env.ts";
 import { applyRuns, installCrd, startOperator } from "./harness/operator.ts";
+import { scrapeRequests } from "./harness/request_metrics.ts";
 
 const NO_SANITIZE = { sanitizeResources: false, sanitizeOps: false };
 
 async function allSucceeded(ns: string, count: number): Promise<boolean> {
   const runs = (await kubectlJson<{ items: ScriptRun[] }>(["-n", ns, "get", "scriptruns"])).items;
   return runs.length === count && runs.every((r) => r.status?.phase === "Succeeded");
-}
-
-/** Requests by method from the operator's /metrics (watches counted apart). */
-async function requestsByMethod(port: number): Promise<Record<string, number>> {
-  const res = await fetch(`http://127.0.0.1:${port}/metrics`).catch((e) => {
-    throw new NotYet(`metrics: ${e.message}`);
-  });
-  const text = await res.text();
-  const out: Record<string, number> = {};
-  for (
-    const m of text.matchAll(/^rest_client_requests_total\{[^}]*method="(\w+)"[^}]*\} (\d+)/gm)
-  ) {
-    out[m[1]] = (out[m[1]] ?? 0) + Number(m[2]);
-  }
-  return out;
 }
 
 clusterTest(
@@ -67,14 +52,14 @@ clusterTest(
       "--interval=1s",
       `--metrics-bind-address=127.0.0.1:${metrics}`,
     ]);
-    await waitFor(async () => (await requestsByMethod(metrics)).WATCH >= 4, {
+    await waitFor(async () => (await scrapeRequests(metrics)).WATCH >= 4, {
       what: "the view watching its four kinds",
     });
     await new Promise((r) => setTimeout(r, 3_000));
-    const before = await requestsByMethod(metrics);
+    const before = await scrapeRequests(metrics);
     const windowMs = 6_000;
     await new Promise((r) => setTimeout(r, windowMs));
-    const after = await requestsByMethod(metrics);
+    const after = await scrapeRequests(metrics);
     const delta = (m: string) => (after[m] ?? 0) - (before[m] ?? 0);
     for (const write of ["POST", "PUT", "PATCH", "DELETE"]) {
       assertEquals(delta(write), 0, `${write} requests in the steady state`);

@@ -8,35 +8,15 @@ import {
   clusterTest,
   freePort,
   kubectlJson,
-  NotYet,
   uniqueNamespace,
   waitFor,
 } from "./harness/test_env.ts";
 import { applyRun, getRun, installCrd, startOperator } from "./harness/operator.ts";
+import { scrapeRequests, WRITE_METHODS, writes } from "./harness/request_metrics.ts";
 
 const NO_SANITIZE = { sanitizeResources: false, sanitizeOps: false };
-const WRITE_METHODS = ["POST", "PUT", "PATCH", "DELETE"];
 /** The budget of a run that goes well: writes of every kind, Events included. */
 const WRITES_PER_RUN = 5;
-
-/** Requests by method from the operator's /metrics. */
-async function requestsByMethod(port: number): Promise<Record<string, number>> {
-  const res = await fetch(`http://127.0.0.1:${port}/metrics`).catch((e) => {
-    throw new NotYet(`metrics: ${e.message}`);
-  });
-  const text = await res.text();
-  const out: Record<string, number> = {};
-  for (
-    const m of text.matchAll(/^rest_client_requests_total\{[^}]*method="(\w+)"[^}]*\} (\d+)/gm)
-  ) {
-    out[m[1]] = (out[m[1]] ?? 0) + Number(m[2]);
-  }
-  return out;
-}
-
-function writes(counts: Record<string, number>): number {
-  return WRITE_METHODS.reduce((sum, m) => sum + (counts[m] ?? 0), 0);
-}
 
 clusterTest(
   `a run that goes well costs at most ${WRITES_PER_RUN} writes, Events included, and keeps its outcome Event`,
@@ -52,10 +32,10 @@ clusterTest(
       `--metrics-bind-address=127.0.0.1:${metrics}`,
     ]);
     // Counted from a watching operator at rest: the start-up cycle is over.
-    await waitFor(async () => (await requestsByMethod(metrics)).WATCH >= 4, {
+    await waitFor(async () => (await scrapeRequests(metrics)).WATCH >= 4, {
       what: "the view watching its four kinds",
     });
-    const before = await requestsByMethod(metrics);
+    const before = await scrapeRequests(metrics);
     const sentBefore = op.logs.length;
 
     await applyRun(ns.name, "once", { script: "task.sh" });
@@ -75,7 +55,7 @@ clusterTest(
       return list.items.length > 0 ? list.items : undefined;
     }, { what: "the run's outcome Event" });
     await new Promise((r) => setTimeout(r, 3_000));
-    const after = await requestsByMethod(metrics);
+    const after = await scrapeRequests(metrics);
 
     const sent = op.logs.slice(sentBefore).filter((l) =>
       l.msg === "Sending request" && WRITE_METHODS.includes(String(l.method))

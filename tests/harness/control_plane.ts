@@ -229,7 +229,7 @@ async function tail(path: string, n = 30): Promise<string> {
 }
 
 /** Reserves `n` distinct free loopback ports (bind to port 0, then release). */
-function freePorts(n: number): number[] {
+export function freePorts(n: number): number[] {
   const listeners = Array.from(
     { length: n },
     () => Deno.listen({ hostname: "127.0.0.1", port: 0 }),

@@ -97,7 +97,7 @@ interface Need {
 
 /**
  * The operator's rights in a namespace: the rules of deploy/rbac-namespaced.yaml's Role, the same
- * the shipped install grants (tests/deploy_test.ts keeps those equal to what src/ calls).
+ * the shipped install grants (tests/rbac_test.ts keeps those equal to what src/ calls).
  */
 function operatorNeeds(): Need[] {
   const text = Deno.readTextFileSync(`${ROOT}deploy/rbac-namespaced.yaml`);

@@ -9,11 +9,27 @@ import { kubectlJson, kubectlOk, testKubeconfig } from "./test_env.ts";
 
 const ROOT = new URL("../../", import.meta.url);
 
-/** The `deno run` flags of the `start` task in deno.json. */
+/**
+ * Every `deno run` flag of deno.json's start task in the checkout `root` (default: this one):
+ * the words between `run` and `main.ts`, permission and V8 flags alike.
+ */
+export async function startTaskRunFlags(root: string | URL = ROOT): Promise<string[]> {
+  const file = typeof root === "string" ? `${root}deno.json` : new URL("deno.json", root);
+  const config = JSON.parse(await Deno.readTextFile(file));
+  const words: string[] = String(config.tasks?.start ?? "").trim().split(/\s+/);
+  const run = words.indexOf("run");
+  const main = words.findIndex((w) => /(^|\/)main\.ts$/.test(w));
+  if (words[0] !== "deno" || run < 0 || main < run) {
+    throw new Error(`deno.json tasks.start is not "deno run <flags> main.ts": ${words.join(" ")}`);
+  }
+  return words.slice(run + 1, main);
+}
+
+/** The permission flags (`--allow-*`, `--deny-*`) of the start task in deno.json. */
 export async function startTaskFlags(): Promise<string[]> {
-  const config = JSON.parse(await Deno.readTextFile(new URL("deno.json", ROOT)));
-  const words: string[] = config.tasks.start.split(/\s+/);
-  return words.filter((w) => w.startsWith("--allow-") || w.startsWith("--deny-"));
+  return (await startTaskRunFlags()).filter((w) =>
+    w.startsWith("--allow-") || w.startsWith("--deny-")
+  );
 }
 
 let denoDir: Promise<string> | undefined;
@@ -236,16 +252,19 @@ export async function copyBuild(scripts: Record<string, string | null>): Promise
   };
 }
 
+/** The YAML of the ScriptRun `ns/name` with `spec`, for `kubectl apply -f -`. */
+export function runManifest(ns: string, name: string, spec: ScriptRunSpec): string {
+  return stringify({
+    apiVersion: "script-operator.dev/v1alpha1",
+    kind: "ScriptRun",
+    metadata: { name, namespace: ns },
+    spec,
+  });
+}
+
 /** Applies ScriptRuns named `names` with one spec in namespace `ns` (one kubectl apply). */
 export async function applyRuns(ns: string, names: string[], spec: ScriptRunSpec): Promise<void> {
-  const docs = names.map((name) =>
-    stringify({
-      apiVersion: "script-operator.dev/v1alpha1",
-      kind: "ScriptRun",
-      metadata: { name, namespace: ns },
-      spec,
-    })
-  );
+  const docs = names.map((name) => runManifest(ns, name, spec));
   await kubectlOk(["apply", "-f", "-"], { stdin: docs.join("---\n") });
 }
 

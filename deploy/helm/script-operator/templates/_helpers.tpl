@@ -86,7 +86,7 @@ image, ServiceAccount or Secret name holds and which would end the literal.
 {{/*
 What the operator does in each namespace it serves: the rules of its Role there, or of its
 ClusterRole when cluster-wide. deploy/rbac-namespaced.yaml holds the same rules with a comment
-naming the code that needs each (tests/deploy_test.ts checks them against src/, and
+naming the code that needs each (tests/rbac_test.ts checks them against src/, and
 tests/kustomize_test.ts checks that the chart renders the same).
 */}}
 {{- define "script-operator.operatorRules" -}}
