@@ -352,7 +352,17 @@ clusterTest(
       "Succeeded",
     );
     await reconciler.cycle();
-    assertEquals(await listOf<Job>(ns.name, "jobs"), []);
+    // The delete is Foreground: the Job stays, terminating, until the garbage collector has
+    // removed its pods. The operator's part is the delete itself; then the Job goes at the GC's pace.
+    const jobs = await listOf<Job>(ns.name, "jobs");
+    assert(
+      jobs.every((j) => j.metadata.deletionTimestamp !== undefined),
+      `a Job not being deleted: ${JSON.stringify(jobs.map((j) => j.metadata.name))}`,
+    );
+    await waitFor(async () => (await listOf<Job>(ns.name, "jobs")).length === 0, {
+      what: "the garbage collector to remove the deleted Job",
+      timeoutMs: 60_000,
+    });
     await reconciler.cycle();
     assertEquals(
       await listOf<Job>(ns.name, "jobs"),
