@@ -49,16 +49,18 @@ export interface RunOutcome {
  * another phase. A write that keeps the phase (a message, a condition) is not a second outcome;
  * a run that starts again (a new spec with runPolicy OnChange) and ends again is a new one. The
  * duration comes from the run's own times (status.startTime, when its Job was created, to
- * status.completionTime).
+ * status.completionTime). A failure is recorded as soon as the Job says FailureTarget, before the
+ * Job has a completion time: that run ends at `nowMs`, the time of the write that records it.
  */
 export function runOutcome(
   before: ScriptRunStatus,
   status: ScriptRunStatus,
+  nowMs: number = Date.now(),
 ): RunOutcome | undefined {
   if (status.phase !== "Succeeded" && status.phase !== "Failed") return undefined;
   if (before.phase === status.phase) return undefined;
   const start = Date.parse(status.startTime ?? "");
-  const end = Date.parse(status.completionTime ?? "");
+  const end = status.completionTime ? Date.parse(status.completionTime) : nowMs;
   const seconds = end - start >= 0 ? (end - start) / 1000 : undefined;
   return { result: status.phase === "Succeeded" ? "succeeded" : "failed", seconds };
 }

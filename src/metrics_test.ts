@@ -39,6 +39,12 @@ Deno.test("runOutcome(): only a change into Succeeded or Failed is an outcome", 
   assertEquals(runOutcome({ phase: "Succeeded" }, { phase: "Succeeded", ...TIMES }), undefined);
 });
 
+Deno.test("runOutcome(): a failure recorded before the Job's completion time ends at the write", () => {
+  const failing = { phase: "Failed" as const, startTime: TIMES.startTime };
+  const now = Date.parse(TIMES.startTime) + 12_000;
+  assertEquals(runOutcome({ phase: "Pending" }, failing, now), { result: "failed", seconds: 12 });
+});
+
 Deno.test("runOutcome(): a failure without a Job has no duration, nor has a backwards one", () => {
   assertEquals(runOutcome({}, { phase: "Failed" }), { result: "failed", seconds: undefined });
   const backwards = { startTime: "2026-01-01T00:01:00Z", completionTime: "2026-01-01T00:00:00Z" };
