@@ -3,12 +3,12 @@
  * ScriptRun. Entry point; the only module with top-level effects.
  * @module
  */
-import { HELP, OPERATOR_VERSION, parseCli, UsageError } from "./src/cli.ts";
-import { scriptRunCrd } from "./src/crd.ts";
-import { KubeConfigError, loadKubeConfig } from "./src/kubeconfig.ts";
-import { logger, setupLogging } from "./src/log.ts";
-import { EXIT, runOperator } from "./src/operator.ts";
-import { loadScripts, ScriptError } from "./src/scripts.ts";
+import { HELP, OPERATOR_VERSION, parseCli, UsageError } from "./src/runtime/cli.ts";
+import { scriptRunCrd } from "./src/desired/crd.ts";
+import { KubeConfigError, loadKubeConfig } from "./src/api/kubeconfig.ts";
+import { logger, setupLogging } from "./src/runtime/log.ts";
+import { EXIT, runOperator } from "./src/runtime/operator.ts";
+import { loadScripts, ScriptError } from "./src/runtime/scripts.ts";
 
 /** Runs the command line `args`; returns the process exit code. */
 export async function main(args: string[]): Promise<number> {
@@ -23,7 +23,7 @@ export async function main(args: string[]): Promise<number> {
         return EXIT.ok;
       case "crd": {
         console.log(
-          `# ScriptRun CRD of script-operator ${OPERATOR_VERSION}, generated from src/crd.ts`,
+          `# ScriptRun CRD of script-operator ${OPERATOR_VERSION}, generated from src/desired/crd.ts`,
         );
         // Imported here only: the operator itself never loads the YAML library (less memory).
         const { stringify } = await import("yaml");

@@ -20,13 +20,13 @@
 import { KubeConfig } from "@kubernetes/client-node";
 import process from "node:process";
 import { startControlPlane } from "../tests/harness/control_plane.ts";
-import { desiredConfigMap, desiredJob, runHash } from "../src/desired.ts";
-import { ClientNodeKube } from "../src/kube.ts";
-import { KubeHttp } from "../src/kube_http.ts";
-import { loadScripts } from "../src/scripts.ts";
+import { desiredConfigMap, desiredJob, runHash } from "../src/desired/desired.ts";
+import { ClientNodeKube } from "../src/api/kube.ts";
+import { KubeHttp } from "../src/api/kube_http.ts";
+import { loadScripts } from "../src/runtime/scripts.ts";
 import type { ScriptRun } from "../src/types.ts";
-import { WatchedView } from "../src/view.ts";
-import { logger } from "../src/log.ts";
+import { WatchedView } from "../src/store/view.ts";
+import { logger } from "../src/runtime/log.ts";
 import { flagValues } from "./flags.ts";
 
 const args = flagValues(Deno.args);

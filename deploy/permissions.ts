@@ -31,7 +31,7 @@ export const IN_CLUSTER_ENV = ["KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PO
 
 /**
  * System information the operator asks for: `hostname` (`Deno.hostname()`, the leader-election
- * identity and the Events' reportingInstance, src/operator.ts) and `uid` (Deno's `node:fs`
+ * identity and the Events' reportingInstance, src/runtime/operator.ts) and `uid` (Deno's `node:fs`
  * `accessSync` compares the file owner with `Deno.uid()`; client-node's `fileExists` uses it for
  * the in-cluster namespace file and its home-folder lookup).
  */

@@ -16,7 +16,7 @@ import {
   START_TASK,
   V8_FLAGS,
 } from "./permissions.ts";
-import { SERVICE_ACCOUNT_DIR as SOURCE_SERVICE_ACCOUNT_DIR } from "../src/kubeconfig.ts";
+import { SERVICE_ACCOUNT_DIR as SOURCE_SERVICE_ACCOUNT_DIR } from "../src/api/kubeconfig.ts";
 import { denoCacheDir } from "../tests/harness/operator.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;

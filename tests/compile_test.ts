@@ -17,8 +17,8 @@ import {
   uniqueNamespace,
 } from "./harness/test_env.ts";
 import { EXIT_CODES, NO_DENORT_MESSAGE } from "../deploy/compile.ts";
-import { loadScripts } from "../src/scripts.ts";
-import { OPERATOR_VERSION } from "../src/cli.ts";
+import { loadScripts } from "../src/runtime/scripts.ts";
+import { OPERATOR_VERSION } from "../src/runtime/cli.ts";
 import { installCrd } from "./harness/operator.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;

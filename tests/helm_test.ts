@@ -40,8 +40,8 @@ import {
   uniqueNamespace,
   waitFor,
 } from "./harness/test_env.ts";
-import { parseCli } from "../src/cli.ts";
-import { SERVICE_ACCOUNT_DIR } from "../src/kubeconfig.ts";
+import { parseCli } from "../src/runtime/cli.ts";
+import { SERVICE_ACCOUNT_DIR } from "../src/api/kubeconfig.ts";
 import { IN_CLUSTER_FLAGS } from "../deploy/permissions.ts";
 
 const NO_SANITIZE = { sanitizeResources: false, sanitizeOps: false };

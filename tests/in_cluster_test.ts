@@ -16,7 +16,7 @@ import {
   uniqueNamespace,
   waitFor,
 } from "./harness/test_env.ts";
-import { SERVICE_ACCOUNT_DIR } from "../src/kubeconfig.ts";
+import { SERVICE_ACCOUNT_DIR } from "../src/api/kubeconfig.ts";
 import { IN_CLUSTER_FLAGS } from "../deploy/permissions.ts";
 
 interface Run {

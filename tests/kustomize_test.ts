@@ -19,7 +19,7 @@ import {
   kubectlOk,
   waitFor,
 } from "./harness/test_env.ts";
-import { parseCli } from "../src/cli.ts";
+import { parseCli } from "../src/runtime/cli.ts";
 import { GROUP, PLURAL } from "../src/types.ts";
 
 const NO_SANITIZE = { sanitizeResources: false, sanitizeOps: false };

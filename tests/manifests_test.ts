@@ -7,9 +7,9 @@
  * @module
  */
 import { assert, assertEquals } from "./harness/assert.ts";
-import { parseBindAddress, parseCli } from "../src/cli.ts";
-import { DEFAULT_POLICY, UNSAFE_ENV_NAMES, UNSAFE_ENV_PREFIXES } from "../src/policy.ts";
-import { loadScripts } from "../src/scripts.ts";
+import { parseBindAddress, parseCli } from "../src/runtime/cli.ts";
+import { DEFAULT_POLICY, UNSAFE_ENV_NAMES, UNSAFE_ENV_PREFIXES } from "../src/desired/policy.ts";
+import { loadScripts } from "../src/runtime/scripts.ts";
 import { GROUP, KIND, VERSION } from "../src/types.ts";
 import { type K8sObject, manifests, only, readText } from "./harness/manifests.ts";
 import { dockerfile } from "./harness/dockerfile.ts";

@@ -18,8 +18,8 @@ import {
 } from "./harness/test_env.ts";
 import { toolPath } from "./harness/tools.ts";
 import { parse } from "yaml";
-import { OPERATOR_VERSION } from "../src/cli.ts";
-import { Metrics } from "../src/metrics.ts";
+import { OPERATOR_VERSION } from "../src/runtime/cli.ts";
+import { Metrics } from "../src/runtime/metrics.ts";
 
 const NO_SANITIZE = { sanitizeResources: false, sanitizeOps: false };
 const FILES = new URL("../deploy/helm/script-operator/files/", import.meta.url);

@@ -6,11 +6,11 @@
  */
 import { assert, assertEquals } from "./harness/assert.ts";
 import { KubeConfig } from "@kubernetes/client-node";
-import { childName, runHash } from "../src/desired.ts";
-import { ClientNodeKube } from "../src/kube.ts";
-import { logger } from "../src/log.ts";
-import { Reconciler } from "../src/reconciler.ts";
-import { loadScripts } from "../src/scripts.ts";
+import { childName, runHash } from "../src/desired/desired.ts";
+import { ClientNodeKube } from "../src/api/kube.ts";
+import { logger } from "../src/runtime/log.ts";
+import { Reconciler } from "../src/controller/reconciler.ts";
+import { loadScripts } from "../src/runtime/scripts.ts";
 import type { ConfigMap, Job, ScriptRun, ScriptRunSpec } from "../src/types.ts";
 import {
   clusterTest,

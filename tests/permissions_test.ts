@@ -18,7 +18,7 @@ import {
   uniqueNamespace,
   waitFor,
 } from "./harness/test_env.ts";
-import { SERVICE_ACCOUNT_DIR } from "../src/kubeconfig.ts";
+import { SERVICE_ACCOUNT_DIR } from "../src/api/kubeconfig.ts";
 import { GROUP, KIND, VERSION } from "../src/types.ts";
 import { IN_CLUSTER_FLAGS, LAPTOP_FLAGS } from "../deploy/permissions.ts";
 import { type K8sObject, readText, ROOT } from "./harness/manifests.ts";

@@ -8,7 +8,7 @@
 import { assert, assertEquals } from "./harness/assert.ts";
 import { applyRun, getRun, installCrd, startOperator } from "./harness/operator.ts";
 import { clusterTest, kubectlJson, uniqueNamespace, waitFor } from "./harness/test_env.ts";
-import { POLICY_VIOLATION } from "../src/policy.ts";
+import { POLICY_VIOLATION } from "../src/desired/policy.ts";
 import type { Job, ScriptRun } from "../src/types.ts";
 
 const NO_SANITIZE = { sanitizeResources: false, sanitizeOps: false };

@@ -5,7 +5,7 @@
  * validation (CEL and size bounds), and a CRD applied after the operator started.
  * @module
  */
-import { scriptRunCrd, SPEC_LIMITS } from "../src/crd.ts";
+import { scriptRunCrd, SPEC_LIMITS } from "../src/desired/crd.ts";
 import type { Job, ScriptRun, ScriptRunSpec } from "../src/types.ts";
 import { assert, assertEquals } from "./harness/assert.ts";
 import {

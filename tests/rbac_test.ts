@@ -6,7 +6,7 @@
  */
 import { parse, parseAllDocuments } from "yaml";
 import { assert, assertEquals } from "./harness/assert.ts";
-import { parseCli } from "../src/cli.ts";
+import { parseCli } from "../src/runtime/cli.ts";
 import { GROUP, PLURAL, VERSION } from "../src/types.ts";
 import { type K8sObject, manifests, only, readText, ROOT, type Rule } from "./harness/manifests.ts";
 
@@ -31,27 +31,27 @@ const LEASES = [/group: "coordination\.k8s\.io"/, /plural: "leases"/];
  * BatchV1Api...) need no entry: {@linkcode conventionGrant} reads the grant from the name.
  */
 const CLIENT_CALLS: Record<string, Need> = {
-  "src/kube.ts listClusterCustomObject": {
+  "src/api/kube.ts listClusterCustomObject": {
     grant: grant(GROUP, PLURAL, "list"),
     evidence: SCRIPTRUNS,
   },
-  "src/kube.ts listNamespacedCustomObject": {
+  "src/api/kube.ts listNamespacedCustomObject": {
     grant: grant(GROUP, PLURAL, "list"),
     evidence: SCRIPTRUNS,
   },
-  "src/kube.ts patchNamespacedCustomObjectStatus": {
+  "src/api/kube.ts patchNamespacedCustomObjectStatus": {
     grant: grant(GROUP, `${PLURAL}/status`, "patch"),
     evidence: SCRIPTRUNS,
   },
-  "src/kube.ts getNamespacedCustomObject": {
+  "src/api/kube.ts getNamespacedCustomObject": {
     grant: grant("coordination.k8s.io", "leases", "get"),
     evidence: LEASES,
   },
-  "src/kube.ts createNamespacedCustomObject": {
+  "src/api/kube.ts createNamespacedCustomObject": {
     grant: grant("coordination.k8s.io", "leases", "create"),
     evidence: LEASES,
   },
-  "src/kube.ts replaceNamespacedCustomObject": {
+  "src/api/kube.ts replaceNamespacedCustomObject": {
     grant: grant("coordination.k8s.io", "leases", "update"),
     evidence: LEASES,
   },
@@ -131,7 +131,7 @@ function watchGrants(file: string, text: string): Map<string, Need> {
  * OwnerReferencesPermissionEnforcement admission plugin runs (OpenShift and others).
  */
 const DERIVED: Record<string, Need> = {
-  "src/desired.ts blockOwnerDeletion: true": {
+  "src/desired/desired.ts blockOwnerDeletion: true": {
     grant: grant(GROUP, `${PLURAL}/finalizers`, "update"),
     evidence: [/blockOwnerDeletion: true/],
   },
@@ -142,12 +142,21 @@ function leaseGrants(needs: Map<string, string[]>): Set<string> {
   return new Set([...needs.keys()].filter((g) => g.startsWith("coordination.k8s.io/leases:")));
 }
 
+/** The operator's source files under `dir`, tests excluded, as paths from the repository root. */
+function sourceFiles(dir: string): string[] {
+  const files: string[] = [];
+  for (const entry of Deno.readDirSync(`${ROOT}${dir}`)) {
+    const path = `${dir}/${entry.name}`;
+    if (entry.isDirectory) files.push(...sourceFiles(path));
+    else if (path.endsWith(".ts") && !path.endsWith("_test.ts")) files.push(path);
+  }
+  return files.sort();
+}
+
 /** "file method" of every call on a client made with makeApiClient or makeClient in src/ (tests excluded), with the API class and the file's text. */
 async function clientCallsInSource(): Promise<Map<string, { api: string; text: string }>> {
   const calls = new Map<string, { api: string; text: string }>();
-  for (const entry of Deno.readDirSync(`${ROOT}src`)) {
-    if (!entry.name.endsWith(".ts") || entry.name.endsWith("_test.ts")) continue;
-    const file = `src/${entry.name}`;
+  for (const file of sourceFiles("src")) {
     const text = await readText(file);
     if (!/makeApiClient\(|makeClient\(/.test(text)) continue;
     const fields = [
@@ -190,9 +199,7 @@ async function neededGrants(): Promise<Map<string, string[]>> {
   );
   const stale = Object.keys(CLIENT_CALLS).filter((c) => !calls.has(c));
   assertEquals(stale, [], "CLIENT_CALLS entries no longer called in src/ (remove them)");
-  for (const entry of Deno.readDirSync(`${ROOT}src`)) {
-    if (!entry.name.endsWith(".ts") || entry.name.endsWith("_test.ts")) continue;
-    const file = `src/${entry.name}`;
+  for (const file of sourceFiles("src")) {
     const text = await readText(file);
     for (const [key, need] of watchGrants(file, text)) add(key, need, text);
   }
@@ -403,7 +410,7 @@ Deno.test("deploy: every RBAC rule has a comment naming the source file that nee
   for (const path of files) {
     for (const { role, rule, comment } of await ruleComments(path)) {
       for (const g of grantsOf({ rules: [rule] })) {
-        // "src/kube.ts listNamespacedPod" → the comment names the file and the call.
+        // "src/api/kube.ts listNamespacedPod" → the comment names the file and the call.
         const reasons = needs.get(g) ?? [];
         assert(
           reasons.some((r) => {

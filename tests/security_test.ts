@@ -18,9 +18,9 @@ import {
   uniqueNamespace,
   waitFor,
 } from "./harness/test_env.ts";
-import { DEFAULTS } from "../src/desired.ts";
-import { MAX_OUTPUT } from "../src/plan.ts";
-import { POLICY_VIOLATION } from "../src/policy.ts";
+import { DEFAULTS } from "../src/desired/desired.ts";
+import { MAX_OUTPUT } from "../src/desired/plan.ts";
+import { POLICY_VIOLATION } from "../src/desired/policy.ts";
 import type { Job, ScriptRun, ScriptRunSpec } from "../src/types.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;

@@ -21,12 +21,12 @@ import {
   uniqueNamespace,
   waitFor,
 } from "./harness/test_env.ts";
-import { ClientNodeKube } from "../src/kube.ts";
-import { KubeHttp } from "../src/kube_http.ts";
-import { desiredConfigMap, desiredJob, runHash } from "../src/desired.ts";
-import { loadScripts } from "../src/scripts.ts";
+import { ClientNodeKube } from "../src/api/kube.ts";
+import { KubeHttp } from "../src/api/kube_http.ts";
+import { desiredConfigMap, desiredJob, runHash } from "../src/desired/desired.ts";
+import { loadScripts } from "../src/runtime/scripts.ts";
 import { LABELS, type ScriptRun } from "../src/types.ts";
-import { compactConfigMap, compactJob, compactScriptRun } from "../src/compact.ts";
+import { compactConfigMap, compactJob, compactScriptRun } from "../src/api/compact.ts";
 import {
   compactPod,
   METADATA_ACCEPT,
@@ -34,7 +34,7 @@ import {
   type WatchedPod,
   WatchedView,
   type WatchedViewOptions,
-} from "../src/view.ts";
+} from "../src/store/view.ts";
 
 const NO_SANITIZE = { sanitizeResources: false, sanitizeOps: false };
 const SCRIPTS = await loadScripts();

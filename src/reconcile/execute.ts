@@ -5,10 +5,10 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
-import { KubeError } from "../errors.ts";
-import type { Kube } from "../kube.ts";
-import { controllerUid } from "../owner.ts";
-import type { Action, Observed } from "../plan.ts";
+import { KubeError } from "../api/errors.ts";
+import type { Kube } from "../api/kube.ts";
+import { controllerUid } from "../api/owner.ts";
+import type { Action, Observed } from "../desired/plan.ts";
 import type { ConfigMap, Job, ScriptRun } from "../types.ts";
 import { NONE, predecessorOf, withName } from "./observe.ts";
 

@@ -8,8 +8,8 @@
  * (a new term plans from what the cluster shows, not from what an old term meant to do).
  * @module
  */
-import { compactConfigMap, compactJob } from "../compact.ts";
-import type { Action, Observed } from "../plan.ts";
+import { compactConfigMap, compactJob } from "../api/compact.ts";
+import type { Action, Observed } from "../desired/plan.ts";
 import type { ConfigMap, Job, ScriptRun } from "../types.ts";
 
 /** How long a create or delete of ours may take to show in the view before we stop assuming it. */

@@ -4,11 +4,11 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
-import type { Kube } from "../kube.ts";
-import { controllerUid } from "../owner.ts";
-import { type Observed, type Plan, plan } from "../plan.ts";
-import type { PodOptions } from "../desired.ts";
-import type { Policy } from "../policy.ts";
+import type { Kube } from "../api/kube.ts";
+import { controllerUid } from "../api/owner.ts";
+import { type Observed, type Plan, plan } from "../desired/plan.ts";
+import type { PodOptions } from "../desired/desired.ts";
+import type { Policy } from "../desired/policy.ts";
 import type { Script, ScriptRun } from "../types.ts";
 import type { JobWarnings } from "./job_warnings.ts";
 import { fresh, NONE, predecessorOf, withName } from "./observe.ts";

@@ -3,12 +3,12 @@
  * plain LISTs, or from the watched view. Pure: the view is read, never changed.
  * @module
  */
-import type { Action, NameLookup, Observed } from "../plan.ts";
-import { controllerRef, controllerUid } from "../owner.ts";
+import type { Action, NameLookup, Observed } from "../desired/plan.ts";
+import { controllerRef, controllerUid } from "../api/owner.ts";
 import type { ConfigMap, Job, PodSummary, ScriptRun } from "../types.ts";
 import type { Lookup, Reads } from "./settled.ts";
 
-/** The watched view, as far as the reconciler reads it (see src/view.ts). */
+/** The watched view, as far as the reconciler reads it (see src/store/view.ts). */
 export interface RunView {
   /** True while the view serves reads (started, not stopped); it then stays current by itself. */
   synced(): boolean;

@@ -4,8 +4,8 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
-import type { EventNote } from "../kube.ts";
-import { REASON } from "../reasons.ts";
+import type { EventNote } from "../api/kube.ts";
+import { REASON } from "../desired/reasons.ts";
 import type { ScriptRunStatus } from "../types.ts";
 
 /** Reasons worth an Event when the status takes them (others are Normal steps or none). */

@@ -1,20 +1,26 @@
 /**
  * One reconcile of one ScriptRun: observe (the lookups the plan asks for) → plan → apply → record.
  * Each write is checked against leadership just before it is sent; the status is guarded by the
- * resourceVersion it was planned from. The caller (src/reconciler.ts) holds the per-run state and
+ * resourceVersion it was planned from. The caller (src/controller/reconciler.ts) holds the per-run state and
  * hands it in with {@linkcode RunContext}.
  * @module
  */
 import type { Logger } from "@logtape/logtape";
-import type { Backoff } from "../backoff.ts";
-import { KubeError } from "../errors.ts";
-import type { EventNote, Kube } from "../kube.ts";
-import { runKey } from "../owner.ts";
-import { type Action, invalidSpecStatus, type Observed, type Plan, statusEqual } from "../plan.ts";
-import type { PodOptions } from "../desired.ts";
-import type { Policy } from "../policy.ts";
-import { REASON } from "../reasons.ts";
-import type { RunResult } from "../reconciler.ts";
+import type { Backoff } from "../controller/backoff.ts";
+import { KubeError } from "../api/errors.ts";
+import type { EventNote, Kube } from "../api/kube.ts";
+import { runKey } from "../api/owner.ts";
+import {
+  type Action,
+  invalidSpecStatus,
+  type Observed,
+  type Plan,
+  statusEqual,
+} from "../desired/plan.ts";
+import type { PodOptions } from "../desired/desired.ts";
+import type { Policy } from "../desired/policy.ts";
+import { REASON } from "../desired/reasons.ts";
+import type { RunResult } from "../controller/reconciler.ts";
 import { GROUP, KIND, type Script, type ScriptRun, type ScriptRunStatus } from "../types.ts";
 import { errorPolicy } from "./error_policy.ts";
 import { execute } from "./execute.ts";

@@ -17,10 +17,10 @@ import {
   VersionApi,
 } from "@kubernetes/client-node";
 import { parse, parseAllDocuments } from "yaml";
-import { classify, type KubeError } from "../../src/errors.ts";
-import { makeClient } from "../../src/kube.ts";
-import { KubeConfigError, loadKubeConfig } from "../../src/kubeconfig.ts";
-import { scriptRunCrd } from "../../src/crd.ts";
+import { classify, type KubeError } from "../../src/api/errors.ts";
+import { makeClient } from "../../src/api/kube.ts";
+import { KubeConfigError, loadKubeConfig } from "../../src/api/kubeconfig.ts";
+import { scriptRunCrd } from "../../src/desired/crd.ts";
 import { GROUP, PLURAL, VERSION } from "../../src/types.ts";
 import { startTaskFlags } from "./operator.ts";
 

@@ -11,7 +11,7 @@ import { assert, assertEquals } from "../harness/assert.ts";
 import { installCrd } from "../harness/operator.ts";
 import { REAL_NODE_NAME } from "../harness/real_node.ts";
 import { uniqueNamespace, waitFor } from "../harness/test_env.ts";
-import { DEFAULTS } from "../../src/desired.ts";
+import { DEFAULTS } from "../../src/desired/desired.ts";
 import {
   applyRun,
   getRun,

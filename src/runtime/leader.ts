@@ -12,7 +12,7 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
-import { classify } from "./errors.ts";
+import { classify } from "../api/errors.ts";
 
 /** Timings, in milliseconds. */
 export interface LeaderTimings {
@@ -42,7 +42,7 @@ export interface Lease {
   };
 }
 
-/** The Lease requests the elector makes (src/kube.ts implements it over client-node). */
+/** The Lease requests the elector makes (src/api/kube.ts implements it over client-node). */
 export interface LeaseClient {
   /** The Lease, or undefined if it does not exist. */
   get(namespace: string, name: string): Promise<Lease | undefined>;

@@ -14,26 +14,26 @@
  */
 import type { Logger } from "@logtape/logtape";
 import { Backoff, mapLimit } from "./backoff.ts";
-import { KubeError } from "./errors.ts";
-import type { Kube } from "./kube.ts";
-import { namespaceOfKey, runKey } from "./owner.ts";
-import type { Observed } from "./plan.ts";
-import type { PodOptions } from "./desired.ts";
-import { DEFAULT_POLICY, type Policy } from "./policy.ts";
-import { Expectations } from "./reconcile/expectations.ts";
-import { JobWarnings } from "./reconcile/job_warnings.ts";
+import { KubeError } from "../api/errors.ts";
+import type { Kube } from "../api/kube.ts";
+import { namespaceOfKey, runKey } from "../api/owner.ts";
+import type { Observed } from "../desired/plan.ts";
+import type { PodOptions } from "../desired/desired.ts";
+import { DEFAULT_POLICY, type Policy } from "../desired/policy.ts";
+import { Expectations } from "../reconcile/expectations.ts";
+import { JobWarnings } from "../reconcile/job_warnings.ts";
 import {
   indexLists,
   observeFromLists,
   observeFromView,
   type RunView,
   viewLookup,
-} from "./reconcile/observe.ts";
-import { reconcileRun, type RunContext } from "./reconcile/run.ts";
-import { fingerprint, Reads, SETTLED_MS, SettledRuns } from "./reconcile/settled.ts";
-import type { Phase, Script, ScriptRun, ScriptRunStatus } from "./types.ts";
+} from "../reconcile/observe.ts";
+import { reconcileRun, type RunContext } from "../reconcile/run.ts";
+import { fingerprint, Reads, SETTLED_MS, SettledRuns } from "../reconcile/settled.ts";
+import type { Phase, Script, ScriptRun, ScriptRunStatus } from "../types.ts";
 
-export type { RunView } from "./reconcile/observe.ts";
+export type { RunView } from "../reconcile/observe.ts";
 
 /** Hooks for metrics; every one optional. */
 export interface ReconcileObserver {

@@ -11,7 +11,7 @@ import {
   effectiveSecurityContext,
   quantityValue,
 } from "./desired.ts";
-import type { ScriptRun, ScriptRunSpec } from "./types.ts";
+import type { ScriptRun, ScriptRunSpec } from "../types.ts";
 
 /** What ScriptRuns may ask for; set by the operator's flags. */
 export interface Policy {

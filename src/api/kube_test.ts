@@ -2,11 +2,11 @@ import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
 import { KubeConfig } from "@kubernetes/client-node";
 import { podSummary } from "./compact.ts";
 import { ClientNodeKube, NotLeaderError, observed, toPlain } from "./kube.ts";
-import { LeaderElector, type Leadership, type Lease } from "./leader.ts";
-import { logger } from "./log.ts";
-import { scriptRun } from "./test_fixtures.ts";
-import { lastTermination } from "./plan.ts";
-import type { PodSummary } from "./types.ts";
+import { LeaderElector, type Leadership, type Lease } from "../runtime/leader.ts";
+import { logger } from "../runtime/log.ts";
+import { scriptRun } from "../../tests/fakes/fixtures.ts";
+import { lastTermination } from "../desired/plan.ts";
+import type { PodSummary } from "../types.ts";
 
 Deno.test("toPlain() turns client-node Dates into RFC 3339 strings without milliseconds", () => {
   const plain = toPlain<{ t: string; n: { u: string } }>({

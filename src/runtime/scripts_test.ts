@@ -1,6 +1,6 @@
 import { deepStrictEqual as assertEquals, ok as assert, rejects } from "node:assert/strict";
 import { loadScripts, MAX_SCRIPT_BYTES, ScriptError, validateScript } from "./scripts.ts";
-import { sha256Hex } from "./hash.ts";
+import { sha256Hex } from "../desired/hash.ts";
 
 const enc = (s: string) => new TextEncoder().encode(s);
 
@@ -8,7 +8,7 @@ Deno.test("loadScripts() reads every embedded script with size and SHA-256", asy
   const scripts = await loadScripts();
   assert(scripts.has("task.sh"));
   const task = scripts.get("task.sh")!;
-  const onDisk = await Deno.readTextFile(new URL("../scripts/task.sh", import.meta.url));
+  const onDisk = await Deno.readTextFile(new URL("../../scripts/task.sh", import.meta.url));
   assertEquals(task.content, onDisk);
   assertEquals(task.sha256, sha256Hex(onDisk));
   assertEquals(task.size, enc(onDisk).length);

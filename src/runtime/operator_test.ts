@@ -1,6 +1,6 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { KubeError } from "./errors.ts";
-import { Backoff } from "./backoff.ts";
+import { KubeError } from "../api/errors.ts";
+import { Backoff } from "../controller/backoff.ts";
 import {
   EXIT,
   explainBindError,

@@ -6,8 +6,8 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
-import { KubeError } from "./errors.ts";
-import type { EventNote, Kube } from "./kube.ts";
+import { KubeError } from "../../src/api/errors.ts";
+import type { EventNote, Kube } from "../../src/api/kube.ts";
 import {
   type ConfigMap,
   type Job,
@@ -17,7 +17,7 @@ import {
   type PodSummary,
   type ScriptRun,
   type ScriptRunStatus,
-} from "./types.ts";
+} from "../../src/types.ts";
 
 /** A KubeError as client-node calls surface it after `classify()`. */
 export function kubeError(

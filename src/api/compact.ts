@@ -4,7 +4,7 @@
  * ConfigMaps as metadata). Used by the watched view and by single reads alike. Pure. No I/O.
  * @module
  */
-import { CONTAINER_NAME } from "./desired.ts";
+import { CONTAINER_NAME } from "../desired/desired.ts";
 import {
   type ConfigMap,
   GROUP,
@@ -16,7 +16,7 @@ import {
   type PodSummary,
   type ScriptRun,
   VERSION,
-} from "./types.ts";
+} from "../types.ts";
 
 // deno-lint-ignore no-explicit-any -- raw API JSON, narrowed by the compact functions below
 type Raw = any;

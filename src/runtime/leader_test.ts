@@ -4,7 +4,7 @@
  * @module
  */
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
-import { KubeError } from "./errors.ts";
+import { KubeError } from "../api/errors.ts";
 import { type Clock, LeaderElector, type Lease, type LeaseClient } from "./leader.ts";
 import { logger } from "./log.ts";
 

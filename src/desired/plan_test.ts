@@ -9,8 +9,8 @@ import {
   statusEqual,
 } from "./plan.ts";
 import { DEFAULT_POLICY, POLICY_VIOLATION } from "./policy.ts";
-import { job, script, scriptRun, scripts } from "./test_fixtures.ts";
-import type { PodSummary, ScriptRun, ScriptRunStatus } from "./types.ts";
+import { job, script, scriptRun, scripts } from "../../tests/fakes/fixtures.ts";
+import type { PodSummary, ScriptRun, ScriptRunStatus } from "../types.ts";
 
 const NOW = "2026-01-01T00:00:00Z";
 const SOON = "2026-01-01T00:00:05Z";

@@ -7,7 +7,7 @@
  * run's namespace (ownerReferences cannot cross namespaces either).
  * @module
  */
-import { KIND } from "./types.ts";
+import { KIND } from "../types.ts";
 
 /** An ownerReference, as far as ownership needs it. */
 interface OwnerReference {

@@ -25,13 +25,13 @@
  */
 import type { KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "@logtape/logtape";
-import { OPERATOR_VERSION } from "./cli.ts";
-import { compactConfigMap, compactJob, compactScriptRun, podSummary } from "./compact.ts";
-import { Backoff, type BackoffPolicy } from "./backoff.ts";
-import { type RequestObserver, TIMEOUTS } from "./kube.ts";
-import { KubeHttp, unsupportedReason } from "./kube_http.ts";
-import { controllerRef, controllerUid, runKey } from "./owner.ts";
-import { jobOutcome } from "./plan.ts";
+import { OPERATOR_VERSION } from "../runtime/cli.ts";
+import { compactConfigMap, compactJob, compactScriptRun, podSummary } from "../api/compact.ts";
+import { Backoff, type BackoffPolicy } from "../controller/backoff.ts";
+import { type RequestObserver, TIMEOUTS } from "../api/kube.ts";
+import { KubeHttp, unsupportedReason } from "../api/kube_http.ts";
+import { controllerRef, controllerUid, runKey } from "../api/owner.ts";
+import { jobOutcome } from "../desired/plan.ts";
 import {
   type ConfigMap,
   GROUP,
@@ -43,7 +43,7 @@ import {
   type PodSummary,
   type ScriptRun,
   VERSION,
-} from "./types.ts";
+} from "../types.ts";
 
 /**
  * What the view keeps of a pod of a ScriptRun's Job: the reconciler's {@linkcode PodSummary}

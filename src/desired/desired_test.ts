@@ -10,8 +10,8 @@ import {
   runHash,
   SCRIPT_FILE_MODE,
 } from "./desired.ts";
-import { script, scriptRun } from "./test_fixtures.ts";
-import type { ScriptRunSpec, SecurityContext } from "./types.ts";
+import { script, scriptRun } from "../../tests/fakes/fixtures.ts";
+import type { ScriptRunSpec, SecurityContext } from "../types.ts";
 
 Deno.test("desiredConfigMap() holds exactly the script, immutable, owned by the ScriptRun", () => {
   const run = scriptRun();

@@ -34,7 +34,7 @@ import {
   type Script,
   type ScriptRun,
   type ScriptRunStatus,
-} from "./types.ts";
+} from "../types.ts";
 
 /** One write the reconciler performs; `message` is the log line, `event` the Event it earns. */
 export type Action =

@@ -1,5 +1,5 @@
 /**
- * Prometheus metrics (src/prometheus.ts), named and labelled as controller-runtime, client-go and
+ * Prometheus metrics (src/runtime/prometheus.ts), named and labelled as controller-runtime, client-go and
  * client_golang's process collector name them where they apply, so dashboards built for
  * controller-runtime operators work unchanged.
  * @module
@@ -7,9 +7,9 @@
 import process from "node:process";
 import { OPERATOR_VERSION } from "./cli.ts";
 import { Counter, Gauge, Histogram, Registry } from "./prometheus.ts";
-import type { RequestObserver } from "./kube.ts";
-import type { ReconcileObserver } from "./reconciler.ts";
-import type { Phase, ScriptRunStatus } from "./types.ts";
+import type { RequestObserver } from "../api/kube.ts";
+import type { ReconcileObserver } from "../controller/reconciler.ts";
+import type { Phase, ScriptRunStatus } from "../types.ts";
 
 const CONTROLLER = "scriptrun";
 /** The work queue's labels: controller-runtime sets both `name` and `controller` to its name. */

@@ -20,7 +20,7 @@ import {
   type ScriptRunSpec,
   type SecurityContext,
   VERSION,
-} from "./types.ts";
+} from "../types.ts";
 
 /** Defaults applied to a ScriptRun's spec; the CRD declares the same ones. */
 export const DEFAULTS = {

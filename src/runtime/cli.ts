@@ -5,14 +5,14 @@
  * @module
  */
 import type { LogLevel } from "@logtape/logtape";
-import { DEFAULTS, quantityValue } from "./desired.ts";
+import { DEFAULTS, quantityValue } from "../desired/desired.ts";
 import { type LogFormat, parseLevel } from "./log.ts";
 import {
   DEFAULT_POLICY,
   imagePatternProblem,
   OPERATOR_SERVICE_ACCOUNT,
   type Policy,
-} from "./policy.ts";
+} from "../desired/policy.ts";
 
 /** Version printed by --version. */
 export const OPERATOR_VERSION = "0.1.0";

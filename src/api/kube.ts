@@ -22,7 +22,7 @@ import {
 } from "@kubernetes/client-node";
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { Logger } from "@logtape/logtape";
-import { OPERATOR_VERSION } from "./cli.ts";
+import { OPERATOR_VERSION } from "../runtime/cli.ts";
 import { KubeHttp, KubeHttpLibrary, type SendHook, unsupportedReason } from "./kube_http.ts";
 import {
   compactConfigMap,
@@ -32,7 +32,7 @@ import {
   podSummary,
 } from "./compact.ts";
 import { classify, KubeError } from "./errors.ts";
-import type { Lease, LeaseClient } from "./leader.ts";
+import type { Lease, LeaseClient } from "../runtime/leader.ts";
 import {
   type ConfigMap,
   GROUP,
@@ -47,7 +47,7 @@ import {
   type ScriptRun,
   type ScriptRunStatus,
   VERSION,
-} from "./types.ts";
+} from "../types.ts";
 
 /** Called after every request: verb (GET, LIST, POST…), resource, HTTP code ("<error>" when none). */
 export type RequestObserver = (verb: string, resource: string, code: string) => void;

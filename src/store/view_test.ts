@@ -1,7 +1,7 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { KubeConfig } from "@kubernetes/client-node";
-import { compactConfigMap, compactJob, compactScriptRun } from "./compact.ts";
-import { recordingLogger } from "./fake_kube.ts";
+import { compactConfigMap, compactJob, compactScriptRun } from "../api/compact.ts";
+import { recordingLogger } from "../../tests/fakes/fake_kube.ts";
 import { compactPod, type ViewTransport, WatchedView, type WatchedViewOptions } from "./view.ts";
 
 const managedFields = [{ manager: "kubectl", operation: "Update", fieldsV1: { "f:data": {} } }];

@@ -2,8 +2,8 @@
  * Builders shared by the unit tests. Pure.
  * @module
  */
-import { sha256Hex } from "./hash.ts";
-import type { Job, JobCondition, Script, ScriptRun, ScriptRunSpec } from "./types.ts";
+import { sha256Hex } from "../../src/desired/hash.ts";
+import type { Job, JobCondition, Script, ScriptRun, ScriptRunSpec } from "../../src/types.ts";
 
 /** A script as loadScripts() would return it. */
 export function script(name = "task.sh", content = "#!/bin/sh\necho hi\n"): Script {

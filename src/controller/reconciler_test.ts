@@ -1,12 +1,12 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { Backoff } from "./backoff.ts";
-import { childName, runHash } from "./desired.ts";
-import type { KubeError } from "./errors.ts";
-import { FakeKube, kubeError, recordingLogger } from "./fake_kube.ts";
-import { NotLeaderError } from "./kube.ts";
+import { childName, runHash } from "../desired/desired.ts";
+import type { KubeError } from "../api/errors.ts";
+import { FakeKube, kubeError, recordingLogger } from "../../tests/fakes/fake_kube.ts";
+import { NotLeaderError } from "../api/kube.ts";
 import { Reconciler, type ReconcilerOptions, type RunView } from "./reconciler.ts";
-import { job, script, scriptRun, scripts } from "./test_fixtures.ts";
-import { type Job, LABELS, type ScriptRun } from "./types.ts";
+import { job, script, scriptRun, scripts } from "../../tests/fakes/fixtures.ts";
+import { type Job, LABELS, type ScriptRun } from "../types.ts";
 
 const NS = "ns";
 
@@ -370,7 +370,7 @@ Deno.test("Reconciler: losing leadership mid-reconcile is a quiet requeue, not a
   assertEquals(lines.filter((l) => l.level === "error" || l.level === "warn"), []);
 });
 
-/** A watched view over the fake's stores, as src/view.ts would hold them. */
+/** A watched view over the fake's stores, as src/store/view.ts would hold them. */
 function fakeView(kube: FakeKube): RunView {
   const ours = (o: { metadata: { ownerReferences?: { uid: string; controller?: boolean }[] } }) =>
     o.metadata.ownerReferences?.find((r) => r.controller)?.uid;

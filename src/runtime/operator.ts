@@ -11,18 +11,18 @@ import {
   parseDuration,
   UsageError,
 } from "./cli.ts";
-import { KubeError } from "./errors.ts";
-import { ClientNodeKube, ClientNodeLeases, type ClientOptions, TIMEOUTS } from "./kube.ts";
-import type { LoadedConfig } from "./kubeconfig.ts";
+import { KubeError } from "../api/errors.ts";
+import { ClientNodeKube, ClientNodeLeases, type ClientOptions, TIMEOUTS } from "../api/kube.ts";
+import type { LoadedConfig } from "../api/kubeconfig.ts";
 import { DEFAULT_LEADER_TIMINGS, LeaderElector } from "./leader.ts";
 import { Metrics } from "./metrics.ts";
-import { type CycleResult, Reconciler } from "./reconciler.ts";
-import { Backoff } from "./backoff.ts";
-import { describePolicy } from "./policy.ts";
-import { GROUP, PLURAL, type Script } from "./types.ts";
-import { WorkQueue } from "./queue.ts";
-import { unsupportedReason } from "./kube_http.ts";
-import { WatchedView } from "./view.ts";
+import { type CycleResult, Reconciler } from "../controller/reconciler.ts";
+import { Backoff } from "../controller/backoff.ts";
+import { describePolicy } from "../desired/policy.ts";
+import { GROUP, PLURAL, type Script } from "../types.ts";
+import { WorkQueue } from "../controller/queue.ts";
+import { unsupportedReason } from "../api/kube_http.ts";
+import { WatchedView } from "../store/view.ts";
 
 /** A change seen by the watched view is reconciled this long after it (coalescing bursts). */
 export const WAKE_DEBOUNCE_MS = 100;
@@ -43,7 +43,7 @@ export const STREAM_FAILING_MS = 30_000;
 /**
  * Request and connect timeouts from the environment (`SCRIPT_OPERATOR_REQUEST_TIMEOUT`,
  * `SCRIPT_OPERATOR_CONNECT_TIMEOUT`, durations such as `5s`), for tests that must not wait
- * 30 s; unset, the defaults of src/kube.ts apply. A bad value is a UsageError.
+ * 30 s; unset, the defaults of src/api/kube.ts apply. A bad value is a UsageError.
  */
 export function timeoutsFromEnv(env: (name: string) => string | undefined): ClientOptions {
   const out: ClientOptions = {};

@@ -4,11 +4,11 @@
  * embedded file system after `deno compile --include scripts`.
  * @module
  */
-import { sha256Hex } from "./hash.ts";
-import type { Script } from "./types.ts";
+import { sha256Hex } from "../desired/hash.ts";
+import type { Script } from "../types.ts";
 
 /** Where the scripts live, relative to this module. */
-export const SCRIPTS_DIR: URL = new URL("../scripts/", import.meta.url);
+export const SCRIPTS_DIR: URL = new URL("../../scripts/", import.meta.url);
 
 /** Largest script accepted: a ConfigMap holds at most 1 MiB, metadata included. */
 export const MAX_SCRIPT_BYTES = 1024 * 1024 - 16 * 1024;

@@ -5,7 +5,7 @@
  * @module
  */
 import { DEFAULTS, defaultSecurityContext } from "./desired.ts";
-import { GROUP, KIND, PLURAL, VERSION } from "./types.ts";
+import { GROUP, KIND, PLURAL, VERSION } from "../types.ts";
 
 type Schema = Record<string, unknown>;
 

@@ -1,8 +1,8 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { Backoff } from "./backoff.ts";
+import { Backoff } from "../controller/backoff.ts";
 import { OPERATOR_VERSION } from "./cli.ts";
-import { childName, runHash } from "./desired.ts";
-import { FakeKube, kubeError, recordingLogger } from "./fake_kube.ts";
+import { childName, runHash } from "../desired/desired.ts";
+import { FakeKube, kubeError, recordingLogger } from "../../tests/fakes/fake_kube.ts";
 import {
   Metrics,
   RUN_DURATION_BUCKETS,
@@ -10,8 +10,8 @@ import {
   scriptLabel,
   UNKNOWN_SCRIPT,
 } from "./metrics.ts";
-import { Reconciler } from "./reconciler.ts";
-import { job, script, scriptRun, scripts } from "./test_fixtures.ts";
+import { Reconciler } from "../controller/reconciler.ts";
+import { job, script, scriptRun, scripts } from "../../tests/fakes/fixtures.ts";
 
 /** The sample lines of one metric family (no HELP/TYPE), from the registry's text. */
 function series(metrics: Metrics, name: string): string[] {

@@ -17,8 +17,8 @@ import {
   UNSAFE_ENV_NAMES,
   unsafeEnvName,
 } from "./policy.ts";
-import { script, scriptRun } from "./test_fixtures.ts";
-import type { EnvVar, Resources, ScriptRunSpec, SecurityContext } from "./types.ts";
+import { script, scriptRun } from "../../tests/fakes/fixtures.ts";
+import type { EnvVar, Resources, ScriptRunSpec, SecurityContext } from "../types.ts";
 
 function refused(spec: Partial<ScriptRunSpec>, policy: Policy = DEFAULT_POLICY) {
   return checkPolicy(scriptRun(spec), policy);
