@@ -2,7 +2,8 @@
  * The documentation's promises, checked against the files that define them: the README's two
  * commands are tasks, every relative link and anchor resolves, and the RBAC table, the
  * Deployment's resources, the minimum Kubernetes version, the flags, the ScriptRun fields and the
- * uninstall list agree with deploy/, src/runtime/cli.ts and src/desired/crd.ts. No cluster needed.
+ * uninstall list agree with deploy/, src/runtime/cli.ts and src/desired/crd.ts; design.md's Layout
+ * names every folder of src/. No cluster needed.
  * @module
  */
 import { parse, parseAllDocuments } from "yaml";
@@ -328,4 +329,36 @@ Deno.test("docs: say why, not history: no commit hashes or issue numbers", () =>
     )
   );
   assertEquals(found, []);
+});
+
+/** The repository paths (from the root) that `file`'s relative imports name. */
+function localImports(file: string): string[] {
+  const dir = file.slice(0, file.lastIndexOf("/") + 1);
+  return [...read(file).matchAll(/(?:\bfrom|\bimport)\s*\(?\s*"(\.\.?\/[^"]+)"/g)]
+    .map((m) => new URL(m[1], `file://${ROOT}${dir}`).pathname.slice(ROOT.length));
+}
+
+/** Every file under `dir` (a path from the root), recursively. */
+function filesUnder(dir: string): string[] {
+  return [...Deno.readDirSync(`${ROOT}${dir}`)].flatMap((e) =>
+    e.isDirectory ? filesUnder(`${dir}/${e.name}`) : [`${dir}/${e.name}`]
+  );
+}
+
+Deno.test("docs: design.md's Layout names every folder of src/, and the imports keep its rules", () => {
+  const listed = tableRows(section(read("docs/design.md"), "Layout"))
+    .map(([folder]) => folder.match(/`([^`]+)`/)?.[1]);
+  const folders = [...Deno.readDirSync(`${ROOT}src`)].filter((e) => e.isDirectory)
+    .map((e) => `src/${e.name}/`);
+  assertEquals(folders.filter((f) => !listed.includes(f)), [], "folders of src/ not in Layout");
+  const modules = filesUnder("src").filter((f) => f.endsWith(".ts") && !f.endsWith("_test.ts"));
+  const breaks = modules.flatMap((file) =>
+    localImports(file).filter((target) =>
+      target.startsWith("tests/") ||
+      (file.startsWith("src/desired/") && !target.startsWith("src/desired/") &&
+        target !== "src/types.ts") ||
+      (file.startsWith("src/reconcile/") && target.startsWith("src/store/"))
+    ).map((target) => `${file} imports ${target}`)
+  );
+  assertEquals(breaks, [], "desired/ imports only itself and types.ts; reconcile/ never store/");
 });
