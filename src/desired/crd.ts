@@ -10,7 +10,7 @@ import { GROUP, KIND, PLURAL, VERSION } from "../types.ts";
 type Schema = Record<string, unknown>;
 
 /**
- * Size bounds of args and env (issue 8): `$` is escaped as `$$` in the Job, so the script's
+ * Size bounds of args and env: `$` is escaped as `$$` in the Job, so the script's
  * arguments and values take up to twice their size there, and again in the pod. With these
  * bounds a Job stays near 0.5 MiB, far below the API server's 1.5 MiB request limit.
  */
