@@ -150,7 +150,8 @@ export class LeaderElector {
   }
 
   #withinDeadline(): boolean {
-    return this.#clock.now() - this.#renewedAt < this.#timings.renewDeadlineMs;
+    const { nowMs, deadlineMs } = this.leadership();
+    return nowMs < deadlineMs;
   }
 
   /** Starts trying to acquire and renew in the background, every retry period. */
