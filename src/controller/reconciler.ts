@@ -66,6 +66,8 @@ export interface ReconcilerOptions {
   /** Backoff of a status patch refused with 409 (default: 200 ms doubling to 10 s, jittered). */
   conflictBackoff?: Backoff;
   now?: () => Date;
+  /** Monotonic milliseconds, for how long reads are reused (default: performance.now). */
+  monotonic?: () => number;
   observer?: ReconcileObserver;
   /** When aborted, ScriptRuns not yet started in this cycle are left for later. */
   signal?: AbortSignal;
@@ -118,7 +120,7 @@ const CONFLICT_BACKOFF = { baseMs: 200, maxMs: 10_000 };
 
 /** Reconciles ScriptRuns: all of them per `cycle()`, or one per `reconcileKey()`. */
 export class Reconciler {
-  #o: Required<Omit<ReconcilerOptions, "observer" | "view" | "schedule">> & {
+  #o: Required<Omit<ReconcilerOptions, "observer" | "view" | "schedule" | "monotonic">> & {
     observer: ReconcileObserver;
     view?: RunView;
     schedule?: (namespace: string, name: string) => void;
@@ -129,7 +131,7 @@ export class Reconciler {
   #busy = new Set<string>();
   /** Our writes the view has not shown yet. */
   #expect = new Expectations();
-  /** Job warnings by namespace, read at most once per JOB_EVENTS_MS. */
+  /** Job warnings by namespace, read at most once per JOB_EVENTS_MS, and the runs waiting on them. */
   #jobWarnings: JobWarnings;
   /** Runs whose last reconcile from the view wrote nothing, by what it planned from. */
   #settled = new SettledRuns();
@@ -156,7 +158,10 @@ export class Reconciler {
       ...options,
     };
     this.#conflicts = this.#o.conflictBackoff;
-    this.#jobWarnings = new JobWarnings((namespace) => this.#o.kube.listJobWarnings(namespace));
+    this.#jobWarnings = new JobWarnings(
+      (namespace) => this.#o.kube.listJobWarnings(namespace),
+      options.monotonic,
+    );
     const { kube, log, scripts, policy, pod, dryRun, now, canWrite, backoff, view } = this.#o;
     this.#run = {
       kube,
@@ -174,6 +179,10 @@ export class Reconciler {
       remembers: view !== undefined,
       term: () => this.#term,
       recorded: (run, before, status) => this.#o.observer.recorded?.(run, before, status),
+      wake: view && ((namespace, name, key) => {
+        this.#settled.delete(key);
+        this.#o.schedule?.(namespace, name);
+      }),
     };
   }
 
@@ -185,6 +194,7 @@ export class Reconciler {
     this.#term++;
     this.#expect.clear();
     this.#settled.clear();
+    this.#jobWarnings.clear();
     this.#conflicts.retain(new Set());
   }
 
@@ -258,6 +268,9 @@ export class Reconciler {
       this.#o.signal.removeEventListener("abort", onAbort);
     }
     this.#prune(alive, listed);
+    // Runs whose pods are missing wait on their Jobs' warnings: one read per namespace wakes those
+    // whose warnings changed.
+    if (view && !result.unreachable) await this.#jobWarnings.poll();
     if (!result.unreachable && result.scopeErrors.length === 0) this.#o.observer.phases?.(phases);
     this.#o.observer.cycle?.((performance.now() - started) / 1000, result.ok);
     return result;
@@ -347,7 +360,7 @@ export class Reconciler {
     this.#conflicts.retain(keep);
     this.#expect.retain(keep);
     this.#settled.retain(keep);
-    this.#jobWarnings.prune();
+    this.#jobWarnings.prune(keep);
   }
 
   /**

@@ -632,33 +632,77 @@ Deno.test("Reconciler: a run waiting for a deleted run's Job of the same name is
   assertEquals(kube.calls.filter((c) => c.startsWith("POST jobs")), [`POST jobs ns/${name}`]);
 });
 
-Deno.test("Reconciler: a run whose pod is missing after the pod check asks to be planned again when Job events may be read again", async () => {
-  const { kube, reconciler } = viewSetup();
-  const run = kube.addRun(scriptRun());
-  const name = nameOf(run);
-  // Created long ago, no pod: the plan reads the Job's Warning Events; none yet.
-  const j = job(name);
-  j.metadata.resourceVersion = "60";
-  kube.jobs.set(`ns/${name}`, j);
-  kube.configMaps.set(`ns/${name}`, {
-    apiVersion: "v1",
-    kind: "ConfigMap",
-    metadata: { ...job(name).metadata, resourceVersion: "61" },
+Deno.test("Reconciler: runs whose pods are missing wait on their Job warnings; the periodic pass reads them once and wakes only the runs whose warnings changed", async () => {
+  const scheduled: string[] = [];
+  const { kube, reconciler } = viewSetup({
+    schedule: (ns, name) => scheduled.push(`${ns}/${name}`),
   });
-  const first = await reconciler.reconcileKey(NS, "demo");
-  assert(kube.calls.includes("LIST events ns"), kube.calls.join("\n"));
-  assertEquals(kube.runs.get("ns/demo")!.status!.reason, "JobPending");
-  assert(
-    first?.retryAfterMs !== undefined && first.retryAfterMs <= 10_000,
-    `${first?.retryAfterMs}`,
-  );
-  // A quiet pass changes nothing and still asks to come back by then, not in 5 minutes.
-  const quiet = await reconciler.reconcileKey(NS, "demo");
-  assertEquals(quiet?.writes, 0);
-  assert(
-    quiet?.retryAfterMs !== undefined && quiet.retryAfterMs <= 10_000,
-    `${quiet?.retryAfterMs}`,
-  );
+  const names: string[] = [];
+  for (const i of [1, 2, 3]) {
+    const base = scriptRun({}, `run-${i}`);
+    const run = kube.addRun({ ...base, metadata: { ...base.metadata, uid: `uid-${i}` } });
+    const name = nameOf(run);
+    names.push(name);
+    // Created long ago, no pod: the plan reads the Job's Warning Events; none yet.
+    const j = job(name, {}, `uid-${i}`);
+    j.metadata.ownerReferences![0].name = run.metadata.name;
+    j.metadata.resourceVersion = `6${i}`;
+    kube.jobs.set(`ns/${name}`, j);
+    kube.configMaps.set(`ns/${name}`, {
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: { ...j.metadata, resourceVersion: `7${i}` },
+    });
+  }
+  for (const i of [1, 2, 3]) {
+    const first = await reconciler.reconcileKey(NS, `run-${i}`);
+    assertEquals(kube.runs.get(`ns/run-${i}`)!.status!.reason, "JobPending");
+    // No timer per run: the wait on the warnings wakes it.
+    assertEquals(first?.retryAfterMs, undefined);
+    assertEquals((await reconciler.reconcileKey(NS, `run-${i}`))?.writes, 0);
+  }
+  assertEquals(kube.calls.filter((c) => c.startsWith("LIST events")), ["LIST events ns"]);
+  // Nothing new: the pass reads the warnings once (when due) and queues no run.
+  await reconciler.cycle();
+  assertEquals(scheduled, []);
+});
+
+Deno.test("Reconciler: a Job warning that comes after the plan read none wakes its run within one pass", async () => {
+  let clock = 0;
+  const scheduled: string[] = [];
+  const { kube, reconciler } = viewSetup({
+    schedule: (ns, name) => scheduled.push(`${ns}/${name}`),
+    monotonic: () => clock,
+  });
+  const names: string[] = [];
+  for (const i of [1, 2]) {
+    const base = scriptRun({}, `run-${i}`);
+    const run = kube.addRun({ ...base, metadata: { ...base.metadata, uid: `uid-${i}` } });
+    const name = nameOf(run);
+    names.push(name);
+    const j = job(name, {}, `uid-${i}`);
+    j.metadata.ownerReferences![0].name = run.metadata.name;
+    j.metadata.resourceVersion = `6${i}`;
+    kube.jobs.set(`ns/${name}`, j);
+    await reconciler.reconcileKey(NS, `run-${i}`);
+    await reconciler.reconcileKey(NS, `run-${i}`);
+  }
+  kube.jobWarnings.set(names[1], [{ reason: "FailedCreate", message: "pods is forbidden" }]);
+  clock += 10_000;
+  kube.calls = [];
+  await reconciler.cycle();
+  assertEquals(kube.calls.filter((c) => c.startsWith("LIST events")), ["LIST events ns"]);
+  // Only run-2's warnings changed; it is queued, and no longer settled.
+  assertEquals(scheduled, ["ns/run-2"]);
+  await reconciler.reconcileKey(NS, "run-2");
+  assertEquals(kube.runs.get("ns/run-2")!.status!.reason, "FailedCreate");
+  assertEquals(kube.runs.get("ns/run-1")!.status!.reason, "JobPending");
+  // Woken once: after a quiet reconcile, the next pass, with nothing new, queues nobody.
+  assertEquals((await reconciler.reconcileKey(NS, "run-2"))?.writes, 0);
+  scheduled.length = 0;
+  clock += 10_000;
+  await reconciler.cycle();
+  assertEquals(scheduled, []);
 });
 
 Deno.test("Reconciler: per-run state is pruned for runs gone from a namespace that lists, while another namespace is forbidden", async () => {

@@ -25,7 +25,7 @@ import { GROUP, KIND, type Script, type ScriptRun, type ScriptRunStatus } from "
 import { errorPolicy } from "./error_policy.ts";
 import { execute } from "./execute.ts";
 import type { Expectations } from "./expectations.ts";
-import { JOB_EVENTS_MS, type JobWarnings } from "./job_warnings.ts";
+import type { JobWarnings } from "./job_warnings.ts";
 import { planWithLookups } from "./lookups.ts";
 import { applyToObserved, mayHaveRun } from "./observe.ts";
 import { isTransition, logTransition, statusEvent } from "./record.ts";
@@ -48,6 +48,12 @@ export interface RunContext {
   conflicts: Backoff;
   expect: Expectations;
   jobWarnings: JobWarnings;
+  /**
+   * Queues run `name` again (its key is `key`) although nothing it watches changed: a wait on its
+   * Job's warnings ended. Only a watched view has wake-ups; without one every cycle plans every
+   * run.
+   */
+  wake?: (namespace: string, name: string, key: string) => void;
   /** Writes are remembered for a watched view to catch up with. */
   remembers: boolean;
   /** The current leadership term: what one term remembers is not trusted in the next. */
@@ -244,25 +250,33 @@ async function record(a: Attempt, p: Plan, ctx: RunContext): Promise<RunResult> 
     return { result: "requeue", writes: a.writes, phase: p.status.phase, retryAfterMs: delay };
   }
   if (p.status.reason !== REASON.InvalidSpec) backoff.success(key);
+  awaitWarnings(a, p, ctx);
   return {
     result: "success",
     writes: a.writes,
     phase: p.status.phase,
-    retryAfterMs: recheck(a, p, ctx),
+    retryAfterMs: recheck(p, ctx),
   };
 }
 
 /** When the run must be planned again even if nothing it watches changes (ms), if ever. */
-function recheck(a: Attempt, p: Plan, ctx: RunContext): number | undefined {
-  const at = p.recheckAt
-    ? Math.max(0, Date.parse(p.recheckAt) - ctx.now().getTime()) + 50
-    : undefined;
-  if (a.observed.jobEvents !== undefined && p.status.reason === REASON.JobPending) {
-    // Events are not watched: one that explains the missing pod (FailedCreate) is found by
-    // reading them again as soon as they may be read again.
-    return Math.min(at ?? JOB_EVENTS_MS, JOB_EVENTS_MS);
+function recheck(p: Plan, ctx: RunContext): number | undefined {
+  return p.recheckAt ? Math.max(0, Date.parse(p.recheckAt) - ctx.now().getTime()) + 50 : undefined;
+}
+
+/**
+ * A run whose pod is missing and whose plan read its Job's warnings waits for them to change
+ * (Events are not watched; see JobWarnings); any other run stops waiting.
+ */
+function awaitWarnings(a: Attempt, p: Plan, ctx: RunContext): void {
+  const events = a.observed.jobEvents;
+  if (events === undefined || p.status.phase !== "Pending" || !p.childName || !ctx.wake) {
+    ctx.jobWarnings.stopWaiting(a.key);
+    return;
   }
-  return at;
+  const { namespace, name } = a.fields;
+  const wake = ctx.wake;
+  ctx.jobWarnings.wait(a.key, namespace, p.childName, events, () => wake(namespace, name, a.key));
 }
 
 /** plan(), then the lookups it asks for (pods, Job events), then plan() again. */

@@ -6,8 +6,8 @@
  * fingerprint), and every lookup the plan made in the namespace's shared indexes (who holds a
  * name; whether that holder still exists), recorded with the answer it got. A Job of a deleted run
  * of the same name gates the plan without being the run's child: its deletion changes such an
- * answer. What the view does not hold (Job Events) is covered by time: the reconcile asks to be
- * planned again when such a read is due, and a mark never outlives that.
+ * answer. What the view does not hold (Job Events) is covered apart: a run whose plan read them
+ * waits on them (src/reconcile/job_warnings.ts), and a change drops its mark and queues it.
  * @module
  */
 import type { ConfigMap, Job, PodSummary, ScriptRun } from "../types.ts";
