@@ -3,7 +3,8 @@
  * ScriptRun. Entry point; the only module with top-level effects.
  * @module
  */
-import { HELP, OPERATOR_VERSION, parseCli, UsageError } from "./src/runtime/cli.ts";
+import { HELP, parseCli, UsageError } from "./src/runtime/cli.ts";
+import { OPERATOR_VERSION } from "./src/version.ts";
 import { scriptRunCrd } from "./src/desired/crd.ts";
 import { KubeConfigError, loadKubeConfig } from "./src/api/kubeconfig.ts";
 import { logger, setupLogging } from "./src/runtime/log.ts";

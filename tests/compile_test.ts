@@ -18,7 +18,7 @@ import {
 } from "./harness/test_env.ts";
 import { EXIT_CODES, NO_DENORT_MESSAGE } from "../deploy/compile.ts";
 import { loadScripts } from "../src/runtime/scripts.ts";
-import { OPERATOR_VERSION } from "../src/runtime/cli.ts";
+import { OPERATOR_VERSION } from "../src/version.ts";
 import { installCrd } from "./harness/operator.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;

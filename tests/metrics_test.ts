@@ -18,7 +18,7 @@ import {
 } from "./harness/test_env.ts";
 import { toolPath } from "./harness/tools.ts";
 import { parse } from "yaml";
-import { OPERATOR_VERSION } from "../src/runtime/cli.ts";
+import { OPERATOR_VERSION } from "../src/version.ts";
 import { Metrics } from "../src/runtime/metrics.ts";
 
 const NO_SANITIZE = { sanitizeResources: false, sanitizeOps: false };

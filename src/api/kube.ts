@@ -22,7 +22,7 @@ import {
 } from "@kubernetes/client-node";
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { Logger } from "@logtape/logtape";
-import { OPERATOR_VERSION } from "../runtime/cli.ts";
+import { OPERATOR_VERSION } from "../version.ts";
 import { KubeHttp, KubeHttpLibrary, type SendHook, unsupportedReason } from "./kube_http.ts";
 import {
   compactConfigMap,
@@ -32,7 +32,6 @@ import {
   podSummary,
 } from "./compact.ts";
 import { classify, KubeError } from "./errors.ts";
-import type { Lease, LeaseClient } from "../runtime/leader.ts";
 import {
   type ConfigMap,
   GROUP,
@@ -740,64 +739,4 @@ function nullsForMissing(
     if (!(key in after)) out[key] = null;
   }
   return out;
-}
-
-const LEASES = { group: "coordination.k8s.io", version: "v1", plural: "leases" } as const;
-
-/** The leader election's Lease requests over client-node, counted like every other request. */
-export class ClientNodeLeases implements LeaseClient {
-  #api: CustomObjectsApi;
-  #hooks: RequestHooks;
-
-  /** Lease requests time out after `timeoutMs` (inside the renew deadline). */
-  constructor(kc: KubeConfig, options: {
-    timeoutMs: number;
-    observe?: RequestObserver;
-    onReachability?: (reachable: boolean) => void;
-    log?: Logger;
-  }) {
-    this.#api = makeClient(kc, CustomObjectsApi, {
-      requestMs: options.timeoutMs,
-      connectMs: Math.min(CONNECT_TIMEOUT_MS, options.timeoutMs / 2),
-      log: options.log,
-    });
-    this.#hooks = { observe: options.observe, onReachability: options.onReachability };
-  }
-
-  async get(namespace: string, name: string): Promise<Lease | undefined> {
-    try {
-      return await observed(
-        this.#hooks,
-        "GET",
-        "leases",
-        `get lease ${namespace}/${name}`,
-        () => this.#api.getNamespacedCustomObject({ ...LEASES, namespace, name }),
-      ) as Lease;
-    } catch (error) {
-      if (error instanceof KubeError && error.kind === "notFound") return undefined;
-      throw error;
-    }
-  }
-
-  async create(lease: Lease): Promise<void> {
-    const namespace = lease.metadata.namespace;
-    await observed(
-      this.#hooks,
-      "POST",
-      "leases",
-      `create lease ${namespace}/${lease.metadata.name}`,
-      () => this.#api.createNamespacedCustomObject({ ...LEASES, namespace, body: lease }),
-    );
-  }
-
-  async replace(lease: Lease): Promise<void> {
-    const { namespace, name } = lease.metadata;
-    await observed(
-      this.#hooks,
-      "PUT",
-      "leases",
-      `replace lease ${namespace}/${name}`,
-      () => this.#api.replaceNamespacedCustomObject({ ...LEASES, namespace, name, body: lease }),
-    );
-  }
 }

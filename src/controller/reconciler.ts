@@ -13,7 +13,7 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
-import { Backoff, mapLimit } from "./backoff.ts";
+import { Backoff, mapLimit } from "../api/backoff.ts";
 import { KubeError } from "../api/errors.ts";
 import type { Kube } from "../api/kube.ts";
 import { namespaceOfKey, runKey } from "../api/owner.ts";
@@ -30,6 +30,7 @@ import {
   viewLookup,
 } from "../reconcile/observe.ts";
 import { reconcileRun, type RunContext } from "../reconcile/run.ts";
+import type { RunResult } from "../reconcile/result.ts";
 import { fingerprint, Reads, SETTLED_MS, SettledRuns } from "../reconcile/settled.ts";
 import type { Phase, Script, ScriptRun, ScriptRunStatus } from "../types.ts";
 
@@ -96,17 +97,6 @@ export interface CycleResult {
   unreachable: boolean;
   /** Where `source` came from: the watched view or plain LISTs. */
   source: "view" | "list";
-}
-
-/** What reconciling one ScriptRun came to. */
-export interface RunResult {
-  result: "success" | "error" | "requeue";
-  writes: number;
-  phase?: Phase;
-  /** Reconcile this run again after this long, even if nothing changes (ms). */
-  retryAfterMs?: number;
-  /** The error was that the API server could not be reached. */
-  unreachable?: boolean;
 }
 
 /** One scope's runs, and how each is observed. */

@@ -1,5 +1,5 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { Backoff } from "./backoff.ts";
+import { Backoff } from "../api/backoff.ts";
 import { childName, runHash } from "../desired/desired.ts";
 import type { KubeError } from "../api/errors.ts";
 import { FakeKube, kubeError, recordingLogger } from "../../tests/fakes/fake_kube.ts";

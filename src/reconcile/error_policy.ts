@@ -4,10 +4,10 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
-import type { Backoff } from "../controller/backoff.ts";
+import type { Backoff } from "../api/backoff.ts";
 import { KubeError } from "../api/errors.ts";
 import { NotLeaderError } from "../api/kube.ts";
-import type { RunResult } from "../controller/reconciler.ts";
+import type { RunResult } from "./result.ts";
 
 /** The run that failed, as far as the policy needs it. */
 export interface Failed {

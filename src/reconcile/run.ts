@@ -6,7 +6,7 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
-import type { Backoff } from "../controller/backoff.ts";
+import type { Backoff } from "../api/backoff.ts";
 import { KubeError } from "../api/errors.ts";
 import type { EventNote, Kube } from "../api/kube.ts";
 import { runKey } from "../api/owner.ts";
@@ -20,7 +20,7 @@ import {
 import type { PodOptions } from "../desired/desired.ts";
 import type { Policy } from "../desired/policy.ts";
 import { REASON } from "../desired/reasons.ts";
-import type { RunResult } from "../controller/reconciler.ts";
+import type { RunResult } from "./result.ts";
 import { GROUP, KIND, type Script, type ScriptRun, type ScriptRunStatus } from "../types.ts";
 import { errorPolicy } from "./error_policy.ts";
 import { execute } from "./execute.ts";

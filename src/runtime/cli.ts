@@ -13,9 +13,7 @@ import {
   OPERATOR_SERVICE_ACCOUNT,
   type Policy,
 } from "../desired/policy.ts";
-
-/** Version printed by --version. */
-export const OPERATOR_VERSION = "0.1.0";
+import { OPERATOR_VERSION } from "../version.ts";
 
 /** A command line the operator cannot act on; exit code 2. */
 export class UsageError extends Error {

@@ -13,6 +13,7 @@
  */
 import type { Logger } from "@logtape/logtape";
 import { classify } from "../api/errors.ts";
+import type { Lease, LeaseClient } from "../api/lease.ts";
 
 /** Timings, in milliseconds. */
 export interface LeaderTimings {
@@ -27,30 +28,6 @@ export const DEFAULT_LEADER_TIMINGS: LeaderTimings = {
   renewDeadlineMs: 10_000,
   retryPeriodMs: 2_000,
 };
-
-/** A coordination.k8s.io/v1 Lease, as far as leader election reads and writes it. */
-export interface Lease {
-  apiVersion?: string;
-  kind?: string;
-  metadata: { name: string; namespace: string; resourceVersion?: string };
-  spec?: {
-    holderIdentity?: string;
-    leaseDurationSeconds?: number;
-    acquireTime?: string;
-    renewTime?: string;
-    leaseTransitions?: number;
-  };
-}
-
-/** The Lease requests the elector makes (src/api/kube.ts implements it over client-node). */
-export interface LeaseClient {
-  /** The Lease, or undefined if it does not exist. */
-  get(namespace: string, name: string): Promise<Lease | undefined>;
-  /** Creates the Lease; fails (409) if it exists. */
-  create(lease: Lease): Promise<void>;
-  /** Replaces the Lease, guarded by its resourceVersion (409 if it changed). */
-  replace(lease: Lease): Promise<void>;
-}
 
 /** Time sources: `now()` is monotonic milliseconds, `wallNow()` only fills the Lease's fields. */
 export interface Clock {

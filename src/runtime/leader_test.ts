@@ -5,7 +5,8 @@
  */
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
 import { KubeError } from "../api/errors.ts";
-import { type Clock, LeaderElector, type Lease, type LeaseClient } from "./leader.ts";
+import type { Lease, LeaseClient } from "../api/lease.ts";
+import { type Clock, LeaderElector } from "./leader.ts";
 import { logger } from "./log.ts";
 
 const TIMINGS = { leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2_000 };

@@ -5,7 +5,7 @@
  * @module
  */
 import process from "node:process";
-import { OPERATOR_VERSION } from "./cli.ts";
+import { OPERATOR_VERSION } from "../version.ts";
 import { Counter, Gauge, Histogram, Registry } from "./prometheus.ts";
 import type { RequestObserver } from "../api/kube.ts";
 import type { ReconcileObserver } from "../controller/reconciler.ts";

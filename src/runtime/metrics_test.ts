@@ -1,6 +1,6 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { Backoff } from "../controller/backoff.ts";
-import { OPERATOR_VERSION } from "./cli.ts";
+import { Backoff } from "../api/backoff.ts";
+import { OPERATOR_VERSION } from "../version.ts";
 import { childName, runHash } from "../desired/desired.ts";
 import { FakeKube, kubeError, recordingLogger } from "../../tests/fakes/fake_kube.ts";
 import {

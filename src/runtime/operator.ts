@@ -4,20 +4,16 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
-import {
-  type CliOptions,
-  OPERATOR_VERSION,
-  parseBindAddress,
-  parseDuration,
-  UsageError,
-} from "./cli.ts";
+import { type CliOptions, parseBindAddress, parseDuration, UsageError } from "./cli.ts";
 import { KubeError } from "../api/errors.ts";
-import { ClientNodeKube, ClientNodeLeases, type ClientOptions, TIMEOUTS } from "../api/kube.ts";
+import { OPERATOR_VERSION } from "../version.ts";
+import { ClientNodeKube, type ClientOptions, TIMEOUTS } from "../api/kube.ts";
+import { ClientNodeLeases } from "../api/lease.ts";
 import type { LoadedConfig } from "../api/kubeconfig.ts";
 import { DEFAULT_LEADER_TIMINGS, LeaderElector } from "./leader.ts";
 import { Metrics } from "./metrics.ts";
 import { type CycleResult, Reconciler } from "../controller/reconciler.ts";
-import { Backoff } from "../controller/backoff.ts";
+import { Backoff } from "../api/backoff.ts";
 import { describePolicy } from "../desired/policy.ts";
 import { GROUP, PLURAL, type Script } from "../types.ts";
 import { WorkQueue } from "../controller/queue.ts";

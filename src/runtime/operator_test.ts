@@ -1,6 +1,6 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { KubeError } from "../api/errors.ts";
-import { Backoff } from "../controller/backoff.ts";
+import { Backoff } from "../api/backoff.ts";
 import {
   EXIT,
   explainBindError,

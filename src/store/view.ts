@@ -25,9 +25,9 @@
  */
 import type { KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "@logtape/logtape";
-import { OPERATOR_VERSION } from "../runtime/cli.ts";
+import { OPERATOR_VERSION } from "../version.ts";
 import { compactConfigMap, compactJob, compactScriptRun, podSummary } from "../api/compact.ts";
-import { Backoff, type BackoffPolicy } from "../controller/backoff.ts";
+import { Backoff, type BackoffPolicy } from "../api/backoff.ts";
 import { type RequestObserver, TIMEOUTS } from "../api/kube.ts";
 import { KubeHttp, unsupportedReason } from "../api/kube_http.ts";
 import { controllerRef, controllerUid, runKey } from "../api/owner.ts";
