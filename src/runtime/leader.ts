@@ -13,7 +13,7 @@
  */
 import type { Logger } from "@logtape/logtape";
 import { classify } from "../api/errors.ts";
-import type { Lease, LeaseClient } from "../api/lease.ts";
+import type { LeaseClient } from "../api/lease.ts";
 
 /** Timings, in milliseconds. */
 export interface LeaderTimings {
