@@ -32,9 +32,8 @@ import {
   METADATA_ACCEPT,
   METADATA_LIST_ACCEPT,
   type WatchedPod,
-  WatchedView,
-  type WatchedViewOptions,
-} from "../src/store/view.ts";
+} from "../src/store/kinds.ts";
+import { WatchedView, type WatchedViewOptions } from "../src/store/view.ts";
 
 const NO_SANITIZE = { sanitizeResources: false, sanitizeOps: false };
 const SCRIPTS = await loadScripts();

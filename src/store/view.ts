@@ -3,7 +3,9 @@
  * client-go's informers do, built for memory. For every scope (namespace, or all namespaces) and
  * kind it LISTs in pages, then WATCHes from the list's resourceVersion with bookmarks, resumes a
  * dropped watch from the last resourceVersion seen, re-LISTs on 410 Gone and every `resyncMs`.
- * Objects are kept as small plain-JSON records holding only what the reconciler reads.
+ * This module owns those streams and when a namespace is served; what is kept of each kind is
+ * `kinds.ts`'s, and the objects, their indexes and the change listeners are `store.ts`'s, so the
+ * reads the reconciles make do not depend on how the objects arrive.
  *
  * Transport: Deno's `fetch` through {@linkcode KubeHttp} (see there), not client-node's `Watch`,
  * `ListWatch` or `makeInformer`: client-node 2.0.1's `Watch` runs undici's fetch on Node streams
@@ -26,48 +28,12 @@
 import type { KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "@logtape/logtape";
 import { OPERATOR_VERSION } from "../version.ts";
-import { compactConfigMap, compactJob, compactScriptRun, podSummary } from "../api/compact.ts";
 import { Backoff, type BackoffPolicy } from "../api/backoff.ts";
 import { type RequestObserver, TIMEOUTS } from "../api/kube.ts";
 import { KubeHttp, unsupportedReason } from "../api/kube_http.ts";
-import { controllerRef, controllerUid, runKey } from "../api/owner.ts";
-import { jobOutcome } from "../desired/plan.ts";
-import {
-  type ConfigMap,
-  GROUP,
-  type Job,
-  LABELS,
-  MANAGED_SELECTOR,
-  MANAGER,
-  PLURAL,
-  type PodSummary,
-  type ScriptRun,
-  VERSION,
-} from "../types.ts";
-
-/**
- * What the view keeps of a pod of a ScriptRun's Job: the reconciler's {@linkcode PodSummary}
- * (from `podSummary()`, as `Kube.listRunPods` returns it) plus what the view indexes by.
- */
-export interface WatchedPod extends PodSummary {
-  namespace: string;
-  uid: string;
-  resourceVersion: string;
-  /** `script-operator.dev/scriptrun-uid` label. */
-  runUid: string;
-}
-
-/** A ScriptRun to reconcile. */
-export interface ViewKey {
-  namespace: string;
-  name: string;
-}
-
-/** What changed, as far as the order of reconciles cares. */
-export interface ViewChange {
-  /** One of the run's Jobs has just reached an outcome (`jobOutcome()`): its status is due. */
-  finished: boolean;
-}
+import { type ConfigMap, type Job, MANAGER, type ScriptRun } from "../types.ts";
+import { type KindName, KINDS, type KindSpec, metaOf, type Raw, type WatchedPod } from "./kinds.ts";
+import { type ViewChange, type ViewKey, ViewStore } from "./store.ts";
 
 /** Options of {@linkcode WatchedView}. */
 export interface WatchedViewOptions {
@@ -108,96 +74,6 @@ export interface WatchedViewOptions {
 
 /** Sends one request to the API server: `path` with its query, `init` as for `fetch`. */
 export type ViewTransport = (path: string, init: RequestInit) => Promise<Response>;
-
-/** Accept header for metadata-only lists. */
-export const METADATA_LIST_ACCEPT =
-  "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
-/** Accept header for metadata-only watches. */
-export const METADATA_ACCEPT = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
-
-type KindName = "ScriptRun" | "Job" | "ConfigMap" | "Pod";
-type Stored = ScriptRun | Job | ConfigMap | WatchedPod;
-
-// deno-lint-ignore no-explicit-any -- raw API JSON, narrowed by the compact functions below
-type Raw = any;
-
-interface KindSpec {
-  kind: KindName;
-  resource: string;
-  path(namespace: string): string;
-  labelSelector: string;
-  listAccept: string;
-  watchAccept: string;
-  compact(raw: Raw): Stored;
-}
-
-const KINDS: KindSpec[] = [
-  {
-    kind: "ScriptRun",
-    resource: PLURAL,
-    path: (ns) => `/apis/${GROUP}/${VERSION}/${ns ? `namespaces/${ns}/` : ""}${PLURAL}`,
-    labelSelector: "",
-    listAccept: "application/json",
-    watchAccept: "application/json",
-    compact: compactScriptRun,
-  },
-  {
-    kind: "Job",
-    resource: "jobs",
-    path: (ns) => `/apis/batch/v1/${ns ? `namespaces/${ns}/` : ""}jobs`,
-    labelSelector: MANAGED_SELECTOR,
-    listAccept: "application/json",
-    watchAccept: "application/json",
-    compact: compactJob,
-  },
-  {
-    kind: "ConfigMap",
-    resource: "configmaps",
-    path: (ns) => `/api/v1/${ns ? `namespaces/${ns}/` : ""}configmaps`,
-    labelSelector: MANAGED_SELECTOR,
-    listAccept: METADATA_LIST_ACCEPT,
-    watchAccept: METADATA_ACCEPT,
-    compact: compactConfigMap,
-  },
-  {
-    kind: "Pod",
-    resource: "pods",
-    path: (ns) => `/api/v1/${ns ? `namespaces/${ns}/` : ""}pods`,
-    labelSelector: LABELS.scriptRunUid,
-    listAccept: "application/json",
-    watchAccept: "application/json",
-    compact: compactPod,
-  },
-];
-
-/** A pod as a {@linkcode WatchedPod}. Pure. */
-export function compactPod(raw: Raw): WatchedPod {
-  const m = raw.metadata ?? {};
-  return {
-    ...podSummary(raw),
-    namespace: m.namespace ?? "",
-    uid: m.uid ?? "",
-    resourceVersion: m.resourceVersion ?? "",
-    runUid: m.labels?.[LABELS.scriptRunUid] ?? "",
-  };
-}
-
-function metaOf(obj: Stored): { namespace: string; name: string; resourceVersion: string } {
-  if ("metadata" in obj) {
-    return {
-      namespace: obj.metadata.namespace ?? "",
-      name: obj.metadata.name,
-      resourceVersion: obj.metadata.resourceVersion ?? "",
-    };
-  }
-  return obj;
-}
-
-/** Whether the plan reads an outcome (Succeeded or Failed) from the Job. */
-function jobFinished(job: Job): boolean {
-  const { phase } = jobOutcome(job);
-  return phase === "Succeeded" || phase === "Failed";
-}
 
 /** An HTTP status from the API server (response code, or a watch ERROR event's Status). */
 class StatusError extends Error {
@@ -259,8 +135,8 @@ const FORBIDDEN_LOG_MS = 60_000;
 const PROBE_MS = 1_000;
 
 /**
- * A LIST+WATCH view of ScriptRuns and their children. Readers get live, shared objects: do not
- * mutate them. Every lookup is O(1) or O(k) in what it returns.
+ * A LIST+WATCH view of ScriptRuns and their children. Its reads are its {@linkcode ViewStore}'s
+ * (live, shared objects: see there), limited to the namespaces it serves.
  */
 export class WatchedView {
   #kc: KubeConfig;
@@ -277,7 +153,6 @@ export class WatchedView {
   #listTimeoutMs: number;
   #probeTimeoutMs: number;
   #backoff: Backoff;
-  #listeners: ((key: ViewKey, change: ViewChange) => void)[] = [];
   #streams: Stream[] = [];
   #abort = new AbortController();
   #done: Promise<void> = Promise.resolve();
@@ -289,20 +164,8 @@ export class WatchedView {
   #resumeFrom: string | undefined;
   /** Scopes ("" for all namespaces) whose four streams have all listed: the view serves them. */
   #served = new Set<string>();
-
-  // Stores, keyed "namespace/name".
-  #runs = new Map<string, ScriptRun>();
-  #jobs = new Map<string, Job>();
-  #configMaps = new Map<string, ConfigMap>();
-  #pods = new Map<string, WatchedPod>();
-  // Indexes.
-  #runsByNs = new Map<string, Map<string, ScriptRun>>();
-  // The three below are keyed by runKey(namespace, uid): a child or pod matches a run only in
-  // the run's own namespace.
-  #runKeyByUid = new Map<string, string>();
-  #childrenByUid = new Map<string, { configMaps: Set<string>; jobs: Set<string> }>();
-  #podsByRunUid = new Map<string, Set<string>>();
-  #namesByNs = new Map<string, { configMaps: Map<string, string>; jobs: Map<string, string> }>();
+  /** What the streams have seen; the queries below read it. */
+  #store: ViewStore;
 
   /** See {@linkcode WatchedViewOptions}. Does no I/O until `start()`. */
   constructor(kc: KubeConfig, options: WatchedViewOptions) {
@@ -319,6 +182,7 @@ export class WatchedView {
     this.#listTimeoutMs = options.listTimeoutMs ?? TIMEOUTS.requestMs;
     this.#probeTimeoutMs = options.probeTimeoutMs ?? TIMEOUTS.connectMs;
     this.#backoff = new Backoff(options.backoff ?? STREAM_BACKOFF, options.random);
+    this.#store = new ViewStore(options.log);
   }
 
   /**
@@ -395,9 +259,9 @@ export class WatchedView {
   scriptRuns(namespace?: string): ScriptRun[] {
     if (namespace !== undefined) {
       if (!this.#serves(namespace)) return [];
-      return [...this.#runsByNs.get(namespace)?.values() ?? []];
+      return this.#store.scriptRuns(namespace);
     }
-    const all = [...this.#runs.values()];
+    const all = this.#store.scriptRuns();
     const every = this.#namespaces.length > 0 && this.#served.size === this.#namespaces.length;
     if (every || this.#served.has("")) return all;
     return all.filter((r) => this.#serves(r.metadata.namespace ?? ""));
@@ -405,53 +269,32 @@ export class WatchedView {
 
   /** One ScriptRun, if the view holds it (and serves its namespace, see `scriptRuns()`). */
   scriptRun(namespace: string, name: string): ScriptRun | undefined {
-    return this.#serves(namespace) ? this.#runs.get(`${namespace}/${name}`) : undefined;
+    return this.#serves(namespace) ? this.#store.scriptRun(namespace, name) : undefined;
   }
 
-  /**
-   * The ConfigMaps and Jobs of `namespace` whose controller is the ScriptRun `runUid`, and the
-   * pods of `namespace` labelled with that uid.
-   */
+  /** See {@linkcode ViewStore.children}. */
   children(
     namespace: string,
     runUid: string,
   ): { configMaps: ConfigMap[]; jobs: Job[]; pods: WatchedPod[] } {
-    const c = this.#childrenByUid.get(runKey(namespace, runUid));
-    const podKeys = this.#podsByRunUid.get(runKey(namespace, runUid));
-    return {
-      configMaps: c ? [...c.configMaps].map((k) => this.#configMaps.get(k)!) : [],
-      jobs: c ? [...c.jobs].map((k) => this.#jobs.get(k)!) : [],
-      pods: podKeys ? [...podKeys].map((k) => this.#pods.get(k)!) : [],
-    };
+    return this.#store.children(namespace, runUid);
   }
 
-  /**
-   * Name -> controller ScriptRun uid ("" if none) of every managed ConfigMap and Job in
-   * `namespace` (live maps: read only).
-   */
+  /** See {@linkcode ViewStore.names}. */
   names(
     namespace: string,
   ): { configMaps: ReadonlyMap<string, string>; jobs: ReadonlyMap<string, string> } {
-    return this.#namesByNs.get(namespace) ?? { configMaps: new Map(), jobs: new Map() };
+    return this.#store.names(namespace);
   }
 
-  /**
-   * Calls `fn` with the ScriptRun to reconcile whenever something changes: the ScriptRun itself,
-   * or the owner of a changed Job, ConfigMap or pod (also for deletions and objects that a re-LIST
-   * found changed or gone). Called synchronously from the watch loop: keep it cheap (queue it).
-   */
+  /** See {@linkcode ViewStore.onChange}. */
   onChange(fn: (key: ViewKey, change: ViewChange) => void): void {
-    this.#listeners.push(fn);
+    this.#store.onChange(fn);
   }
 
-  /** Object counts per kind (for metrics and tests). */
+  /** See {@linkcode ViewStore.counts}. */
   counts(): Record<KindName, number> {
-    return {
-      ScriptRun: this.#runs.size,
-      Job: this.#jobs.size,
-      ConfigMap: this.#configMaps.size,
-      Pod: this.#pods.size,
-    };
+    return this.#store.counts();
   }
 
   /**
@@ -500,8 +343,7 @@ export class WatchedView {
       if (this.#streams.every((s) => s.namespace !== scope || s.synced)) {
         this.#served.add(scope);
         // Its runs were not served until now, whatever woke them: wake each once more.
-        const runs = scope ? this.#runsByNs.get(scope)?.values() ?? [] : this.#runs.values();
-        for (const run of [...runs]) this.#notify("ScriptRun", run, { finished: false });
+        this.#store.notifyRuns(scope);
       }
     }
     this.#tried(stream);
@@ -745,16 +587,16 @@ export class WatchedView {
         const obj = stream.spec.compact(item);
         const m = metaOf(obj);
         seen.add(`${m.namespace}/${m.name}`);
-        this.#upsert(stream.spec.kind, obj);
+        this.#store.upsert(stream.spec.kind, obj);
       }
       cont = page.metadata?.continue || undefined;
       rv = page.metadata?.resourceVersion ?? rv;
     } while (cont);
     // Objects gone while we were not watching.
-    for (const [key, obj] of this.#store(stream.spec.kind)) {
+    for (const [key, obj] of this.#store.objects(stream.spec.kind)) {
       if (seen.has(key)) continue;
       if (stream.namespace && metaOf(obj).namespace !== stream.namespace) continue;
-      this.#remove(stream.spec.kind, obj);
+      this.#store.remove(stream.spec.kind, obj);
     }
     stream.rv = rv;
   }
@@ -835,146 +677,15 @@ export class WatchedView {
     }
     const rv = object.metadata?.resourceVersion;
     if (event.type === "ADDED" || event.type === "MODIFIED") {
-      this.#upsert(stream.spec.kind, stream.spec.compact(object));
+      this.#store.upsert(stream.spec.kind, stream.spec.compact(object));
     } else if (event.type === "DELETED") {
       const obj = stream.spec.compact(object);
-      const existing = this.#store(stream.spec.kind).get(
+      const existing = this.#store.objects(stream.spec.kind).get(
         `${metaOf(obj).namespace}/${metaOf(obj).name}`,
       );
-      if (existing) this.#remove(stream.spec.kind, existing);
+      if (existing) this.#store.remove(stream.spec.kind, existing);
     }
     if (rv) stream.rv = rv;
-  }
-
-  // ---- stores and indexes ----
-
-  #store(kind: KindName): Map<string, Stored> {
-    switch (kind) {
-      case "ScriptRun":
-        return this.#runs;
-      case "Job":
-        return this.#jobs;
-      case "ConfigMap":
-        return this.#configMaps;
-      case "Pod":
-        return this.#pods;
-    }
-  }
-
-  #upsert(kind: KindName, obj: Stored): void {
-    const m = metaOf(obj);
-    const key = `${m.namespace}/${m.name}`;
-    const store = this.#store(kind);
-    const old = store.get(key);
-    if (old && metaOf(old).resourceVersion === m.resourceVersion) return;
-    if (old) this.#unindex(kind, key, old);
-    store.set(key, obj);
-    this.#index(kind, key, obj);
-    const finished = kind === "Job" && jobFinished(obj as Job) &&
-      !(old && jobFinished(old as Job));
-    this.#notify(kind, obj, { finished });
-  }
-
-  #remove(kind: KindName, obj: Stored): void {
-    const m = metaOf(obj);
-    const key = `${m.namespace}/${m.name}`;
-    this.#store(kind).delete(key);
-    this.#unindex(kind, key, obj);
-    this.#notify(kind, obj, { finished: false });
-  }
-
-  #index(kind: KindName, key: string, obj: Stored): void {
-    const ns = metaOf(obj).namespace;
-    if (kind === "ScriptRun") {
-      const run = obj as ScriptRun;
-      let byName = this.#runsByNs.get(ns);
-      if (!byName) this.#runsByNs.set(ns, byName = new Map());
-      byName.set(run.metadata.name, run);
-      if (run.metadata.uid) this.#runKeyByUid.set(runKey(ns, run.metadata.uid), key);
-    } else if (kind === "Job" || kind === "ConfigMap") {
-      const child = obj as Job | ConfigMap;
-      const uid = controllerUid(child) ?? "";
-      let names = this.#namesByNs.get(ns);
-      if (!names) this.#namesByNs.set(ns, names = { configMaps: new Map(), jobs: new Map() });
-      (kind === "Job" ? names.jobs : names.configMaps).set(child.metadata.name, uid);
-      if (uid) {
-        const owner = runKey(ns, uid);
-        let c = this.#childrenByUid.get(owner);
-        if (!c) this.#childrenByUid.set(owner, c = { configMaps: new Set(), jobs: new Set() });
-        (kind === "Job" ? c.jobs : c.configMaps).add(key);
-      }
-    } else {
-      const pod = obj as WatchedPod;
-      const owner = runKey(ns, pod.runUid);
-      let keys = this.#podsByRunUid.get(owner);
-      if (!keys) this.#podsByRunUid.set(owner, keys = new Set());
-      keys.add(key);
-    }
-  }
-
-  #unindex(kind: KindName, key: string, obj: Stored): void {
-    const ns = metaOf(obj).namespace;
-    if (kind === "ScriptRun") {
-      const run = obj as ScriptRun;
-      const byName = this.#runsByNs.get(ns);
-      byName?.delete(run.metadata.name);
-      if (byName?.size === 0) this.#runsByNs.delete(ns);
-      const byUid = runKey(ns, run.metadata.uid ?? "");
-      if (run.metadata.uid && this.#runKeyByUid.get(byUid) === key) this.#runKeyByUid.delete(byUid);
-    } else if (kind === "Job" || kind === "ConfigMap") {
-      const child = obj as Job | ConfigMap;
-      const uid = controllerUid(child);
-      const owner = runKey(ns, uid ?? "");
-      const names = this.#namesByNs.get(ns);
-      if (names) {
-        (kind === "Job" ? names.jobs : names.configMaps).delete(child.metadata.name);
-        if (names.jobs.size === 0 && names.configMaps.size === 0) this.#namesByNs.delete(ns);
-      }
-      const c = uid ? this.#childrenByUid.get(owner) : undefined;
-      if (c) {
-        (kind === "Job" ? c.jobs : c.configMaps).delete(key);
-        if (c.jobs.size === 0 && c.configMaps.size === 0) this.#childrenByUid.delete(owner);
-      }
-    } else {
-      const pod = obj as WatchedPod;
-      const owner = runKey(ns, pod.runUid);
-      const keys = this.#podsByRunUid.get(owner);
-      keys?.delete(key);
-      if (keys?.size === 0) this.#podsByRunUid.delete(owner);
-    }
-  }
-
-  /** The ScriptRun a change of `obj` concerns, if known. */
-  #ownerOf(kind: KindName, obj: Stored): ViewKey | undefined {
-    if (kind === "ScriptRun") {
-      const m = metaOf(obj);
-      return { namespace: m.namespace, name: m.name };
-    }
-    if (kind === "Pod") {
-      const pod = obj as WatchedPod;
-      const key = this.#runKeyByUid.get(runKey(pod.namespace, pod.runUid));
-      if (key) {
-        const run = this.#runs.get(key)!;
-        return { namespace: run.metadata.namespace ?? "", name: run.metadata.name };
-      }
-      return undefined;
-    }
-    const child = obj as Job | ConfigMap;
-    const name = controllerRef(child)?.name ?? child.metadata.labels?.[LABELS.scriptRun];
-    return name ? { namespace: child.metadata.namespace ?? "", name } : undefined;
-  }
-
-  #notify(kind: KindName, obj: Stored, change: ViewChange): void {
-    if (this.#listeners.length === 0) return;
-    const key = this.#ownerOf(kind, obj);
-    if (!key) return;
-    for (const fn of this.#listeners) {
-      try {
-        fn(key, change);
-      } catch (error) {
-        this.#log.error("Change listener failed", { ...key, error: (error as Error).message });
-      }
-    }
   }
 }
 

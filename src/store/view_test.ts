@@ -2,7 +2,8 @@ import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/stric
 import { KubeConfig } from "@kubernetes/client-node";
 import { compactConfigMap, compactJob, compactScriptRun } from "../api/compact.ts";
 import { recordingLogger } from "../../tests/fakes/fake_kube.ts";
-import { compactPod, type ViewTransport, WatchedView, type WatchedViewOptions } from "./view.ts";
+import { compactPod } from "./kinds.ts";
+import { type ViewTransport, WatchedView, type WatchedViewOptions } from "./view.ts";
 
 const managedFields = [{ manager: "kubectl", operation: "Update", fieldsV1: { "f:data": {} } }];
 const owner = {
