@@ -31,7 +31,7 @@ import { Backoff, type BackoffPolicy } from "../api/backoff.ts";
 import { type RequestObserver, TIMEOUTS } from "../api/kube.ts";
 import { KubeHttp, unsupportedReason } from "../api/kube_http.ts";
 import { controllerRef, controllerUid, runKey } from "../api/owner.ts";
-import { jobOutcome } from "../desired/plan.ts";
+import { jobOutcome } from "../desired/job_status.ts";
 import {
   type ConfigMap,
   GROUP,
