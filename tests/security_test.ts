@@ -19,7 +19,7 @@ import {
   waitFor,
 } from "./harness/test_env.ts";
 import { DEFAULTS } from "../src/desired/desired.ts";
-import { MAX_OUTPUT } from "../src/desired/plan.ts";
+import { MAX_OUTPUT } from "../src/desired/job_status.ts";
 import { POLICY_VIOLATION } from "../src/desired/policy.ts";
 import type { Job, ScriptRun, ScriptRunSpec } from "../src/types.ts";
 

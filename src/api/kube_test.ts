@@ -6,7 +6,7 @@ import type { Lease } from "./lease.ts";
 import { LeaderElector, type Leadership } from "../runtime/leader.ts";
 import { logger } from "../runtime/log.ts";
 import { scriptRun } from "../../tests/fakes/fixtures.ts";
-import { lastTermination } from "../desired/plan.ts";
+import { lastTermination } from "../desired/job_status.ts";
 import type { PodSummary } from "../types.ts";
 
 Deno.test("toPlain() turns client-node Dates into RFC 3339 strings without milliseconds", () => {

@@ -1,13 +1,8 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { childName, desiredConfigMap, runHash } from "./desired.ts";
-import {
-  invalidSpecStatus,
-  jobOutcome,
-  MAX_OUTPUT,
-  type Observed,
-  plan,
-  statusEqual,
-} from "./plan.ts";
+import { invalidSpecStatus, type Observed, plan } from "./plan.ts";
+import { statusEqual } from "./conditions.ts";
+import { jobOutcome, MAX_OUTPUT } from "./job_status.ts";
 import { DEFAULT_POLICY, POLICY_VIOLATION } from "./policy.ts";
 import { job, script, scriptRun, scripts } from "../../tests/fakes/fixtures.ts";
 import type { PodSummary, ScriptRun, ScriptRunStatus } from "../types.ts";

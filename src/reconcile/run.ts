@@ -10,13 +10,8 @@ import type { Backoff } from "../api/backoff.ts";
 import { KubeError } from "../api/errors.ts";
 import type { EventNote, Kube } from "../api/kube.ts";
 import { runKey } from "../api/owner.ts";
-import {
-  type Action,
-  invalidSpecStatus,
-  type Observed,
-  type Plan,
-  statusEqual,
-} from "../desired/plan.ts";
+import { type Action, invalidSpecStatus, type Observed, type Plan } from "../desired/plan.ts";
+import { statusEqual } from "../desired/conditions.ts";
 import type { PodOptions } from "../desired/desired.ts";
 import type { Policy } from "../desired/policy.ts";
 import { REASON } from "../desired/reasons.ts";

@@ -9,7 +9,7 @@
  * @module
  */
 import { compactConfigMap, compactJob, compactScriptRun, podSummary } from "../api/compact.ts";
-import { jobOutcome } from "../desired/plan.ts";
+import { jobOutcome } from "../desired/job_status.ts";
 import {
   type ConfigMap,
   GROUP,
