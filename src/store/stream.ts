@@ -34,6 +34,7 @@ export type ViewTransport = (path: string, init: RequestInit) => Promise<Respons
 export interface StreamSettings {
   /** Retry delays of every stream, keyed "kind/namespace". */
   backoff: Backoff;
+  /** Where the streams log. */
   log: Logger;
   /** See `WatchedViewOptions.observe`. */
   observe: RequestObserver;
