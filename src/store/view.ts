@@ -29,8 +29,8 @@ import {
   STREAM_BACKOFF,
   type StreamContext,
   type StreamSettings,
-  type ViewTransport,
 } from "./stream.ts";
+import type { ViewTransport } from "./list_watch.ts";
 
 export type { ViewTransport };
 
