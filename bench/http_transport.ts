@@ -11,7 +11,7 @@
  * @module
  */
 import { CoreV1Api, KubeConfig } from "@kubernetes/client-node";
-import { makeClient } from "../src/api/kube.ts";
+import { makeClient } from "../src/api/client.ts";
 import { KubeHttp } from "../src/api/kube_http.ts";
 import { startControlPlane } from "../tests/harness/control_plane.ts";
 import { flagValues } from "./flags.ts";

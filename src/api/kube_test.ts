@@ -1,7 +1,8 @@
 import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
 import { KubeConfig } from "@kubernetes/client-node";
 import { podSummary } from "./compact.ts";
-import { ClientNodeKube, NotLeaderError, observed, toPlain } from "./kube.ts";
+import { NotLeaderError } from "./client.ts";
+import { ClientNodeKube, toPlain } from "./kube.ts";
 import type { Lease } from "./lease.ts";
 import { LeaderElector, type Leadership } from "../runtime/leader.ts";
 import { logger } from "../runtime/log.ts";
@@ -119,39 +120,6 @@ Deno.test({
       listener.close();
     }
   },
-});
-
-Deno.test("observed(): the status an error carries is counted and means reachable; no answer means unreachable", async () => {
-  const seen: string[] = [];
-  const hooks = {
-    observe: (verb: string, resource: string, code: string) =>
-      seen.push(`${verb} ${resource} ${code}`),
-    onReachability: (reachable: boolean) => seen.push(`reachable=${reachable}`),
-  };
-  const conflict = await observed(
-    hooks,
-    "PATCH",
-    "scriptruns/status",
-    "patch x",
-    () => Promise.reject(Object.assign(new Error("HTTP-Code: 409"), { code: 409, body: "{}" })),
-  )
-    .then(() => undefined, (e) => e);
-  assertEquals([conflict?.code, conflict?.kind], [409, "transient"]);
-  const down = await observed(
-    hooks,
-    "GET",
-    "leases",
-    "get lease",
-    () => Promise.reject(new TypeError("fetch failed")),
-  )
-    .then(() => undefined, (e) => e);
-  assertEquals(down?.code, 0);
-  assertEquals(seen, [
-    "PATCH scriptruns/status 409",
-    "reachable=true",
-    "GET leases <error>",
-    "reachable=false",
-  ]);
 });
 
 /** A leader of a fresh Lease on a monotonic clock that moves only when told. */

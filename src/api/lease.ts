@@ -11,7 +11,7 @@ import {
   observed,
   type RequestHooks,
   type RequestObserver,
-} from "./kube.ts";
+} from "./client.ts";
 
 /** A coordination.k8s.io/v1 Lease, as far as leader election reads and writes it. */
 export interface Lease {

@@ -15,7 +15,7 @@
 import type { Logger } from "@logtape/logtape";
 import { Backoff, mapLimit } from "../api/backoff.ts";
 import { KubeError } from "../api/errors.ts";
-import type { Kube } from "../api/kube.ts";
+import type { Kube } from "../api/port.ts";
 import { namespaceOfKey, runKey } from "../api/owner.ts";
 import type { Observed } from "../desired/plan.ts";
 import type { PodOptions } from "../desired/desired.ts";

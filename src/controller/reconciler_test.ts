@@ -3,7 +3,7 @@ import { Backoff } from "../api/backoff.ts";
 import { childName, runHash } from "../desired/desired.ts";
 import type { KubeError } from "../api/errors.ts";
 import { FakeKube, kubeError, recordingLogger } from "../../tests/fakes/fake_kube.ts";
-import { NotLeaderError } from "../api/kube.ts";
+import { NotLeaderError } from "../api/client.ts";
 import { Reconciler, type ReconcilerOptions, type RunView } from "./reconciler.ts";
 import { job, script, scriptRun, scripts } from "../../tests/fakes/fixtures.ts";
 import { type Job, LABELS, type ScriptRun } from "../types.ts";

@@ -6,7 +6,7 @@
 import type { Logger } from "@logtape/logtape";
 import type { Backoff } from "../api/backoff.ts";
 import { KubeError } from "../api/errors.ts";
-import { NotLeaderError } from "../api/kube.ts";
+import { NotLeaderError } from "../api/client.ts";
 import type { RunResult } from "./result.ts";
 
 /** The run that failed, as far as the policy needs it. */

@@ -6,7 +6,7 @@
  */
 import type { Logger } from "@logtape/logtape";
 import { KubeError } from "../api/errors.ts";
-import type { Kube } from "../api/kube.ts";
+import type { Kube } from "../api/port.ts";
 import { controllerUid } from "../api/owner.ts";
 import type { Action, Observed } from "../desired/plan.ts";
 import type { ConfigMap, Job, ScriptRun } from "../types.ts";

@@ -4,7 +4,7 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
-import type { Kube } from "../api/kube.ts";
+import type { Kube } from "../api/port.ts";
 import { controllerUid } from "../api/owner.ts";
 import { type Observed, type Plan, plan } from "../desired/plan.ts";
 import type { PodOptions } from "../desired/desired.ts";

@@ -4,7 +4,7 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
-import type { EventNote } from "../api/kube.ts";
+import type { EventNote } from "../api/port.ts";
 import { REASON } from "../desired/reasons.ts";
 import type { ScriptRunStatus } from "../types.ts";
 

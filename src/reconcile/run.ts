@@ -8,7 +8,7 @@
 import type { Logger } from "@logtape/logtape";
 import type { Backoff } from "../api/backoff.ts";
 import { KubeError } from "../api/errors.ts";
-import type { EventNote, Kube } from "../api/kube.ts";
+import type { EventNote, Kube } from "../api/port.ts";
 import { runKey } from "../api/owner.ts";
 import { type Action, invalidSpecStatus, type Observed, type Plan } from "../desired/plan.ts";
 import { statusEqual } from "../desired/conditions.ts";

@@ -7,7 +7,7 @@
 import process from "node:process";
 import { OPERATOR_VERSION } from "../version.ts";
 import { Counter, Gauge, Histogram, Registry } from "./prometheus.ts";
-import type { RequestObserver } from "../api/kube.ts";
+import type { RequestObserver } from "../api/client.ts";
 import type { ReconcileObserver } from "../controller/reconciler.ts";
 import type { Phase, ScriptRunStatus } from "../types.ts";
 

@@ -7,7 +7,8 @@ import type { Logger } from "@logtape/logtape";
 import { type CliOptions, parseBindAddress, parseDuration, UsageError } from "./cli.ts";
 import { KubeError } from "../api/errors.ts";
 import { OPERATOR_VERSION } from "../version.ts";
-import { ClientNodeKube, type ClientOptions, TIMEOUTS } from "../api/kube.ts";
+import { type ClientOptions, TIMEOUTS } from "../api/client.ts";
+import { ClientNodeKube } from "../api/kube.ts";
 import { ClientNodeLeases } from "../api/lease.ts";
 import type { LoadedConfig } from "../api/kubeconfig.ts";
 import { DEFAULT_LEADER_TIMINGS, LeaderElector } from "./leader.ts";
@@ -39,7 +40,7 @@ export const STREAM_FAILING_MS = 30_000;
 /**
  * Request and connect timeouts from the environment (`SCRIPT_OPERATOR_REQUEST_TIMEOUT`,
  * `SCRIPT_OPERATOR_CONNECT_TIMEOUT`, durations such as `5s`), for tests that must not wait
- * 30 s; unset, the defaults of src/api/kube.ts apply. A bad value is a UsageError.
+ * 30 s; unset, the defaults of src/api/client.ts apply. A bad value is a UsageError.
  */
 export function timeoutsFromEnv(env: (name: string) => string | undefined): ClientOptions {
   const out: ClientOptions = {};

@@ -17,7 +17,7 @@ import type { KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "@logtape/logtape";
 import { OPERATOR_VERSION } from "../version.ts";
 import { Backoff, type BackoffPolicy } from "../api/backoff.ts";
-import { type RequestObserver, TIMEOUTS } from "../api/kube.ts";
+import { type RequestObserver, TIMEOUTS } from "../api/client.ts";
 import { KubeHttp, unsupportedReason } from "../api/kube_http.ts";
 import { type ConfigMap, type Job, MANAGER, type ScriptRun } from "../types.ts";
 import { type KindName, KINDS, type WatchedPod } from "./kinds.ts";
@@ -139,7 +139,7 @@ export class WatchedView {
       if (reason) {
         return Promise.reject(new Error(`Deno's fetch cannot use this kubeconfig: ${reason}`));
       }
-      // HTTP/1.1 like the clients of kube.ts: sequential requests (LIST pages) were several times
+      // HTTP/1.1 like the clients of client.ts: sequential requests (LIST pages) were several times
       // slower over Deno's HTTP/2 here (bench/http_transport.ts); each watch holds one connection.
       const http = new KubeHttp(this.#kc, {
         userAgent: `${MANAGER}/${OPERATOR_VERSION}`,

@@ -7,7 +7,7 @@
  */
 import type { Logger } from "@logtape/logtape";
 import { KubeError } from "../../src/api/errors.ts";
-import type { EventNote, Kube } from "../../src/api/kube.ts";
+import type { EventNote, Kube } from "../../src/api/port.ts";
 import {
   type ConfigMap,
   type Job,

@@ -18,7 +18,7 @@ import {
 } from "@kubernetes/client-node";
 import { parse, parseAllDocuments } from "yaml";
 import { classify, type KubeError } from "../../src/api/errors.ts";
-import { makeClient } from "../../src/api/kube.ts";
+import { makeClient } from "../../src/api/client.ts";
 import { KubeConfigError, loadKubeConfig } from "../../src/api/kubeconfig.ts";
 import { scriptRunCrd } from "../../src/desired/crd.ts";
 import { GROUP, PLURAL, VERSION } from "../../src/types.ts";
