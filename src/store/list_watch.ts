@@ -14,7 +14,7 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
-import type { RequestObserver } from "../api/kube.ts";
+import type { RequestObserver } from "../api/client.ts";
 import { type KindSpec, metaOf, type Raw } from "./kinds.ts";
 import type { ViewStore } from "./store.ts";
 

@@ -32,8 +32,6 @@ import {
 } from "./stream.ts";
 import type { ViewTransport } from "./list_watch.ts";
 
-export type { ViewTransport };
-
 /** Options of {@linkcode WatchedView}. */
 export interface WatchedViewOptions {
   /** Namespaces to watch; empty: all namespaces. */

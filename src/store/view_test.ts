@@ -3,7 +3,8 @@ import { KubeConfig } from "@kubernetes/client-node";
 import { compactConfigMap, compactJob, compactScriptRun } from "../api/compact.ts";
 import { recordingLogger } from "../../tests/fakes/fake_kube.ts";
 import { compactPod } from "./kinds.ts";
-import { type ViewTransport, WatchedView, type WatchedViewOptions } from "./view.ts";
+import type { ViewTransport } from "./list_watch.ts";
+import { WatchedView, type WatchedViewOptions } from "./view.ts";
 
 const managedFields = [{ manager: "kubectl", operation: "Update", fieldsV1: { "f:data": {} } }];
 const owner = {
