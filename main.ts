@@ -3,7 +3,9 @@
  * ScriptRun. Entry point; the only module with top-level effects.
  * @module
  */
-import { HELP, parseCli, UsageError } from "./src/runtime/cli.ts";
+import { parseCli } from "./src/runtime/cli.ts";
+import { UsageError } from "./src/runtime/flags.ts";
+import { HELP } from "./src/runtime/help.ts";
 import { OPERATOR_VERSION } from "./src/version.ts";
 import { scriptRunCrd } from "./src/desired/crd.ts";
 import { KubeConfigError, loadKubeConfig } from "./src/api/kubeconfig.ts";

@@ -4,7 +4,8 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
-import { type CliOptions, parseBindAddress, parseDuration, UsageError } from "./cli.ts";
+import type { CliOptions } from "./cli.ts";
+import { parseBindAddress, parseDuration, UsageError } from "./flags.ts";
 import { KubeError } from "../api/errors.ts";
 import { OPERATOR_VERSION } from "../version.ts";
 import { ClientNodeKube, type ClientOptions, TIMEOUTS } from "../api/kube.ts";

@@ -8,7 +8,7 @@ import {
   nextCycleDelay,
   timeoutsFromEnv,
 } from "./operator.ts";
-import { UsageError } from "./cli.ts";
+import { UsageError } from "./flags.ts";
 
 const err = (code: number, kind: KubeError["kind"], message = "m") =>
   new KubeError(message, { code, kind, action: "list scriptruns in all namespaces" });
