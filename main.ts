@@ -10,7 +10,8 @@ import { OPERATOR_VERSION } from "./src/version.ts";
 import { scriptRunCrd } from "./src/desired/crd.ts";
 import { KubeConfigError, loadKubeConfig } from "./src/api/kubeconfig.ts";
 import { logger, setupLogging } from "./src/runtime/log.ts";
-import { EXIT, runOperator } from "./src/runtime/operator.ts";
+import { runOperator } from "./src/runtime/operator.ts";
+import { EXIT } from "./src/runtime/shutdown.ts";
 import { loadScripts, ScriptError } from "./src/runtime/scripts.ts";
 
 /** Runs the command line `args`; returns the process exit code. */
