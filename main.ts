@@ -3,12 +3,15 @@
  * ScriptRun. Entry point; the only module with top-level effects.
  * @module
  */
-import { HELP, parseCli, UsageError } from "./src/runtime/cli.ts";
+import { parseCli } from "./src/runtime/cli.ts";
+import { UsageError } from "./src/runtime/flags.ts";
+import { HELP } from "./src/runtime/help.ts";
 import { OPERATOR_VERSION } from "./src/version.ts";
 import { scriptRunCrd } from "./src/desired/crd.ts";
 import { KubeConfigError, loadKubeConfig } from "./src/api/kubeconfig.ts";
 import { logger, setupLogging } from "./src/runtime/log.ts";
-import { EXIT, runOperator } from "./src/runtime/operator.ts";
+import { runOperator } from "./src/runtime/operator.ts";
+import { EXIT } from "./src/runtime/shutdown.ts";
 import { loadScripts, ScriptError } from "./src/runtime/scripts.ts";
 
 /** Runs the command line `args`; returns the process exit code. */

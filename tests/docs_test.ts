@@ -2,13 +2,13 @@
  * The documentation's promises, checked against the files that define them: the README's two
  * commands are tasks, every relative link and anchor resolves, and the RBAC table, the
  * Deployment's resources, the minimum Kubernetes version, the flags, the ScriptRun fields and the
- * uninstall list agree with deploy/, src/runtime/cli.ts and src/desired/crd.ts; design.md's Layout
+ * uninstall list agree with deploy/, src/runtime/help.ts and src/desired/crd.ts; design.md's Layout
  * names every folder of src/. No cluster needed.
  * @module
  */
 import { parse, parseAllDocuments } from "yaml";
 import { assert, assertEquals } from "./harness/assert.ts";
-import { HELP } from "../src/runtime/cli.ts";
+import { HELP } from "../src/runtime/help.ts";
 import { scriptRunCrd } from "../src/desired/crd.ts";
 import { CONDITION, REASON } from "../src/desired/reasons.ts";
 

@@ -7,7 +7,8 @@
  * @module
  */
 import { assert, assertEquals } from "./harness/assert.ts";
-import { parseBindAddress, parseCli } from "../src/runtime/cli.ts";
+import { parseCli } from "../src/runtime/cli.ts";
+import { parseBindAddress } from "../src/runtime/flags.ts";
 import { DEFAULT_POLICY, UNSAFE_ENV_NAMES, UNSAFE_ENV_PREFIXES } from "../src/desired/policy.ts";
 import { loadScripts } from "../src/runtime/scripts.ts";
 import { GROUP, KIND, VERSION } from "../src/types.ts";

@@ -1,15 +1,7 @@
 import { deepStrictEqual as assertEquals, ok as assert, throws } from "node:assert/strict";
-import {
-  type CliOptions,
-  closestFlag,
-  FLAG_NAMES,
-  HELP,
-  parseBindAddress,
-  parseBool,
-  parseCli,
-  parseDuration,
-  UsageError,
-} from "./cli.ts";
+import { type CliOptions, parseCli } from "./cli.ts";
+import { closestFlag, parseBool, UsageError } from "./flags.ts";
+import { HELP } from "./help.ts";
 
 /** Asserts that parseCli(args) throws a UsageError whose message matches `pattern`. */
 function refuses(args: string[], pattern: RegExp): void {
@@ -64,18 +56,6 @@ Deno.test("parseCli() rejects bad input with the fix in the message", () => {
   for (const [args, pattern] of cases) {
     throws(() => parseCli(args), (e: Error) => e instanceof UsageError && pattern.test(e.message));
   }
-});
-
-Deno.test("parseDuration() and parseBindAddress()", () => {
-  assertEquals(parseDuration("500ms"), 500);
-  assertEquals(parseDuration("1.5s"), 1500);
-  assertEquals(parseDuration("10"), 10_000);
-  assertEquals(parseDuration("1h"), 3_600_000);
-  assertEquals(parseDuration("x"), undefined);
-  assertEquals(parseBindAddress(":8081"), { hostname: "0.0.0.0", port: 8081 });
-  assertEquals(parseBindAddress("127.0.0.1:9"), { hostname: "127.0.0.1", port: 9 });
-  assertEquals(parseBindAddress("0"), undefined);
-  assertEquals(parseBindAddress("nope"), null);
 });
 
 Deno.test("parseCli(): --once --leader-elect is refused, not silently run without the election", () => {
@@ -228,32 +208,6 @@ Deno.test("parseCli(): an empty item in a list is an error naming the flag and t
   assertEquals(parseCli(["--allowed-service-account="]).policy.allowedServiceAccounts, []);
 });
 
-Deno.test("parseDuration(): Go durations, and a plain number is seconds", () => {
-  const cases: [string, number | undefined][] = [
-    ["1m30s", 90_000],
-    ["500ms", 500],
-    ["1h2m3.5s", 3_723_500],
-    ["15s", 15_000],
-    ["2h", 7_200_000],
-    ["1.5m", 90_000],
-    [".5s", 500],
-    ["1500us", 2],
-    ["250000000ns", 250],
-    ["10", 10_000],
-    ["0.25", 250],
-    [" 1m ", 60_000],
-    ["", undefined],
-    ["soon", undefined],
-    ["1m30", undefined],
-    ["1x", undefined],
-    ["m", undefined],
-    ["-1s", undefined],
-    ["1 m", undefined],
-    ["1d", undefined],
-  ];
-  for (const [text, ms] of cases) assertEquals(parseDuration(text), ms, JSON.stringify(text));
-});
-
 Deno.test("parseCli(): --interval takes Go durations from 100ms to 24h; a bad one says why with examples", () => {
   assertEquals(parseCli(["--interval", "1m30s"]).intervalMs, 90_000);
   assertEquals(parseCli(["--interval=1h2m3.5s"]).intervalMs, 3_723_500);
@@ -311,15 +265,4 @@ Deno.test("parseCli(): --log-level warn, and warning as a synonym; messages and 
     /^--log-level "loud" is not one of trace, debug, info, warn, error$/,
   );
   assert(HELP.includes("trace, debug, info, warn, error (default info)"));
-});
-
-Deno.test("HELP names every flag, says how booleans, lists and durations are written", () => {
-  for (const flag of FLAG_NAMES) {
-    assert(HELP.includes(`--${flag} `) || HELP.includes(`--${flag}\n`), flag);
-  }
-  assert(HELP.includes("--flag=true or --flag=false"));
-  assert(HELP.includes("comma-separated list"));
-  assert(HELP.includes("500ms, 15s, 1m30s, 1h"));
-  assert(HELP.includes("--platform-assigns-uid"));
-  for (const line of HELP.split("\n")) assert(line.length <= 100, line);
 });
