@@ -43,15 +43,15 @@ const CLIENT_CALLS: Record<string, Need> = {
     grant: grant(GROUP, `${PLURAL}/status`, "patch"),
     evidence: SCRIPTRUNS,
   },
-  "src/api/kube.ts getNamespacedCustomObject": {
+  "src/api/lease.ts getNamespacedCustomObject": {
     grant: grant("coordination.k8s.io", "leases", "get"),
     evidence: LEASES,
   },
-  "src/api/kube.ts createNamespacedCustomObject": {
+  "src/api/lease.ts createNamespacedCustomObject": {
     grant: grant("coordination.k8s.io", "leases", "create"),
     evidence: LEASES,
   },
-  "src/api/kube.ts replaceNamespacedCustomObject": {
+  "src/api/lease.ts replaceNamespacedCustomObject": {
     grant: grant("coordination.k8s.io", "leases", "update"),
     evidence: LEASES,
   },
@@ -98,6 +98,9 @@ function conventionGrant(api: string, method: string): string | undefined {
   return grant(group, resource, METHOD_VERBS[m[1]]);
 }
 
+/** A module that opens a watch. */
+const WATCHES = /new Watch\(|makeInformer\(|[?&]watch=(true|1)|watch: "(true|1)"/;
+
 /**
  * Paths a file watches with client-node's `Watch` or `makeInformer` (`/api/v1/pods`,
  * `/apis/batch/v1/namespaces/${ns}/jobs`, `/apis/${GROUP}/${VERSION}/.../${PLURAL}`): one
@@ -105,7 +108,7 @@ function conventionGrant(api: string, method: string): string | undefined {
  */
 function watchGrants(file: string, text: string): Map<string, Need> {
   const out = new Map<string, Need>();
-  if (!/new Watch\(|makeInformer\(|[?&]watch=(true|1)|watch: "(true|1)"/.test(text)) return out;
+  if (!WATCHES.test(text)) return out;
   const constants: Record<string, string> = { GROUP, VERSION, PLURAL };
   // A path with an optional namespace part (`/api/v1/${ns ? `namespaces/${ns}/` : ""}pods`)
   // reads as its cluster-wide form.
@@ -158,7 +161,9 @@ async function clientCallsInSource(): Promise<Map<string, { api: string; text: s
   const calls = new Map<string, { api: string; text: string }>();
   for (const file of sourceFiles("src")) {
     const text = await readText(file);
-    if (!/makeApiClient\(|makeClient\(/.test(text)) continue;
+    // Doc comments that name makeApiClient are not calls.
+    const code = text.replace(/^\s*(\*|\/\/).*$/gm, "");
+    if (!/makeApiClient\(|makeClient\(/.test(code)) continue;
     const fields = [
       ...text.matchAll(
         /this\.(#?\w+)\s*=\s*(?:\w+\.makeApiClient\(|makeClient\()\s*(?:[\w.]+,\s*)?(\w+)/g,
@@ -174,6 +179,14 @@ async function clientCallsInSource(): Promise<Map<string, { api: string; text: s
     }
   }
   return calls;
+}
+
+/** `text` followed by the text of the modules it imports from its own folder (`./x.ts`). */
+async function withSiblingImports(file: string, text: string): Promise<string> {
+  const dir = file.slice(0, file.lastIndexOf("/") + 1);
+  const siblings = [...text.matchAll(/from "\.\/([\w.]+\.ts)"/g)].map((m) => `${dir}${m[1]}`);
+  const texts = await Promise.all(siblings.map((path) => readText(path)));
+  return [text, ...texts].join("\n");
 }
 
 /** The grants src/ needs: grant → the calls ("file method") that need it. */
@@ -200,7 +213,10 @@ async function neededGrants(): Promise<Map<string, string[]>> {
   const stale = Object.keys(CLIENT_CALLS).filter((c) => !calls.has(c));
   assertEquals(stale, [], "CLIENT_CALLS entries no longer called in src/ (remove them)");
   for (const file of sourceFiles("src")) {
-    const text = await readText(file);
+    // A module that watches may take the paths it watches from a module beside it.
+    const own = await readText(file);
+    if (!WATCHES.test(own)) continue;
+    const text = await withSiblingImports(file, own);
     for (const [key, need] of watchGrants(file, text)) add(key, need, text);
   }
   for (const [key, need] of Object.entries(DERIVED)) {
