@@ -31,7 +31,7 @@ import {
 } from "../reconcile/observe.ts";
 import { reconcileRun, type RunContext } from "../reconcile/run.ts";
 import type { RunResult } from "../reconcile/result.ts";
-import { fingerprint, Reads, SETTLED_MS, SettledRuns } from "../reconcile/settled.ts";
+import { Reads, SETTLED_MS, SettledRuns } from "../reconcile/settled.ts";
 import type { Phase, Script, ScriptRun, ScriptRunStatus } from "../types.ts";
 
 export type { RunView } from "../reconcile/observe.ts";
@@ -371,7 +371,7 @@ export class Reconciler {
       return { result: "success", writes: 0, phase: run.status?.phase };
     }
     this.#settled.delete(key);
-    const planned = fingerprint(run, view.children(namespace, run.metadata.uid ?? ""));
+    const planned = view.version(namespace, run.metadata.uid ?? "");
     const reads = new Reads(viewLookup(view, namespace));
     const term = this.#term;
     const result = await this.#locked(run, () => this.#observeFromView(view, run, reads));
@@ -379,7 +379,7 @@ export class Reconciler {
       result.result === "success" && result.writes === 0 && !this.#o.dryRun && term === this.#term
     ) {
       const until = now + Math.min(result.retryAfterMs ?? SETTLED_MS, SETTLED_MS);
-      this.#settled.set(key, { fingerprint: planned, reads: [...reads.seen], until });
+      this.#settled.set(key, { version: planned, reads: [...reads.seen], until });
     }
     return result;
   }
@@ -388,7 +388,7 @@ export class Reconciler {
   #isSettled(view: RunView, run: ScriptRun, now: number): boolean {
     const namespace = run.metadata.namespace ?? "";
     const key = keyOf(run);
-    const current = fingerprint(run, view.children(namespace, run.metadata.uid ?? ""));
+    const current = view.version(namespace, run.metadata.uid ?? "");
     return !this.#expect.pending(key) &&
       this.#settled.has(key, current, viewLookup(view, namespace), now);
   }

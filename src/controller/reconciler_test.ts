@@ -370,11 +370,29 @@ Deno.test("Reconciler: losing leadership mid-reconcile is a quiet requeue, not a
   assertEquals(lines.filter((l) => l.level === "error" || l.level === "warn"), []);
 });
 
+/**
+ * The resourceVersions of what a view shows of a run, as one string: a version that changes
+ * whenever the run, its children or its pods change, as the view's own does.
+ */
+function versionOf(view: RunView, ns: string, uid: string): string {
+  const run = view.scriptRuns(ns).find((r) => r.metadata.uid === uid);
+  const { configMaps, jobs, pods } = view.children(ns, uid);
+  const rv = (o: { metadata: { name: string; resourceVersion?: string } }) =>
+    `${o.metadata.name}@${o.metadata.resourceVersion}`;
+  return [
+    run ? rv(run) : "",
+    ...jobs.map(rv),
+    ...configMaps.map(rv),
+    ...pods.map((p) => `${p.name}@${(p as { resourceVersion?: string }).resourceVersion}`),
+  ].join(" ");
+}
+
 /** A watched view over the fake's stores, as src/store/view.ts would hold them. */
 function fakeView(kube: FakeKube): RunView {
   const ours = (o: { metadata: { ownerReferences?: { uid: string; controller?: boolean }[] } }) =>
     o.metadata.ownerReferences?.find((r) => r.controller)?.uid;
-  return {
+  const view: RunView = {
+    version: (ns, uid) => versionOf(view, ns, uid),
     synced: () => true,
     // Copies, as the view's objects are replaced by the watch, never changed in place.
     scriptRuns: (ns) =>
@@ -401,6 +419,7 @@ function fakeView(kube: FakeKube): RunView {
       };
     },
   };
+  return view;
 }
 
 /** setup() with the recording fake seen through fakeView(), as the operator runs with a view. */
@@ -516,6 +535,7 @@ function laggingView(kube: FakeKube) {
         : view.scriptRuns(ns),
     scriptRun: (ns, name) =>
       frozen ? structuredClone(frozen.get(`${ns}/${name}`)) : view.scriptRun(ns, name),
+    version: (ns, uid) => versionOf(lagging, ns, uid),
   };
   return { view: lagging, freeze: () => frozen = structuredClone(kube.runs) };
 }

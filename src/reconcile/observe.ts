@@ -15,6 +15,11 @@ export interface RunView {
   scriptRuns(namespace?: string): ScriptRun[];
   scriptRun(namespace: string, name: string): ScriptRun | undefined;
   /**
+   * A token that changes whenever the run `runUid`, its children or its pods (as
+   * {@linkcode RunView.scriptRun} and {@linkcode RunView.children} show them) change.
+   */
+  version(namespace: string, runUid: string): string;
+  /**
    * The run's children (by controller ownerReference uid) and pods (by the run-uid label), both
    * within the run's namespace.
    */

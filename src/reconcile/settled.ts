@@ -2,17 +2,16 @@
  * Runs whose last reconcile from the watched view wrote nothing: the same input gives the same
  * plan, so such a run is not planned again until something the plan read changes. No I/O.
  *
- * "What the plan read" is two things: the versions of the run, its children and its pods (the
- * fingerprint), and every lookup the plan made in the namespace's shared indexes (who holds a
+ * "What the plan read" is two things: the view's version of the run, its children and its pods
+ * (which changes with any of them), and every lookup the plan made in the namespace's shared indexes (who holds a
  * name; whether that holder still exists), recorded with the answer it got. A Job of a deleted run
  * of the same name gates the plan without being the run's child: its deletion changes such an
  * answer. What the view does not hold (Job Events) is covered apart: a run whose plan read them
  * waits on them (src/reconcile/job_warnings.ts), and a change drops its mark and queues it.
  * @module
  */
-import type { ConfigMap, Job, PodSummary, ScriptRun } from "../types.ts";
 
-/** A settled run is planned again after this, whatever the fingerprint says. */
+/** A settled run is planned again after this, whatever its version says. */
 export const SETTLED_MS = 5 * 60_000;
 
 /** Answers a lookup the plan makes, named like `job/NAME` (undefined: nothing there). */
@@ -37,25 +36,10 @@ export class Reads {
   }
 }
 
-/** The resourceVersions of a run, its children and its pods, as one string. */
-export function fingerprint(
-  run: ScriptRun,
-  children: { configMaps: ConfigMap[]; jobs: Job[]; pods: PodSummary[] },
-): string {
-  const rv = (o: { metadata?: { name: string; resourceVersion?: string } }) =>
-    `${o.metadata?.name}@${o.metadata?.resourceVersion}`;
-  const podRv = (p: PodSummary & { resourceVersion?: string }) => `${p.name}@${p.resourceVersion}`;
-  return [
-    rv(run),
-    ...children.jobs.map(rv),
-    ...children.configMaps.map(rv),
-    ...children.pods.map(podRv),
-  ].join(" ");
-}
-
 /** Why a run is settled. */
 export interface Mark {
-  fingerprint: string;
+  /** The view's version of the run, its children and its pods (`RunView.version`). */
+  version: string;
   /** Each lookup the plan made, with its answer (pairs: one such mark per settled run). */
   reads: readonly (readonly [string, string | undefined])[];
   until: number;
@@ -74,9 +58,9 @@ export class SettledRuns {
    * Whether the run was planned from exactly this fingerprint with nothing to do, every lookup it
    * made still answers the same, and it is not due.
    */
-  has(key: string, fingerprint: string, lookup: Lookup, now: number): boolean {
+  has(key: string, version: string, lookup: Lookup, now: number): boolean {
     const mark = this.#byRun.get(key);
-    if (!mark || now >= mark.until || mark.fingerprint !== fingerprint) return false;
+    if (!mark || now >= mark.until || mark.version !== version) return false;
     for (const [what, answer] of mark.reads) if (lookup(what) !== answer) return false;
     return true;
   }

@@ -216,6 +216,11 @@ export class WatchedView {
     return this.#serves(namespace) ? this.#store.scriptRun(namespace, name) : undefined;
   }
 
+  /** See {@linkcode ViewStore.version}. */
+  version(namespace: string, runUid: string): string {
+    return this.#store.version(namespace, runUid);
+  }
+
   /** See {@linkcode ViewStore.children}. */
   children(
     namespace: string,
