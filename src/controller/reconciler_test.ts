@@ -497,10 +497,17 @@ Deno.test("Reconciler: creating in a namespace being deleted is not an error (no
   assertEquals(lines.filter((l) => l.level === "error" || l.level === "warn"), []);
 });
 
-Deno.test("Reconciler: runs whose pods are late share one read of the namespace's Job warnings", async () => {
-  const { kube, reconciler } = setup();
+/**
+ * Runs `run-1`…`run-N` (uids `uid-1`…) whose Jobs were created long ago and have no pod: their
+ * plans read the Job's Warning Events. Returns the Jobs' names.
+ */
+function runsWithPodlessJobs(
+  kube: FakeKube,
+  count: number,
+  options: { configMaps?: boolean } = {},
+) {
   const names: string[] = [];
-  for (const i of [1, 2, 3]) {
+  for (let i = 1; i <= count; i++) {
     const base = scriptRun({}, `run-${i}`);
     const run = kube.addRun({ ...base, metadata: { ...base.metadata, uid: `uid-${i}` } });
     const name = nameOf(run);
@@ -508,8 +515,22 @@ Deno.test("Reconciler: runs whose pods are late share one read of the namespace'
     const j = job(name, {}, `uid-${i}`);
     j.metadata.ownerReferences![0].name = run.metadata.name;
     j.metadata.labels = { ...j.metadata.labels, [LABELS.scriptRunUid]: `uid-${i}` };
+    j.metadata.resourceVersion = `6${i}`;
     kube.jobs.set(`ns/${name}`, j);
+    if (options.configMaps) {
+      kube.configMaps.set(`ns/${name}`, {
+        apiVersion: "v1",
+        kind: "ConfigMap",
+        metadata: { ...j.metadata, resourceVersion: `7${i}` },
+      });
+    }
   }
+  return names;
+}
+
+Deno.test("Reconciler: runs whose pods are late share one read of the namespace's Job warnings", async () => {
+  const { kube, reconciler } = setup();
+  const names = runsWithPodlessJobs(kube, 3);
   kube.jobWarnings.set(names[1], [{ reason: "FailedCreate", message: "pods is forbidden" }]);
   await reconciler.cycle();
   assertEquals(kube.calls.filter((c) => c.startsWith("LIST events")), ["LIST events ns"]);
@@ -657,23 +678,8 @@ Deno.test("Reconciler: runs whose pods are missing wait on their Job warnings; t
   const { kube, reconciler } = viewSetup({
     schedule: (ns, name) => scheduled.push(`${ns}/${name}`),
   });
-  const names: string[] = [];
-  for (const i of [1, 2, 3]) {
-    const base = scriptRun({}, `run-${i}`);
-    const run = kube.addRun({ ...base, metadata: { ...base.metadata, uid: `uid-${i}` } });
-    const name = nameOf(run);
-    names.push(name);
-    // Created long ago, no pod: the plan reads the Job's Warning Events; none yet.
-    const j = job(name, {}, `uid-${i}`);
-    j.metadata.ownerReferences![0].name = run.metadata.name;
-    j.metadata.resourceVersion = `6${i}`;
-    kube.jobs.set(`ns/${name}`, j);
-    kube.configMaps.set(`ns/${name}`, {
-      apiVersion: "v1",
-      kind: "ConfigMap",
-      metadata: { ...j.metadata, resourceVersion: `7${i}` },
-    });
-  }
+  // Created long ago, no pod: the plan reads the Job's Warning Events; none yet.
+  runsWithPodlessJobs(kube, 3, { configMaps: true });
   for (const i of [1, 2, 3]) {
     const first = await reconciler.reconcileKey(NS, `run-${i}`);
     assertEquals(kube.runs.get(`ns/run-${i}`)!.status!.reason, "JobPending");
@@ -694,16 +700,8 @@ Deno.test("Reconciler: a Job warning that comes after the plan read none wakes i
     schedule: (ns, name) => scheduled.push(`${ns}/${name}`),
     monotonic: () => clock,
   });
-  const names: string[] = [];
+  const names = runsWithPodlessJobs(kube, 2);
   for (const i of [1, 2]) {
-    const base = scriptRun({}, `run-${i}`);
-    const run = kube.addRun({ ...base, metadata: { ...base.metadata, uid: `uid-${i}` } });
-    const name = nameOf(run);
-    names.push(name);
-    const j = job(name, {}, `uid-${i}`);
-    j.metadata.ownerReferences![0].name = run.metadata.name;
-    j.metadata.resourceVersion = `6${i}`;
-    kube.jobs.set(`ns/${name}`, j);
     await reconciler.reconcileKey(NS, `run-${i}`);
     await reconciler.reconcileKey(NS, `run-${i}`);
   }
