@@ -55,7 +55,7 @@ export class SettledRuns {
   }
 
   /**
-   * Whether the run was planned from exactly this fingerprint with nothing to do, every lookup it
+   * Whether the run was planned from exactly this version with nothing to do, every lookup it
    * made still answers the same, and it is not due.
    */
   has(key: string, version: string, lookup: Lookup, now: number): boolean {
