@@ -196,9 +196,16 @@ export class Reconciler {
   }
 
   /** Sizes of the per-run state, for tests that check it is bounded. */
-  stateSizes(): { expectations: number; settled: number; jobWarnings: number; busy: number } {
+  stateSizes(): {
+    expectations: number;
+    statusCopies: number;
+    settled: number;
+    jobWarnings: number;
+    busy: number;
+  } {
     return {
       expectations: this.#expect.size,
+      statusCopies: this.#expect.statusCopies,
       settled: this.#settled.size,
       jobWarnings: this.#jobWarnings.size,
       busy: this.#busy.size,
@@ -382,6 +389,17 @@ export class Reconciler {
       this.#settled.set(key, { version: planned, reads: [...reads.seen], until });
     }
     return result;
+  }
+
+  /**
+   * The view delivered a change of run `name` or one of its children. Once the view shows our
+   * last status patch (or a newer write), the copy of it kept for the plan goes now rather than at
+   * the run's next reconcile: while a burst keeps the queue thousands deep, those copies would
+   * otherwise pile up (one ScriptRun each).
+   */
+  viewChanged(namespace: string, name: string): void {
+    const run = this.#o.view?.scriptRun(namespace, name);
+    if (run) this.#expect.latest(keyOf(run), run);
   }
 
   /** Whether the run was planned from this very input with nothing to do, and is not due. */

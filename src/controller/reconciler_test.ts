@@ -558,7 +558,11 @@ function laggingView(kube: FakeKube) {
       frozen ? structuredClone(frozen.get(`${ns}/${name}`)) : view.scriptRun(ns, name),
     version: (ns, uid) => versionOf(lagging, ns, uid),
   };
-  return { view: lagging, freeze: () => frozen = structuredClone(kube.runs) };
+  return {
+    view: lagging,
+    freeze: () => frozen = structuredClone(kube.runs),
+    thaw: () => frozen = undefined,
+  };
 }
 
 Deno.test("Reconciler: a finished run whose outcome the view has not shown yet is not run again when its Job is gone", async () => {
@@ -632,6 +636,30 @@ Deno.test("Reconciler: the plan sees every own status patch the view has not sho
   assertEquals(result?.result, "success");
   assertEquals(kube.runs.get("ns/demo")!.status!.phase, "Succeeded");
   assertEquals(kube.calls.filter((c) => c.startsWith("POST jobs")).length, 1);
+});
+
+Deno.test("Reconciler: our status patch is kept apart only until the view shows it, not until the run's next reconcile", async () => {
+  const kube = new FakeKube();
+  const lag = laggingView(kube);
+  const { log } = recordingLogger();
+  const reconciler = new Reconciler({
+    kube,
+    scripts: scripts(),
+    log,
+    namespaces: [NS],
+    view: lag.view,
+  });
+  kube.addRun(scriptRun());
+  lag.freeze();
+  await reconciler.reconcileKey(NS, "demo");
+  assertEquals(kube.runs.get("ns/demo")!.status!.reason, "JobPending");
+  // The view has not shown the patch: a change of a child keeps the copy.
+  reconciler.viewChanged(NS, "demo");
+  assertEquals(reconciler.stateSizes().statusCopies, 1);
+  // The view catches up: the copy goes with the change that shows it, before any reconcile.
+  lag.thaw();
+  reconciler.viewChanged(NS, "demo");
+  assertEquals(reconciler.stateSizes().statusCopies, 0);
 });
 
 Deno.test("Reconciler: a status patch refused with 409 again and again is retried later each time", async () => {
@@ -750,7 +778,13 @@ Deno.test("Reconciler: per-run state is pruned for runs gone from a namespace th
   // The runs are deleted: the next cycle (b still forbidden) forgets them.
   kube.runs.clear();
   await reconciler.cycle();
-  assertEquals(reconciler.stateSizes(), { expectations: 0, settled: 0, jobWarnings: 0, busy: 0 });
+  assertEquals(reconciler.stateSizes(), {
+    expectations: 0,
+    statusCopies: 0,
+    settled: 0,
+    jobWarnings: 0,
+    busy: 0,
+  });
 });
 
 Deno.test("Reconciler: a new leadership term does not act on the writes the last term expected", async () => {

@@ -43,6 +43,13 @@ export class Expectations {
     return this.#byRun.size;
   }
 
+  /** Runs whose latest status patch the view has not shown yet (each holds a ScriptRun). */
+  get statusCopies(): number {
+    let n = 0;
+    for (const e of this.#byRun.values()) if (e.written) n++;
+    return n;
+  }
+
   /** Records a create or delete before it is sent (a create that times out may have happened). */
   remember(key: string, action: Action, now: string): void {
     if (action.type === "createConfigMap" || action.type === "createJob") {

@@ -269,9 +269,12 @@ function awaitWarnings(a: Attempt, p: Plan, ctx: RunContext): void {
     ctx.jobWarnings.stopWaiting(a.key);
     return;
   }
+  // The callback holds three strings, not the attempt: thousands of runs wait at once during a
+  // burst, and each attempt holds a ScriptRun and everything observed for it.
   const { namespace, name } = a.fields;
+  const { key } = a;
   const wake = ctx.wake;
-  ctx.jobWarnings.wait(a.key, namespace, p.childName, events, () => wake(namespace, name, a.key));
+  ctx.jobWarnings.wait(key, namespace, p.childName, events, () => wake(namespace, name, key));
 }
 
 /** plan(), then the lookups it asks for (pods, Job events), then plan() again. */

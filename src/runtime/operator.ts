@@ -93,9 +93,10 @@ export async function runOperator(options: {
     });
   // A run whose Job just finished goes ahead of the others: its outcome is what users wait for,
   // and a burst of new runs would otherwise hold it back (5,000 at once: tens of seconds).
-  view?.onChange(({ namespace, name }, { finished }) =>
-    queue!.add(`${namespace}/${name}`, { urgent: finished })
-  );
+  view?.onChange(({ namespace, name }, { finished }) => {
+    reconciler.viewChanged(namespace, name);
+    queue!.add(`${namespace}/${name}`, { urgent: finished });
+  });
   const reconciler: Reconciler = new Reconciler({
     view,
     // The periodic pass: behind any run a change woke.
