@@ -5,6 +5,7 @@
  * @module
  */
 import { CONTAINER_NAME } from "../desired/desired.ts";
+import { internAll } from "./intern.ts";
 import {
   type ConfigMap,
   GROUP,
@@ -22,6 +23,8 @@ import {
 type Raw = any;
 
 const LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration";
+/** One string for every run (a template literal per call would build a new one each time). */
+const RUN_API_VERSION = `${GROUP}/${VERSION}`;
 
 /** Copies the listed keys that are present. Pure. */
 function pick(from: Raw, keys: readonly string[]): Raw {
@@ -77,13 +80,13 @@ export function compactScriptRun(raw: Raw): ScriptRun {
   const annotations = withoutLastApplied(raw.metadata?.annotations);
   if (annotations) metadata.annotations = annotations;
   const run: ScriptRun = {
-    apiVersion: `${GROUP}/${VERSION}`,
+    apiVersion: RUN_API_VERSION,
     kind: KIND,
     metadata,
     spec: raw.spec ?? {},
   };
   if (raw.status) run.status = raw.status;
-  return run;
+  return internAll(run);
 }
 
 /** A Job's metadata and status, without its spec (the pod template). Pure. */
@@ -99,12 +102,12 @@ export function compactJob(raw: Raw): Job {
     "conditions",
   ]);
   if (Object.keys(status).length > 0) job.status = status as Job["status"];
-  return job;
+  return internAll(job);
 }
 
 /** A ConfigMap's metadata (from a full object or a PartialObjectMetadata). Pure. */
 export function compactConfigMap(raw: Raw): ConfigMap {
-  return { apiVersion: "v1", kind: "ConfigMap", metadata: childMeta(raw) };
+  return internAll({ apiVersion: "v1", kind: "ConfigMap", metadata: childMeta(raw) });
 }
 
 /** A pod as the API server sends it, as far as {@linkcode podSummary} reads it. */

@@ -9,6 +9,7 @@
  * @module
  */
 import { compactConfigMap, compactJob, compactScriptRun, podSummary } from "../api/compact.ts";
+import { internAll } from "../api/intern.ts";
 import { jobOutcome } from "../desired/job_status.ts";
 import {
   type ConfigMap,
@@ -106,13 +107,13 @@ export const KINDS: KindSpec[] = [
 /** A pod as a {@linkcode WatchedPod}. Pure. */
 export function compactPod(raw: Raw): WatchedPod {
   const m = raw.metadata ?? {};
-  return {
+  return internAll({
     ...podSummary(raw),
     namespace: m.namespace ?? "",
     uid: m.uid ?? "",
     resourceVersion: m.resourceVersion ?? "",
     runUid: m.labels?.[LABELS.scriptRunUid] ?? "",
-  };
+  });
 }
 
 /** Namespace, name and resourceVersion of a kept object, whatever its kind. Pure. */
