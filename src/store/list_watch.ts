@@ -167,11 +167,15 @@ export async function listStream(
       items?: Raw[];
     };
     if (signal.aborted) return;
+    const held = ctx.store.objects(stream.spec.kind);
     for (const item of page.items ?? []) {
-      const obj = stream.spec.compact(item);
-      const m = metaOf(obj);
-      seen.add(`${m.namespace}/${m.name}`);
-      ctx.store.upsert(stream.spec.kind, obj);
+      const key = `${item.metadata?.namespace ?? ""}/${item.metadata?.name}`;
+      seen.add(key);
+      // Unchanged since the last LIST or event (a re-LIST of a quiet cluster is all such): the
+      // object is not compacted again only to be dropped.
+      const old = held.get(key);
+      if (old && metaOf(old).resourceVersion === item.metadata?.resourceVersion) continue;
+      ctx.store.upsert(stream.spec.kind, stream.spec.compact(item));
     }
     cont = page.metadata?.continue || undefined;
     rv = page.metadata?.resourceVersion ?? rv;
