@@ -46,7 +46,7 @@ export interface WatchedViewOptions {
   observeEvent?: (kind: string, type: string) => void;
   /** Items per LIST page (default 500). */
   pageSize?: number;
-  /** Re-LIST everything this often as a safety net (default 10 minutes). */
+  /** Re-LIST everything this often as a safety net (default {@linkcode RESYNC_MS}). */
   resyncMs?: number;
   /** Server-side watch timeout (default 5 minutes, capped by the time to the next resync). */
   watchTimeoutSeconds?: number;
@@ -77,6 +77,14 @@ export interface FailingStream {
   error: string;
   failingForMs: number;
 }
+
+/**
+ * How often every stream LISTs again: a safety net only. A watch resumed from its resourceVersion
+ * misses nothing (or gets 410 and lists again), so this guards against what should not happen; at
+ * 10,000 runs each re-LIST parses 40,000 objects, about 1.5 s of CPU, which every 10 minutes was a
+ * third of the operator's CPU at rest.
+ */
+export const RESYNC_MS = 30 * 60_000;
 
 /** While a stream waits after a failure without an answer, the server is probed this often. */
 const PROBE_MS = 1_000;
@@ -116,7 +124,7 @@ export class WatchedView {
       observe: options.observe ?? (() => {}),
       observeEvent: options.observeEvent ?? (() => {}),
       pageSize: options.pageSize ?? 500,
-      resyncMs: options.resyncMs ?? 10 * 60_000,
+      resyncMs: options.resyncMs ?? RESYNC_MS,
       watchTimeoutSeconds: options.watchTimeoutSeconds ?? 300,
       watchIdleMs: options.watchIdleMs ?? TIMEOUTS.watchIdleMs,
       listTimeoutMs: options.listTimeoutMs ?? TIMEOUTS.requestMs,
