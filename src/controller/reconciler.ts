@@ -31,7 +31,7 @@ import {
 } from "../reconcile/observe.ts";
 import { reconcileRun, type RunContext } from "../reconcile/run.ts";
 import type { RunResult } from "../reconcile/result.ts";
-import { Reads, SETTLED_MS, SettledRuns } from "../reconcile/settled.ts";
+import { type Lookup, Reads, settledFor, SettledRuns } from "../reconcile/settled.ts";
 import type { Phase, Script, ScriptRun, ScriptRunStatus } from "../types.ts";
 
 export type { RunView } from "../reconcile/observe.ts";
@@ -67,8 +67,10 @@ export interface ReconcilerOptions {
   /** Backoff of a status patch refused with 409 (default: 200 ms doubling to 10 s, jittered). */
   conflictBackoff?: Backoff;
   now?: () => Date;
-  /** Monotonic milliseconds, for how long reads are reused (default: performance.now). */
+  /** Monotonic milliseconds, for how long reads and settled marks last (default: performance.now). */
   monotonic?: () => number;
+  /** In [0, 1): spreads when settled runs are planned again (default: Math.random). */
+  random?: () => number;
   observer?: ReconcileObserver;
   /** When aborted, ScriptRuns not yet started in this cycle are left for later. */
   signal?: AbortSignal;
@@ -110,11 +112,15 @@ const CONFLICT_BACKOFF = { baseMs: 200, maxMs: 10_000 };
 
 /** Reconciles ScriptRuns: all of them per `cycle()`, or one per `reconcileKey()`. */
 export class Reconciler {
-  #o: Required<Omit<ReconcilerOptions, "observer" | "view" | "schedule" | "monotonic">> & {
-    observer: ReconcileObserver;
-    view?: RunView;
-    schedule?: (namespace: string, name: string) => void;
-  };
+  #o:
+    & Required<
+      Omit<ReconcilerOptions, "observer" | "view" | "schedule" | "monotonic" | "random">
+    >
+    & {
+      observer: ReconcileObserver;
+      view?: RunView;
+      schedule?: (namespace: string, name: string) => void;
+    };
   // Every per-run state below is keyed by runKey(namespace, uid) and pruned by cycle() when the
   // run is gone from a namespace it could list.
   /** Runs being reconciled: one reconcile per run at a time. */
@@ -131,6 +137,8 @@ export class Reconciler {
   #term = 0;
   /** What each run's reconcile is handed. */
   #run: RunContext;
+  #clock: () => number;
+  #random: () => number;
 
   /** See ReconcilerOptions. */
   constructor(options: ReconcilerOptions) {
@@ -148,6 +156,8 @@ export class Reconciler {
       ...options,
     };
     this.#conflicts = this.#o.conflictBackoff;
+    this.#clock = options.monotonic ?? (() => performance.now());
+    this.#random = options.random ?? Math.random;
     this.#jobWarnings = new JobWarnings(
       (namespace) => this.#o.kube.listJobWarnings(namespace),
       options.monotonic,
@@ -257,8 +267,9 @@ export class Reconciler {
         }
         result.scriptRuns += scope.runs.length;
         listed.add(namespace);
-        for (const run of scope.runs) alive.add(keyOf(run));
-        if (view && this.#o.schedule) this.#schedulePass(view, scope.runs, phases);
+        const keys = scope.runs.map(keyOf);
+        for (const key of keys) alive.add(key);
+        if (view && this.#o.schedule) this.#schedulePass(view, scope.runs, keys, phases);
         else await this.#reconcileScope(scope, namespace, { result, phases, stop });
       }
     } finally {
@@ -305,12 +316,19 @@ export class Reconciler {
    * queue. Settled runs are left out here rather than skipped by the queue, so 1,000 of them do
    * not queue ahead of a run that a change just woke.
    */
-  #schedulePass(view: RunView, runs: ScriptRun[], phases: Record<Phase, number>): void {
-    const now = performance.now();
-    for (const run of runs) {
+  #schedulePass(
+    view: RunView,
+    runs: ScriptRun[],
+    keys: string[],
+    phases: Record<Phase, number>,
+  ): void {
+    const now = this.#clock();
+    const lookups = new Map<string, Lookup>();
+    for (let i = 0; i < runs.length; i++) {
+      const run = runs[i];
       const phase = run.status?.phase;
       if (phase) phases[phase]++;
-      if (this.#isSettled(view, run, now)) continue;
+      if (this.#isSettled(view, run, now, keys[i], lookups)) continue;
       this.#o.schedule?.(run.metadata.namespace ?? "", run.metadata.name);
     }
   }
@@ -371,10 +389,10 @@ export class Reconciler {
     if (!run) return undefined;
     // Settled: planned from exactly this input with nothing to do, and no time-bound step due.
     // The same input gives the same plan, so it is not planned again (the view's re-LIST every
-    // 10 minutes and SETTLED_MS bound how long this is trusted).
+    // 30 minutes and settledFor() bound how long this is trusted).
     const key = keyOf(run);
-    const now = performance.now();
-    if (this.#isSettled(view, run, now)) {
+    const now = this.#clock();
+    if (this.#isSettled(view, run, now, key)) {
       return { result: "success", writes: 0, phase: run.status?.phase };
     }
     this.#settled.delete(key);
@@ -385,7 +403,8 @@ export class Reconciler {
     if (
       result.result === "success" && result.writes === 0 && !this.#o.dryRun && term === this.#term
     ) {
-      const until = now + Math.min(result.retryAfterMs ?? SETTLED_MS, SETTLED_MS);
+      const most = settledFor(result.phase, this.#random());
+      const until = now + Math.min(result.retryAfterMs ?? most, most);
       this.#settled.set(key, { version: planned, reads: [...reads.seen], until });
     }
     return result;
@@ -403,12 +422,21 @@ export class Reconciler {
   }
 
   /** Whether the run was planned from this very input with nothing to do, and is not due. */
-  #isSettled(view: RunView, run: ScriptRun, now: number): boolean {
+  #isSettled(
+    view: RunView,
+    run: ScriptRun,
+    now: number,
+    key: string,
+    lookups?: Map<string, Lookup>,
+  ): boolean {
+    if (this.#expect.pending(key)) return false;
     const namespace = run.metadata.namespace ?? "";
-    const key = keyOf(run);
-    const current = view.version(namespace, run.metadata.uid ?? "");
-    return !this.#expect.pending(key) &&
-      this.#settled.has(key, current, viewLookup(view, namespace), now);
+    let lookup = lookups?.get(namespace);
+    if (!lookup) {
+      lookup = viewLookup(view, namespace);
+      lookups?.set(namespace, lookup);
+    }
+    return this.#settled.has(key, view.version(namespace, run.metadata.uid ?? ""), lookup, now);
   }
 
   /** One reconcile per run at a time: a cycle and a wake-up never plan the same run at once. */

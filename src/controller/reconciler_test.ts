@@ -7,6 +7,7 @@ import { NotLeaderError } from "../api/client.ts";
 import { Reconciler, type ReconcilerOptions, type RunView } from "./reconciler.ts";
 import { job, script, scriptRun, scripts } from "../../tests/fakes/fixtures.ts";
 import { type Job, LABELS, type ScriptRun } from "../types.ts";
+import { settledFor } from "../reconcile/settled.ts";
 
 const NS = "ns";
 
@@ -454,6 +455,40 @@ Deno.test("Reconciler: from the view, a run planned with nothing to do is not pl
   job.metadata.resourceVersion = "9999";
   await reconciler.reconcileKey(NS, "demo");
   assertEquals(kube.runs.get("ns/demo")!.status!.reason, "JobRunning");
+});
+
+Deno.test("Reconciler: a settled finished run is planned again after 30 minutes (spread), not 5", async () => {
+  let clock = 0;
+  let plans = 0;
+  const { kube, reconciler } = viewSetup({
+    monotonic: () => clock,
+    random: () => 0.5,
+    observer: { reconciled: () => plans++ },
+  });
+  const run = kube.addRun(scriptRun());
+  const name = nameOf(run);
+  const startTime = new Date().toISOString();
+  await reconciler.reconcileKey(NS, "demo");
+  progress(kube, name, completed(startTime));
+  await reconciler.reconcileKey(NS, "demo");
+  assertEquals(kube.runs.get("ns/demo")!.status!.phase, "Succeeded");
+  // The first quiet reconcile settles it; from then on it is not planned...
+  await reconciler.reconcileKey(NS, "demo");
+  const planned = plans;
+  clock = 29 * 60_000;
+  await reconciler.reconcileKey(NS, "demo");
+  assertEquals(plans, planned, "planned again within 30 minutes");
+  // ...until 30 minutes and its share of the spread (20% × 0.5) have passed.
+  clock = 34 * 60_000;
+  await reconciler.reconcileKey(NS, "demo");
+  assertEquals(plans, planned + 1, "not planned again after 33 minutes");
+});
+
+Deno.test("settledFor: 5 minutes for a run that has not finished, 30 for a finished one, each up to 20% more", () => {
+  assertEquals(settledFor("Running", 0), 5 * 60_000);
+  assertEquals(settledFor(undefined, 0.5), 5.5 * 60_000);
+  assertEquals(settledFor("Succeeded", 0), 30 * 60_000);
+  assertEquals(settledFor("Failed", 0.999), Math.round(30 * 60_000 * 1.1998));
 });
 
 Deno.test("Reconciler: the periodic pass over the view queues only runs that are not settled", async () => {

@@ -14,6 +14,23 @@
 /** A settled run is planned again after this, whatever its version says. */
 export const SETTLED_MS = 5 * 60_000;
 
+/**
+ * The same for a finished run (Succeeded or Failed). Its plan reads only its children, its pods
+ * and the clock (the TTL, whose due time ends the mark sooner), all of which wake it: the re-plan
+ * is a safety net only. Finished runs pile up (one per deploy per app), and re-planning 10,000 of
+ * them every 5 minutes cost more than everything else the operator does at rest.
+ */
+export const SETTLED_FINISHED_MS = 30 * 60_000;
+
+/** Each mark lasts up to this fraction longer, so runs settled together are not due together. */
+export const SETTLED_JITTER = 0.2;
+
+/** How long a mark lasts at most: by phase, spread by `random` (in [0, 1)). Pure. */
+export function settledFor(phase: string | undefined, random: number): number {
+  const base = phase === "Succeeded" || phase === "Failed" ? SETTLED_FINISHED_MS : SETTLED_MS;
+  return Math.round(base * (1 + SETTLED_JITTER * random));
+}
+
 /** Answers a lookup the plan makes, named like `job/NAME` (undefined: nothing there). */
 export type Lookup = (what: string) => string | undefined;
 

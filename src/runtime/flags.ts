@@ -15,7 +15,7 @@ export class UsageError extends Error {
 type FlagKind = "boolean" | "string" | "list";
 
 /** Every flag: its kind, and its value when not given. */
-const FLAGS = {
+export const FLAGS = {
   kubeconfig: { kind: "string" },
   context: { kind: "string" },
   namespace: { kind: "list" },
