@@ -10,10 +10,14 @@
  *   `SETTLED_FINISHED_MS` and up to `SETTLED_JITTER` more: on average half of that more);
  * - **re-LIST**: every kind listed again with nothing changed (every `resyncMs`).
  *
- * The last column adds them up as CPU seconds per minute at rest. `deno task bench` measures the
+ * The CPU column adds them up as CPU seconds per minute at rest. The last two say what stays live
+ * per run (after a full GC): in the view (its four kinds), and in the reconciler once every run
+ * has been planned (settled marks and the like); and how far a re-LIST grows the heap above that
+ * (pages of JSON and their parsed objects, until collected: it adds to the process's peak). `deno task bench` measures the
  * real process; this says which part of it is what.
  *
- * `deno run -A bench/steady_cpu.ts [--sizes=1000,10000] [--page-size=500] [--cpu-profile=DIR]`
+ * `deno run -A bench/steady_cpu.ts [--sizes=1000,10000] [--page-size=N] [--cpu-profile=DIR]`
+ * (`--page-size`: items per LIST page, default the view's)
  * (`--cpu-profile`: one V8 CPU profile per part and size, for `bench/profile.ts summary`)
  * @module
  */
@@ -24,7 +28,7 @@ import { script, scriptRun, scripts } from "../tests/fakes/fixtures.ts";
 import { Reconciler } from "../src/controller/reconciler.ts";
 import { ViewStore } from "../src/store/store.ts";
 import { KINDS } from "../src/store/kinds.ts";
-import { RESYNC_MS } from "../src/store/view.ts";
+import { PAGE_SIZE, RESYNC_MS } from "../src/store/view.ts";
 import { type Cursor, listStream } from "../src/store/list_watch.ts";
 import { SETTLED_FINISHED_MS, SETTLED_JITTER } from "../src/reconcile/settled.ts";
 import type { RunView } from "../src/reconcile/observe.ts";
@@ -194,6 +198,8 @@ async function child(n: number, pageSize: number, profileDir?: string): Promise<
   const store = new ViewStore(log);
   const byKind = { ScriptRun: runs, Job: jobs, ConfigMap: configMaps, Pod: pods };
   const byPath = new Map(KINDS.map((k) => [k.path(""), byKind[k.kind]]));
+  const transport = pagedTransport(byPath);
+  let heapHigh = 0;
   const ctx = {
     log,
     observe: () => {},
@@ -203,7 +209,11 @@ async function child(n: number, pageSize: number, profileDir?: string): Promise<
     watchTimeoutSeconds: 300,
     watchIdleMs: 90_000,
     listTimeoutMs: 60_000,
-    fetch: pagedTransport(byPath),
+    fetch: (url: string) => {
+      // The heap's high-water mark while listing, read as each page is asked for.
+      heapHigh = Math.max(heapHigh, Deno.memoryUsage().heapTotal);
+      return transport(url);
+    },
     store,
     answered: () => {},
   };
@@ -217,7 +227,13 @@ async function child(n: number, pageSize: number, profileDir?: string): Promise<
   const listAll = async () => {
     for (const c of cursors) await listStream(c, ctx, signal);
   };
+  const heap = () => {
+    (globalThis as { gc?: () => void }).gc?.();
+    return Deno.memoryUsage().heapUsed;
+  };
+  const heap0 = heap();
   await listAll();
+  const viewBytes = (heap() - heap0) / n;
   const view: RunView = {
     synced: () => true,
     scriptRuns: (ns) => store.scriptRuns(ns),
@@ -241,6 +257,7 @@ async function child(n: number, pageSize: number, profileDir?: string): Promise<
     for (const r of runs) await reconciler.reconcileKey(NS, r.metadata.name);
   });
   const replanMs = cpuMs(c0) / n;
+  const reconcilerBytes = (heap() - heap0) / n - viewBytes;
   const writes = kube.writes().length;
   if (writes > 0) throw new Error(`finished runs were written to: ${kube.writes().slice(0, 3)}`);
   // Passes over settled runs (the median of 9).
@@ -259,14 +276,32 @@ async function child(n: number, pageSize: number, profileDir?: string): Promise<
     relists.push(cpuMs(c0));
   }
   const relistMs = relists.sort((a, b) => a - b)[1];
+  // How far one more re-LIST grows the heap above what stays live: what a page's JSON and its
+  // parsed objects cost until collected.
+  const settledHeap = (heap(), Deno.memoryUsage().heapTotal);
+  heapHigh = settledHeap;
+  await listAll();
+  const relistHeapBytes = Math.max(heapHigh, Deno.memoryUsage().heapTotal) - settledHeap;
   const perMinute = (passMs * 60_000 / INTERVAL_MS + replanMs * n * 60_000 / REPLAN_MS +
     relistMs * 60_000 / RESYNC_MS) / 1000;
-  console.log(JSON.stringify({ n, pageSize, passMs, replanMs, relistMs, perMinute }));
+  console.log(
+    JSON.stringify({
+      n,
+      pageSize,
+      passMs,
+      replanMs,
+      relistMs,
+      perMinute,
+      viewBytes,
+      reconcilerBytes,
+      relistHeapBytes,
+    }),
+  );
 }
 
 const args = flagValues(Deno.args);
 if (args.child) {
-  await child(Number(args.child), Number(args["page-size"] ?? 500), args["cpu-profile"]);
+  await child(Number(args.child), Number(args["page-size"] ?? PAGE_SIZE), args["cpu-profile"]);
   Deno.exit(0);
 }
 const sizes = (args.sizes ?? "1000,10000").split(",").map(Number);
@@ -275,18 +310,21 @@ console.log(`steady CPU at rest, in one process (deno run ${flags.join(" ")})`);
 console.log(
   `| runs | pass, ms (every ${INTERVAL_MS / 1000} s) | re-plan, µs (each run every ${
     (REPLAN_MS / 60_000).toFixed(0)
-  } min on average) | re-LIST, ms (every ${RESYNC_MS / 60_000} min) | CPU s/min |`,
+  } min on average) | re-LIST, ms (every ${
+    RESYNC_MS / 60_000
+  } min) | CPU s/min | view, KiB per run | reconciler, KiB per run | heap growth in a re-LIST, MiB |`,
 );
-console.log("| ---: | ---: | ---: | ---: | ---: |");
+console.log("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
 for (const n of sizes) {
   const out = await new Deno.Command(Deno.execPath(), {
     args: [
       "run",
       "-A",
-      ...flags.filter((f) => f.startsWith("--v8-flags")),
+      // The start task's V8 flags, and gc() to read what stays live.
+      ...flags.filter((f) => f.startsWith("--v8-flags")).map((f) => `${f},--expose-gc`),
       new URL(import.meta.url).pathname,
       `--child=${n}`,
-      `--page-size=${args["page-size"] ?? 500}`,
+      `--page-size=${args["page-size"] ?? PAGE_SIZE}`,
       ...(args["cpu-profile"] ? [`--cpu-profile=${args["cpu-profile"]}`] : []),
     ],
     stderr: "inherit",
@@ -296,6 +334,8 @@ for (const n of sizes) {
   console.log(
     `| ${n} | ${r.passMs.toFixed(1)} | ${(r.replanMs * 1000).toFixed(0)} | ${
       r.relistMs.toFixed(0)
-    } | ${r.perMinute.toFixed(2)} |`,
+    } | ${r.perMinute.toFixed(2)} | ${(r.viewBytes / 1024).toFixed(1)} | ${
+      (r.reconcilerBytes / 1024).toFixed(1)
+    } | ${(r.relistHeapBytes / 2 ** 20).toFixed(0)} |`,
   );
 }
