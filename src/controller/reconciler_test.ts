@@ -600,7 +600,8 @@ function laggingView(kube: FakeKube) {
   };
 }
 
-Deno.test("Reconciler: a finished run whose outcome the view has not shown yet is not run again when its Job is gone", async () => {
+/** A reconciler over the recording fake seen through laggingView(). */
+function lagSetup() {
   const kube = new FakeKube();
   const lag = laggingView(kube);
   const { log } = recordingLogger();
@@ -611,6 +612,11 @@ Deno.test("Reconciler: a finished run whose outcome the view has not shown yet i
     namespaces: [NS],
     view: lag.view,
   });
+  return { kube, lag, reconciler };
+}
+
+Deno.test("Reconciler: a finished run whose outcome the view has not shown yet is not run again when its Job is gone", async () => {
+  const { kube, lag, reconciler } = lagSetup();
   const run = kube.addRun(scriptRun());
   const name = nameOf(run);
   // Another leader ran it: the view saw the run while it was Running...
@@ -639,16 +645,7 @@ Deno.test("Reconciler: a finished run whose outcome the view has not shown yet i
 });
 
 Deno.test("Reconciler: the plan sees every own status patch the view has not shown yet, not only the last one", async () => {
-  const kube = new FakeKube();
-  const lag = laggingView(kube);
-  const { log } = recordingLogger();
-  const reconciler = new Reconciler({
-    kube,
-    scripts: scripts(),
-    log,
-    namespaces: [NS],
-    view: lag.view,
-  });
+  const { kube, lag, reconciler } = lagSetup();
   const run = kube.addRun(scriptRun());
   const name = nameOf(run);
   // The ScriptRun stream stalls; the Job stream goes on.
@@ -674,16 +671,7 @@ Deno.test("Reconciler: the plan sees every own status patch the view has not sho
 });
 
 Deno.test("Reconciler: our status patch is kept apart only until the view shows it, not until the run's next reconcile", async () => {
-  const kube = new FakeKube();
-  const lag = laggingView(kube);
-  const { log } = recordingLogger();
-  const reconciler = new Reconciler({
-    kube,
-    scripts: scripts(),
-    log,
-    namespaces: [NS],
-    view: lag.view,
-  });
+  const { kube, lag, reconciler } = lagSetup();
   kube.addRun(scriptRun());
   lag.freeze();
   await reconciler.reconcileKey(NS, "demo");
